@@ -1,0 +1,38 @@
+#!/bin/sh
+# Runs the whole suite: C core, unit and sandbox integration specs on Lua 5.4
+# and LuaJIT, then the nginx (OpenResty-style) integration specs.
+# Prints "N passed, N failed" as its last line; exits non-zero on any failure.
+# Usage: scripts/test.sh [busted args...]   (e.g. --tags=core)
+set -u
+cd "$(dirname "$0")/.."
+
+SUMMARY=$(mktemp "${TMPDIR:-/tmp}/ugen-summary.XXXXXX")
+trap 'rm -f "$SUMMARY"' EXIT INT TERM
+export UGEN_SUMMARY_FILE="$SUMMARY"
+rc=0
+
+BUSTED=$(command -v busted)
+SPECS=${UGEN_SPECS:-"spec/core spec/unit spec/integration"}
+
+run_suite() {
+  label=$1; interp=$2; shift 2
+  before=$(wc -l < "$SUMMARY")
+  echo "== $label: $interp busted $*"
+  # shellcheck disable=SC2086
+  if ! UGEN_SUITE_LABEL=$label "$interp" "$BUSTED" -o spec/support/summary.lua "$@"; then rc=1; fi
+  after=$(wc -l < "$SUMMARY")
+  # A runner that died before its summary (crash, signal) is one failure.
+  if [ "$before" -eq "$after" ]; then echo "$label 0 1 0" >> "$SUMMARY"; rc=1; fi
+}
+
+# shellcheck disable=SC2086
+run_suite lua5.4 lua5.4 "$@" $SPECS
+# shellcheck disable=SC2086
+run_suite luajit luajit "$@" $SPECS
+if [ -d spec/nginx ] && [ -z "${UGEN_SPECS:-}" ]; then
+  run_suite nginx luajit "$@" spec/nginx
+fi
+
+awk '{ p += $2; f += $3; s += $4 } END {
+  printf "%d passed, %d failed", p, f; if (s > 0) printf ", %d skipped", s; printf "\n" }' "$SUMMARY"
+[ "$rc" -eq 0 ] && ! awk '$3 > 0 { bad = 1 } END { exit !bad }' "$SUMMARY"
