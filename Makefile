@@ -29,7 +29,7 @@ HDRS := $(wildcard csrc/*.h)
 # Outputs side by side: build/<lua>/ugen/core.so
 TARGETS := build/5.4/ugen/core.so build/luajit/ugen/core.so build/5.1/ugen/core.so
 
-.PHONY: all deps build test check asan valgrind cppcheck luacheck demo sandbox sandbox-stop \
+.PHONY: all deps build test check asan valgrind cppcheck strict luacheck demo sandbox sandbox-stop \
         soak bench fuzz clean rock
 
 all: build
@@ -56,9 +56,17 @@ test: deps
 	@$(MAKE) --no-print-directory build
 	@sh scripts/test.sh
 
-# Sanitizers, valgrind, cppcheck, luacheck. See scripts/check.sh.
+# Strict compiles, ASan+UBSan and valgrind runs of spec/core + spec/unit,
+# cppcheck, luacheck; non-zero on any finding. See scripts/check.sh.
+# Single steps: make asan | valgrind | cppcheck | strict; suites: CHECK_SPECS=...
+CHECK_SPECS ?= spec/core spec/unit
+
 check: deps
-	@sh scripts/check.sh
+	@$(MAKE) --no-print-directory build
+	@UGEN_CHECK_SPECS="$(CHECK_SPECS)" sh scripts/check.sh
+
+asan valgrind cppcheck strict:
+	@UGEN_CHECK_SPECS="$(CHECK_SPECS)" sh scripts/check.sh $@
 
 luacheck:
 	@luacheck -q lua spec sandbox examples bench bin/ugen

@@ -1,0 +1,57 @@
+/*
+ * ugen.h -- internal header of the private C core `ugen.core`.
+ * Includes, visibility, class names and the cross-file prototypes.
+ * Every function not listed here is static to its file.
+ */
+#ifndef UGEN_H
+#define UGEN_H
+
+#include <stddef.h>
+
+#include "ugen_compat.h"
+
+#if defined(_WIN32)
+#define UGEN_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define UGEN_API __attribute__((visibility("default")))
+#else
+#define UGEN_API
+#endif
+
+#define UGEN_VERSION "0.1.0"
+
+/* metatable (class) names, also used in error messages and tostring */
+#define UGEN_ENGINE_CLASS "ugen.engine"
+#define UGEN_TRANSFER_CLASS "ugen.transfer"
+
+UGEN_API int luaopen_ugen_core(lua_State *L);
+
+/* ugen_hmac.c: hmac_sha256, consteq, random_bytes, hex */
+void ugen_hmac_register(lua_State *L);
+/* lowercase hex of n bytes into out (2n bytes, not terminated) */
+void ugen_hmac_tohex(const unsigned char *in, size_t n, char *out);
+
+/* ugen_time.c: now, time, sleep */
+void ugen_time_register(lua_State *L);
+double ugen_time_monotonic(void);
+
+/* ugen_err.c: error values. Each pushes nil and an err table, returns 2. */
+int ugen_err_push_openssl(lua_State *L, const char *what);
+/* pushes a fresh err table {kind=kind, message=msg} (one value) */
+void ugen_err_new(lua_State *L, const char *kind, const char *msg);
+/* err table for a finished curl transfer: kind from code, message from
+ * curl_easy_strerror(code) and errbuf (may be NULL or empty) */
+void ugen_err_new_curl(lua_State *L, CURLcode code, const char *errbuf);
+const char *ugen_err_curl_kind(CURLcode code);
+
+/* ugen_engine.c: engine and transfer classes, core.engine */
+void ugen_engine_register(lua_State *L);
+
+/* ugen_mime.c: builds a curl_mime from the Lua parts list at idx for easy.
+ * Raises on wrong types (programmer errors); on a runtime failure (file not
+ * readable, libcurl error) returns a CURLcode and writes a message into
+ * errbuf (CURL_ERROR_SIZE bytes). *out is set as soon as the mime handle
+ * exists, so the caller owns it even when this function raises. */
+CURLcode ugen_mime_build(lua_State *L, int idx, CURL *easy, curl_mime **out, char *errbuf);
+
+#endif /* UGEN_H */

@@ -1,0 +1,54 @@
+/*
+ * ugen_core.c -- luaopen_ugen_core: one-time library initialisation,
+ * version fields and registration of every part of the private core.
+ * Safe to run more than once per process and per state (busted's
+ * insulation, hosts that reload modules): curl_global_init runs once,
+ * metatables are reused.
+ */
+#include <openssl/crypto.h>
+
+#include "ugen.h"
+
+/* Define UGEN_NO_CURL_GLOBAL_INIT when the host initialises libcurl itself
+ * (curl_global_init is not thread-safe in every libcurl build). */
+#ifndef UGEN_NO_CURL_GLOBAL_INIT
+static int ugen_core_curl_ready = 0;
+#endif
+
+static int ugen_core_global_init(lua_State *L)
+{
+#ifndef UGEN_NO_CURL_GLOBAL_INIT
+  if (!ugen_core_curl_ready) {
+    CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK)
+      return luaL_error(L, "ugen.core: curl_global_init failed: %s", curl_easy_strerror(rc));
+    ugen_core_curl_ready = 1;
+  }
+#else
+  (void)L;
+#endif
+  return 0;
+}
+
+UGEN_API int luaopen_ugen_core(lua_State *L)
+{
+  const curl_version_info_data *cv;
+
+  ugen_core_global_init(L);
+  cv = curl_version_info(CURLVERSION_NOW);
+
+  lua_newtable(L);
+  lua_pushliteral(L, UGEN_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  lua_pushstring(L, cv != NULL && cv->version != NULL ? cv->version : LIBCURL_VERSION);
+  lua_setfield(L, -2, "curl_version");
+  lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
+  lua_setfield(L, -2, "openssl_version");
+  lua_pushstring(L, cv != NULL && cv->ssl_version != NULL ? cv->ssl_version : "");
+  lua_setfield(L, -2, "curl_ssl_version");
+
+  ugen_hmac_register(L);
+  ugen_time_register(L);
+  ugen_engine_register(L);
+  return 1;
+}

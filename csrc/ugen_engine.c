@@ -1,0 +1,1428 @@
+/*
+ * ugen_engine.c -- the libcurl engine: one multi handle and one share handle
+ * (DNS cache, TLS sessions, PSL) per engine, a pool of easy handles reused
+ * with curl_easy_reset, and transfers.
+ *
+ * Ownership and lifetime
+ * - An engine's user value is its "anchors" table: [lightuserdata(t)] = t
+ *   for every transfer that is in flight or finished but not yet returned by
+ *   e:run. The engine keeps those transfers alive.
+ * - A transfer's user value is a table with a preallocated array part:
+ *   [1] its engine, [2] on_progress, [3] the value raised by on_progress,
+ *   [4] the pinned request body, [5] the pinned output path, [6]/[7] the
+ *   cached result. A transfer keeps its engine alive. The cycle only goes
+ *   through user values, so an unreachable engine with transfers in flight
+ *   is collected; both finalizers tolerate either order.
+ * - C-side, the engine links every transfer that holds an easy handle or
+ *   waits to be reported (lists `active` and `done`); transfers point back
+ *   with `engine`, cleared when the engine closes or the link ends.
+ *
+ * Callbacks never raise: body and header bytes go into buffers allocated
+ * with the state's allocator (lua_getallocf); only the progress callback
+ * enters Lua, under lua_pcall, on the thread that called e:run/e:request.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ugen.h"
+
+#define UGEN_POOL_MAX 32
+#define UGEN_DEFAULT_CONNECT_TIMEOUT 10.0
+#define UGEN_DEFAULT_TIMEOUT 60.0
+#define UGEN_MAX_REDIRS 5L
+#define UGEN_MSG_SIZE 256
+
+/* transfer user-value slots */
+#define UV_ENGINE 1
+#define UV_PROGRESS 2
+#define UV_CAUSE 3
+#define UV_BODY 4
+#define UV_OUTPUT 5
+#define UV_RES 6
+#define UV_ERR 7
+#define UV_SLOTS 8
+
+enum ugen_state { T_NEW, T_RUNNING, T_DONE, T_CLOSED };
+
+/* why a transfer failed besides (or instead of) its curl code */
+enum ugen_fail {
+  F_NONE,
+  F_TOO_LARGE,
+  F_ABORTED,
+  F_CALLBACK,
+  F_IO,
+  F_NOMEM,
+  F_ENGINE_CLOSED,
+  F_SETUP
+};
+
+enum ugen_out { OUT_UNDECIDED, OUT_FILE, OUT_MEMORY };
+
+typedef struct ugen_buf {
+  char *p;
+  size_t len, cap;
+} ugen_buf;
+
+struct ugen_engine;
+
+typedef struct ugen_transfer {
+  struct ugen_engine *engine; /* NULL once detached */
+  struct ugen_transfer *prev, *next;
+  CURL *easy;
+  struct curl_slist *headers;
+  curl_mime *mime;
+  int state, fail, sync, anchored, in_multi, has_progress, out_mode;
+  CURLcode code;
+  int fd;                 /* output file, -1 when none is open */
+  const char *out_path;   /* pinned in UV_OUTPUT */
+  curl_off_t resume_from; /* -1: none */
+  curl_off_t max_body;    /* -1: unlimited */
+  curl_off_t size;        /* body bytes received */
+  curl_off_t dltotal, dlnow, ultotal, ulnow;
+  /* captured when the transfer finished */
+  long status, http_version;
+  int sent;
+  curl_off_t t_namelookup, t_connect, t_appconnect, t_pretransfer, t_starttransfer, t_total,
+      t_redirect;
+  ugen_buf body, hdrs, url;
+  size_t nheaders;
+  char errbuf[CURL_ERROR_SIZE];
+  char msg[UGEN_MSG_SIZE];
+} ugen_transfer;
+
+typedef struct ugen_engine {
+  CURLM *multi;
+  CURLSH *share;
+  CURL *pool[UGEN_POOL_MAX];
+  int npool;
+  ugen_transfer *active; /* transfers holding an easy handle */
+  ugen_transfer *done;   /* finished, not yet returned by e:run */
+  ugen_transfer *done_tail;
+  int inflight;   /* transfers in the multi handle */
+  int closed, busy;
+  lua_State *L;   /* thread inside e:run/e:request, else NULL */
+  int anchors;    /* stack index of the anchors table on L */
+  lua_Alloc allocf;
+  void *allocud;
+} ugen_engine;
+
+/* ---- memory through the Lua allocator (never raises) ------------------ */
+
+static int ugen_engine_buf_reserve(ugen_engine *e, ugen_buf *b, size_t extra)
+{
+  size_t need, cap;
+  char *p;
+
+  if (extra > ((size_t)-1) - b->len - 1)
+    return 0;
+  need = b->len + extra + 1;
+  if (need <= b->cap)
+    return 1;
+  cap = b->cap ? b->cap : 256;
+  while (cap < need)
+    cap = (cap > ((size_t)-1) / 2) ? need : cap * 2;
+  p = (char *)e->allocf(e->allocud, b->p, b->p ? b->cap : 0, cap);
+  if (p == NULL)
+    return 0;
+  b->p = p;
+  b->cap = cap;
+  return 1;
+}
+
+static int ugen_engine_buf_add(ugen_engine *e, ugen_buf *b, const char *s, size_t n)
+{
+  if (!ugen_engine_buf_reserve(e, b, n))
+    return 0;
+  if (n > 0)
+    memcpy(b->p + b->len, s, n);
+  b->len += n;
+  return 1;
+}
+
+static void ugen_engine_buf_free(lua_Alloc allocf, void *ud, ugen_buf *b)
+{
+  if (b->p != NULL)
+    (void)allocf(ud, b->p, b->cap, 0);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ceil for 0 <= x <= 1e15 without libm */
+static double ugen_engine_ceil(double x)
+{
+  double r = (double)(long long)x;
+  return r < x ? r + 1.0 : r;
+}
+
+static int ugen_engine_is_integer(double d)
+{
+  return d >= 0 && d <= 9.0e15 && (double)(long long)d == d;
+}
+
+/* ---- lists ------------------------------------------------------------ */
+
+static void ugen_engine_link_active(ugen_engine *e, ugen_transfer *t)
+{
+  t->prev = NULL;
+  t->next = e->active;
+  if (e->active != NULL)
+    e->active->prev = t;
+  e->active = t;
+}
+
+/* unlinks t from whichever list holds it (state tells which) */
+static void ugen_engine_unlink(ugen_engine *e, ugen_transfer *t, int from_done)
+{
+  if (t->prev != NULL)
+    t->prev->next = t->next;
+  else if (from_done)
+    e->done = t->next;
+  else
+    e->active = t->next;
+  if (t->next != NULL)
+    t->next->prev = t->prev;
+  else if (from_done)
+    e->done_tail = t->prev;
+  t->prev = t->next = NULL;
+}
+
+static void ugen_engine_push_done(ugen_engine *e, ugen_transfer *t)
+{
+  t->next = NULL;
+  t->prev = e->done_tail;
+  if (e->done_tail != NULL)
+    e->done_tail->next = t;
+  else
+    e->done = t;
+  e->done_tail = t;
+}
+
+/* ---- easy-handle pool -------------------------------------------------- */
+
+static CURL *ugen_engine_acquire(ugen_engine *e)
+{
+  CURL *easy;
+
+  if (e->npool > 0) {
+    easy = e->pool[--e->npool];
+    curl_easy_reset(easy);
+    return easy;
+  }
+  return curl_easy_init();
+}
+
+static void ugen_engine_release(ugen_engine *e, CURL *easy)
+{
+  if (e != NULL && !e->closed && e->npool < UGEN_POOL_MAX)
+    e->pool[e->npool++] = easy;
+  else
+    curl_easy_cleanup(easy);
+}
+
+/* ---- transfer helpers ------------------------------------------------- */
+
+static void ugen_transfer_close_fd(ugen_transfer *t)
+{
+  if (t->fd >= 0) {
+    (void)close(t->fd);
+    t->fd = -1;
+  }
+}
+
+/* t->msg = "what: path[: detail]" */
+static void ugen_transfer_set_msg(ugen_transfer *t, int fail, const char *what, const char *path,
+                                  const char *detail)
+{
+  if (t->fail == F_NONE || t->fail == F_SETUP)
+    t->fail = fail;
+  if (detail != NULL)
+    (void)snprintf(t->msg, sizeof t->msg, "%s: %s: %s", what, path, detail);
+  else
+    (void)snprintf(t->msg, sizeof t->msg, "%s: %s", what, path);
+}
+
+/* Opens the output file: truncated, or positioned at resume_from (the file
+ * must already hold at least that many bytes; longer files are cut). */
+static int ugen_transfer_open_output(ugen_transfer *t)
+{
+  int flags = O_WRONLY | O_CREAT;
+  int fd;
+
+  if (t->resume_from < 0)
+    flags |= O_TRUNC;
+#ifdef O_CLOEXEC
+  flags |= O_CLOEXEC;
+#endif
+  fd = open(t->out_path, flags, 0666);
+  if (fd < 0) {
+    ugen_transfer_set_msg(t, F_IO, "cannot open output file", t->out_path, strerror(errno));
+    return 0;
+  }
+  if (t->resume_from >= 0) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (curl_off_t)st.st_size < t->resume_from) {
+      (void)close(fd);
+      ugen_transfer_set_msg(t, F_IO, "output file is shorter than resume_from", t->out_path,
+                            NULL);
+      return 0;
+    }
+    if (ftruncate(fd, (off_t)t->resume_from) != 0 ||
+        lseek(fd, (off_t)t->resume_from, SEEK_SET) == (off_t)-1) {
+      ugen_transfer_set_msg(t, F_IO, "cannot position output file", t->out_path,
+                            strerror(errno));
+      (void)close(fd);
+      return 0;
+    }
+  }
+  t->fd = fd;
+  return 1;
+}
+
+/* ---- libcurl callbacks (never raise) ---------------------------------- */
+
+static size_t ugen_engine_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+  ugen_transfer *t = (ugen_transfer *)ud;
+  size_t n = size * nmemb;
+
+  if (t->out_path != NULL && t->out_mode == OUT_UNDECIDED) {
+    long code = 0;
+    /* only a 2xx body goes to the file; an error body stays in memory */
+    if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code >= 200 &&
+        code < 300) {
+      if (!ugen_transfer_open_output(t))
+        return 0;
+      t->out_mode = OUT_FILE;
+    } else {
+      t->out_mode = OUT_MEMORY;
+    }
+  }
+  if (t->out_mode == OUT_FILE) {
+    size_t off = 0;
+    while (off < n) {
+      ssize_t w = write(t->fd, ptr + off, n - off);
+      if (w < 0) {
+        if (errno == EINTR)
+          continue;
+        ugen_transfer_set_msg(t, F_IO, "cannot write output file", t->out_path,
+                              strerror(errno));
+        return 0;
+      }
+      off += (size_t)w;
+    }
+    t->size += (curl_off_t)n;
+    return n;
+  }
+  if (t->max_body >= 0 && (curl_off_t)(t->body.len + n) > t->max_body) {
+    t->fail = F_TOO_LARGE;
+    return 0;
+  }
+  if (t->engine == NULL || !ugen_engine_buf_add(t->engine, &t->body, ptr, n)) {
+    t->fail = F_NOMEM;
+    return 0;
+  }
+  t->size += (curl_off_t)n;
+  return n;
+}
+
+static int ugen_engine_is_space(char c)
+{
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Header lines go into t->hdrs as "name\0value\0" records; a status line
+ * starts a new response (100-continue, redirects, auth) and clears them. */
+static size_t ugen_engine_header_cb(char *buf, size_t size, size_t nitems, void *ud)
+{
+  ugen_transfer *t = (ugen_transfer *)ud;
+  ugen_engine *e = t->engine;
+  size_t total = size * nitems, len = total, i, colon, vs;
+
+  if (e == NULL) {
+    t->fail = F_NOMEM;
+    return 0;
+  }
+  while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n'))
+    len--;
+  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+    t->hdrs.len = 0;
+    t->nheaders = 0;
+    return total;
+  }
+  if (len == 0)
+    return total;
+  if (buf[0] == ' ' || buf[0] == '\t') { /* obsolete line folding */
+    if (t->nheaders == 0)
+      return total;
+    for (vs = 0; vs < len && ugen_engine_is_space(buf[vs]); vs++)
+      ;
+    t->hdrs.len--; /* drop the value's terminator */
+    if (!ugen_engine_buf_add(e, &t->hdrs, " ", 1) ||
+        !ugen_engine_buf_add(e, &t->hdrs, buf + vs, len - vs) ||
+        !ugen_engine_buf_add(e, &t->hdrs, "", 1)) {
+      t->fail = F_NOMEM;
+      return 0;
+    }
+    return total;
+  }
+  for (colon = 0; colon < len && buf[colon] != ':'; colon++)
+    ;
+  if (colon == len || colon == 0)
+    return total; /* not a header line */
+  if (!ugen_engine_buf_reserve(e, &t->hdrs, len + 2)) {
+    t->fail = F_NOMEM;
+    return 0;
+  }
+  {
+    size_t nl = colon;
+    char *dst = t->hdrs.p + t->hdrs.len;
+    while (nl > 0 && ugen_engine_is_space(buf[nl - 1]))
+      nl--;
+    for (i = 0; i < nl; i++) {
+      char c = buf[i];
+      dst[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+    }
+    dst[nl] = '\0';
+    for (vs = colon + 1; vs < len && ugen_engine_is_space(buf[vs]); vs++)
+      ;
+    while (len > vs && ugen_engine_is_space(buf[len - 1]))
+      len--;
+    memcpy(dst + nl + 1, buf + vs, len - vs);
+    dst[nl + 1 + (len - vs)] = '\0';
+    t->hdrs.len += nl + 1 + (len - vs) + 1;
+    t->nheaders++;
+  }
+  return total;
+}
+
+static int ugen_engine_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+                                   curl_off_t ultotal, curl_off_t ulnow)
+{
+  ugen_transfer *t = (ugen_transfer *)ud;
+  ugen_engine *e = t->engine;
+  lua_State *L;
+  int top, status, abort_ = 0;
+
+  t->dltotal = dltotal;
+  t->dlnow = dlnow;
+  t->ultotal = ultotal;
+  t->ulnow = ulnow;
+  if (!t->has_progress || e == NULL || e->L == NULL)
+    return 0;
+  L = e->L;
+  if (!lua_checkstack(L, 8))
+    return 0;
+  top = lua_gettop(L);
+  ugen_rawgetp(L, e->anchors, t);     /* top+1: transfer */
+  if (lua_type(L, -1) != LUA_TUSERDATA) {
+    lua_settop(L, top);
+    return 0;
+  }
+  ugen_getuservalue(L, -1);           /* top+2: its user value */
+  lua_rawgeti(L, -1, UV_PROGRESS);    /* top+3: on_progress */
+  lua_pushnumber(L, (lua_Number)dltotal);
+  lua_pushnumber(L, (lua_Number)dlnow);
+  lua_pushnumber(L, (lua_Number)ultotal);
+  lua_pushnumber(L, (lua_Number)ulnow);
+  status = lua_pcall(L, 4, 1, 0);
+  if (status != LUA_OK) {
+    /* slot UV_CAUSE lies in the preallocated array part: no allocation */
+    lua_rawseti(L, top + 2, UV_CAUSE);
+    t->fail = F_CALLBACK;
+    abort_ = 1;
+  } else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+    t->fail = F_ABORTED;
+    abort_ = 1;
+  }
+  lua_settop(L, top);
+  return abort_;
+}
+
+/* ---- finishing -------------------------------------------------------- */
+
+static curl_off_t ugen_engine_info_time(CURL *easy, CURLINFO info)
+{
+  curl_off_t v = 0;
+  if (curl_easy_getinfo(easy, info, &v) != CURLE_OK)
+    v = 0;
+  return v;
+}
+
+/* Copies everything result() needs out of the easy handle. */
+static void ugen_engine_capture(ugen_transfer *t)
+{
+  CURL *easy = t->easy;
+  long status = 0, version = 0, reqsize = 0, hdrsize = 0;
+  char *url = NULL;
+
+  if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+    status = 0;
+  if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK)
+    version = 0;
+  if (curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &reqsize) != CURLE_OK)
+    reqsize = 0;
+  if (curl_easy_getinfo(easy, CURLINFO_HEADER_SIZE, &hdrsize) != CURLE_OK)
+    hdrsize = 0;
+  t->status = status;
+  t->http_version = version;
+  t->sent = reqsize > 0 || hdrsize > 0 || status > 0 || t->ulnow > 0;
+  t->t_namelookup = ugen_engine_info_time(easy, CURLINFO_NAMELOOKUP_TIME_T);
+  t->t_connect = ugen_engine_info_time(easy, CURLINFO_CONNECT_TIME_T);
+  t->t_appconnect = ugen_engine_info_time(easy, CURLINFO_APPCONNECT_TIME_T);
+  t->t_pretransfer = ugen_engine_info_time(easy, CURLINFO_PRETRANSFER_TIME_T);
+  t->t_starttransfer = ugen_engine_info_time(easy, CURLINFO_STARTTRANSFER_TIME_T);
+  t->t_total = ugen_engine_info_time(easy, CURLINFO_TOTAL_TIME_T);
+  t->t_redirect = ugen_engine_info_time(easy, CURLINFO_REDIRECT_TIME_T);
+  t->url.len = 0;
+  if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url != NULL &&
+      t->engine != NULL)
+    (void)ugen_engine_buf_add(t->engine, &t->url, url, strlen(url));
+}
+
+/* Gives the easy handle back and frees what libcurl no longer needs. */
+static void ugen_engine_drop_easy(ugen_engine *e, ugen_transfer *t)
+{
+  if (t->in_multi) {
+    (void)curl_multi_remove_handle(e->multi, t->easy);
+    t->in_multi = 0;
+    e->inflight--;
+  }
+  /* the mime handle unbinds itself from the easy handle: free it first */
+  if (t->mime != NULL) {
+    curl_mime_free(t->mime);
+    t->mime = NULL;
+  }
+  if (t->easy != NULL) {
+    ugen_engine_release(e, t->easy);
+    t->easy = NULL;
+  }
+  if (t->headers != NULL) {
+    curl_slist_free_all(t->headers);
+    t->headers = NULL;
+  }
+}
+
+static void ugen_engine_finish(ugen_engine *e, ugen_transfer *t, CURLcode code)
+{
+  t->code = code;
+  ugen_engine_capture(t);
+  if (code == CURLE_OK && t->fail == F_NONE && t->out_path != NULL && t->status >= 200 &&
+      t->status < 300 && t->out_mode == OUT_UNDECIDED) {
+    /* empty 2xx body: the output file still has to exist */
+    if (ugen_transfer_open_output(t))
+      t->out_mode = OUT_FILE;
+  }
+  if (t->fd >= 0 && close(t->fd) != 0 && t->fail == F_NONE) {
+    t->fd = -1;
+    ugen_transfer_set_msg(t, F_IO, "cannot write output file", t->out_path,
+                          strerror(errno));
+  }
+  t->fd = -1;
+  ugen_engine_drop_easy(e, t);
+  ugen_engine_unlink(e, t, 0);
+  t->state = T_DONE;
+  if (!t->sync)
+    ugen_engine_push_done(e, t);
+}
+
+/* Reads every completion message. Returns how many transfers finished. */
+static int ugen_engine_collect(ugen_engine *e)
+{
+  CURLMsg *m;
+  int left, n = 0;
+
+  while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
+    char *priv = NULL;
+    if (m->msg != CURLMSG_DONE)
+      continue;
+    if (curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv) != CURLE_OK || priv == NULL)
+      continue;
+    ugen_engine_finish(e, (ugen_transfer *)(void *)priv, m->data.result);
+    n++;
+  }
+  return n;
+}
+
+/* ---- results ---------------------------------------------------------- */
+
+static void ugen_engine_set_time(lua_State *L, const char *k, curl_off_t us)
+{
+  lua_pushnumber(L, (lua_Number)us / 1e6);
+  lua_setfield(L, -2, k);
+}
+
+static const char *ugen_engine_version_name(long v)
+{
+  switch (v) {
+  case CURL_HTTP_VERSION_1_0:
+    return "1.0";
+  case CURL_HTTP_VERSION_1_1:
+    return "1.1";
+  case CURL_HTTP_VERSION_2_0:
+    return "2";
+#if UGEN_HAVE_CURL_HTTP3
+  case CURL_HTTP_VERSION_3:
+    return "3";
+#endif
+  default:
+    return NULL;
+  }
+}
+
+static void ugen_engine_push_res(lua_State *L, ugen_transfer *t)
+{
+  const char *ver = ugen_engine_version_name(t->http_version);
+  size_t off = 0, i = 1;
+
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, (lua_Integer)t->status);
+  lua_setfield(L, -2, "status");
+  if (ver != NULL) {
+    lua_pushstring(L, ver);
+    lua_setfield(L, -2, "http_version");
+  }
+  lua_createtable(L, (int)(t->nheaders * 2), 0);
+  while (off < t->hdrs.len) {
+    size_t n = strlen(t->hdrs.p + off);
+    lua_pushlstring(L, t->hdrs.p + off, n);
+    lua_rawseti(L, -2, (int)i++);
+    off += n + 1;
+  }
+  lua_setfield(L, -2, "headers");
+  if (t->out_mode != OUT_FILE) {
+    lua_pushlstring(L, t->body.p != NULL ? t->body.p : "", t->body.len);
+    lua_setfield(L, -2, "body");
+  }
+  lua_pushinteger(L, (lua_Integer)t->size);
+  lua_setfield(L, -2, "size");
+  if (t->url.len > 0) {
+    lua_pushlstring(L, t->url.p, t->url.len);
+    lua_setfield(L, -2, "url");
+  }
+  lua_createtable(L, 0, 7);
+  ugen_engine_set_time(L, "namelookup", t->t_namelookup);
+  ugen_engine_set_time(L, "connect", t->t_connect);
+  ugen_engine_set_time(L, "appconnect", t->t_appconnect);
+  ugen_engine_set_time(L, "pretransfer", t->t_pretransfer);
+  ugen_engine_set_time(L, "starttransfer", t->t_starttransfer);
+  ugen_engine_set_time(L, "total", t->t_total);
+  ugen_engine_set_time(L, "redirect", t->t_redirect);
+  lua_setfield(L, -2, "timing");
+}
+
+/* Pushes `res` or `nil, err` for a finished transfer whose user value
+ * table is at uv; returns the number of values. */
+static int ugen_engine_push_result(lua_State *L, ugen_transfer *t, int uv)
+{
+  int fail = t->fail;
+
+  if (fail == F_NOMEM)
+    return luaL_error(L, "not enough memory for the response");
+  if (fail == F_NONE && t->code == CURLE_FILESIZE_EXCEEDED)
+    fail = F_TOO_LARGE;
+  if (fail == F_NONE && t->code == CURLE_OK) {
+    ugen_engine_push_res(L, t);
+    return 1;
+  }
+  lua_pushnil(L);
+  switch (fail) {
+  case F_TOO_LARGE:
+    ugen_err_new(L, "too_large", "response body exceeds max_body");
+    break;
+  case F_ABORTED:
+    ugen_err_new(L, "aborted", "transfer aborted by on_progress");
+    break;
+  case F_ENGINE_CLOSED:
+    ugen_err_new(L, "aborted", "engine closed");
+    break;
+  case F_IO:
+    ugen_err_new(L, "io", t->msg);
+    break;
+  case F_CALLBACK:
+    lua_rawgeti(L, uv, UV_CAUSE);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      lua_pushfstring(L, "on_progress raised: %s", lua_tostring(L, -1));
+    else
+      lua_pushfstring(L, "on_progress raised a %s value", luaL_typename(L, -1));
+    ugen_err_new(L, "callback", lua_tostring(L, -1));
+    lua_insert(L, -3);
+    lua_pop(L, 1);
+    lua_setfield(L, -2, "cause");
+    break;
+  case F_SETUP:
+    if (t->msg[0] != '\0')
+      ugen_err_new(L, t->code == CURLE_READ_ERROR ? "io" : ugen_err_curl_kind(t->code), t->msg);
+    else
+      ugen_err_new_curl(L, t->code, t->errbuf);
+    break;
+  default:
+    ugen_err_new_curl(L, t->code, t->errbuf);
+    break;
+  }
+  lua_pushinteger(L, (lua_Integer)t->code);
+  lua_setfield(L, -2, "curl_code");
+  lua_pushboolean(L, t->sent);
+  lua_setfield(L, -2, "sent");
+  return 2;
+}
+
+/* ---- transfer class --------------------------------------------------- */
+
+static ugen_transfer *ugen_transfer_get(lua_State *L, int idx)
+{
+  ugen_transfer *t = (ugen_transfer *)luaL_checkudata(L, idx, UGEN_TRANSFER_CLASS);
+  if (t->state == T_CLOSED)
+    luaL_error(L, UGEN_TRANSFER_CLASS ": handle is closed");
+  return t;
+}
+
+/* Removes t from its engine's anchors (engine found through UV_ENGINE).
+ * Never allocates. */
+static void ugen_transfer_unanchor(lua_State *L, int idx, ugen_transfer *t)
+{
+  if (!t->anchored)
+    return;
+  t->anchored = 0;
+  ugen_getuservalue(L, idx);
+  if (lua_istable(L, -1)) {
+    lua_rawgeti(L, -1, UV_ENGINE);
+    if (lua_type(L, -1) == LUA_TUSERDATA) {
+      ugen_getuservalue(L, -1);
+      if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        ugen_rawsetp(L, -2, t);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static void ugen_transfer_free(lua_State *L, ugen_transfer *t)
+{
+  void *ud;
+  lua_Alloc allocf = lua_getallocf(L, &ud);
+
+  ugen_transfer_close_fd(t);
+  if (t->mime != NULL) {
+    curl_mime_free(t->mime);
+    t->mime = NULL;
+  }
+  if (t->headers != NULL) {
+    curl_slist_free_all(t->headers);
+    t->headers = NULL;
+  }
+  ugen_engine_buf_free(allocf, ud, &t->body);
+  ugen_engine_buf_free(allocf, ud, &t->hdrs);
+  ugen_engine_buf_free(allocf, ud, &t->url);
+}
+
+/* t:close() / __gc / __close: cancel if in flight, free; idempotent. */
+static int ugen_transfer_close(lua_State *L)
+{
+  ugen_transfer *t = (ugen_transfer *)luaL_checkudata(L, 1, UGEN_TRANSFER_CLASS);
+  ugen_engine *e = t->engine;
+
+  if (t->state == T_CLOSED)
+    return 0;
+  if (e != NULL) {
+    if (e->busy && t->in_multi)
+      return luaL_error(L, UGEN_TRANSFER_CLASS ": cannot close a transfer from inside a callback");
+    if (t->state == T_DONE) {
+      if (!t->sync)
+        ugen_engine_unlink(e, t, 1);
+    } else {
+      ugen_engine_drop_easy(e, t);
+      ugen_engine_unlink(e, t, 0);
+    }
+    t->engine = NULL;
+  } else if (t->easy != NULL) {
+    curl_easy_cleanup(t->easy);
+    t->easy = NULL;
+  }
+  ugen_transfer_unanchor(L, 1, t);
+  ugen_transfer_free(L, t);
+  t->state = T_CLOSED;
+  return 0;
+}
+
+static int ugen_transfer_done(lua_State *L)
+{
+  ugen_transfer *t = ugen_transfer_get(L, 1);
+  lua_pushboolean(L, t->state == T_DONE);
+  return 1;
+}
+
+static int ugen_transfer_result(lua_State *L)
+{
+  ugen_transfer *t = ugen_transfer_get(L, 1);
+  int uv;
+  void *ud;
+  lua_Alloc allocf;
+
+  if (t->state != T_DONE) {
+    lua_pushnil(L);
+    ugen_err_new(L, "pending", "transfer still running");
+    return 2;
+  }
+  lua_settop(L, 1);
+  ugen_getuservalue(L, 1);
+  uv = 2;
+  lua_rawgeti(L, uv, UV_RES);
+  if (!lua_isnil(L, -1)) { /* cached: res, or false + err */
+    if (lua_toboolean(L, -1))
+      return 1;
+    lua_pushnil(L);
+    lua_rawgeti(L, uv, UV_ERR);
+    return 2;
+  }
+  lua_pop(L, 1);
+  if (ugen_engine_push_result(L, t, uv) == 1) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, uv, UV_RES);
+  } else {
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, uv, UV_RES);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, uv, UV_ERR);
+  }
+  /* the buffers now live in Lua strings */
+  allocf = lua_getallocf(L, &ud);
+  ugen_engine_buf_free(allocf, ud, &t->body);
+  ugen_engine_buf_free(allocf, ud, &t->hdrs);
+  ugen_engine_buf_free(allocf, ud, &t->url);
+  return lua_gettop(L) - 2;
+}
+
+static int ugen_transfer_progress(lua_State *L)
+{
+  ugen_transfer *t = ugen_transfer_get(L, 1);
+  lua_pushinteger(L, (lua_Integer)t->dlnow);
+  lua_pushinteger(L, (lua_Integer)t->dltotal);
+  lua_pushinteger(L, (lua_Integer)t->ulnow);
+  lua_pushinteger(L, (lua_Integer)t->ultotal);
+  return 4;
+}
+
+static int ugen_transfer_tostring(lua_State *L)
+{
+  lua_pushfstring(L, UGEN_TRANSFER_CLASS ": %p", lua_touserdata(L, 1));
+  return 1;
+}
+
+/* ---- request setup ---------------------------------------------------- */
+
+#define UGEN_REQ_ARG 2
+
+static int ugen_engine_field(lua_State *L, int req, const char *k, int type, const char *tname)
+{
+  int ty;
+  lua_getfield(L, req, k);
+  ty = lua_type(L, -1);
+  if (ty == LUA_TNIL)
+    return 0;
+  if (ty != type)
+    luaL_argerror(L, UGEN_REQ_ARG,
+                  lua_pushfstring(L, "req.%s: %s expected, got %s", k, tname, luaL_typename(L, -1)));
+  return 1;
+}
+
+static double ugen_engine_seconds(lua_State *L, int req, const char *k, double dflt)
+{
+  double s = dflt;
+  if (ugen_engine_field(L, req, k, LUA_TNUMBER, "number")) {
+    s = (double)lua_tonumber(L, -1);
+    if (!(s > 0 && s <= 1e7))
+      luaL_argerror(L, UGEN_REQ_ARG, lua_pushfstring(L, "req.%s: must be > 0 seconds", k));
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+static curl_off_t ugen_engine_count(lua_State *L, int req, const char *k)
+{
+  curl_off_t v = -1;
+  if (ugen_engine_field(L, req, k, LUA_TNUMBER, "number")) {
+    double d = (double)lua_tonumber(L, -1);
+    if (!ugen_engine_is_integer(d))
+      luaL_argerror(L, UGEN_REQ_ARG,
+                    lua_pushfstring(L, "req.%s: must be a non-negative integer", k));
+    v = (curl_off_t)d;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static long ugen_engine_ms(double s)
+{
+  double ms = ugen_engine_ceil(s * 1000.0);
+  return ms < 1 ? 1L : (ms > (double)LONG_MAX ? LONG_MAX : (long)ms);
+}
+
+static const char *ugen_engine_string(lua_State *L, int req, const char *k, size_t *len)
+{
+  const char *s = NULL;
+  if (ugen_engine_field(L, req, k, LUA_TSTRING, "string"))
+    s = lua_tolstring(L, -1, len);
+  /* the value stays on the stack (pinned) until the caller's settop */
+  return s;
+}
+
+static int ugen_engine_token(const char *s)
+{
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if (*s == '\0')
+    return 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          strchr(extra, c) != NULL))
+      return 0;
+  }
+  return 1;
+}
+
+#define UGEN_SETOPT(t, opt, val)                                 \
+  do {                                                           \
+    CURLcode rc_ = curl_easy_setopt((t)->easy, (opt), (val));    \
+    if (rc_ != CURLE_OK)                                         \
+      return rc_;                                                \
+  } while (0)
+
+/* Applies req (at index req) to t. Raises on programmer errors; returns a
+ * CURLcode for libcurl/runtime failures. uv: t's user value table. */
+static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t, int req, int uv)
+{
+  size_t len = 0, body_len = 0;
+  const char *url, *method, *body, *s;
+  int has_mime, follow = 0;
+  double connect_timeout, timeout, low_speed;
+
+  /* read and check every field before touching the handle */
+  url = ugen_engine_string(L, req, "url", &len);
+  if (url == NULL)
+    luaL_argerror(L, UGEN_REQ_ARG, "req.url: string expected, got nil");
+  if (strlen(url) != len)
+    luaL_argerror(L, UGEN_REQ_ARG, "req.url: contains a NUL byte");
+  method = ugen_engine_string(L, req, "method", &len);
+  if (method != NULL && (!ugen_engine_token(method) || strlen(method) != len))
+    luaL_argerror(L, UGEN_REQ_ARG, "req.method: not an HTTP method token");
+  if (ugen_engine_field(L, req, "body", LUA_TSTRING, "string")) {
+    body = lua_tolstring(L, -1, &body_len);
+    lua_rawseti(L, uv, UV_BODY); /* pinned for libcurl */
+  } else {
+    body = NULL;
+    lua_pop(L, 1);
+  }
+  has_mime = ugen_engine_field(L, req, "mime", LUA_TTABLE, "table");
+  lua_pop(L, 1);
+  if (has_mime && body != NULL)
+    luaL_argerror(L, UGEN_REQ_ARG, "req.body and req.mime are mutually exclusive");
+  if (method == NULL)
+    method = (body != NULL || has_mime) ? "POST" : "GET";
+  if (strcmp(method, "HEAD") == 0 && (body != NULL || has_mime))
+    luaL_argerror(L, UGEN_REQ_ARG, "req.body: a HEAD request has no body");
+  connect_timeout = ugen_engine_seconds(L, req, "connect_timeout", UGEN_DEFAULT_CONNECT_TIMEOUT);
+  timeout = ugen_engine_seconds(L, req, "timeout", UGEN_DEFAULT_TIMEOUT);
+  low_speed = ugen_engine_seconds(L, req, "low_speed_time", 0.0);
+  t->max_body = ugen_engine_count(L, req, "max_body");
+  t->resume_from = ugen_engine_count(L, req, "resume_from");
+  if (ugen_engine_field(L, req, "output", LUA_TSTRING, "string")) {
+    t->out_path = lua_tolstring(L, -1, &len);
+    if (strlen(t->out_path) != len)
+      luaL_argerror(L, UGEN_REQ_ARG, "req.output: contains a NUL byte");
+    lua_rawseti(L, uv, UV_OUTPUT);
+  } else {
+    lua_pop(L, 1);
+  }
+  if (t->resume_from >= 0 && t->out_path == NULL)
+    luaL_argerror(L, UGEN_REQ_ARG, "req.resume_from needs req.output");
+  if (t->resume_from == 0)
+    t->resume_from = -1;
+  lua_getfield(L, req, "follow");
+  follow = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (ugen_engine_field(L, req, "on_progress", LUA_TFUNCTION, "function")) {
+    lua_rawseti(L, uv, UV_PROGRESS);
+    t->has_progress = 1;
+  } else {
+    lua_pop(L, 1);
+  }
+  /* headers: a list of "Name: value" strings */
+  if (ugen_engine_field(L, req, "headers", LUA_TTABLE, "table")) {
+    int hi, hn = (int)ugen_rawlen(L, -1);
+    for (hi = 1; hi <= hn; hi++) {
+      struct curl_slist *l;
+      size_t hl;
+      const char *h;
+      lua_rawgeti(L, -1, hi);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_argerror(L, UGEN_REQ_ARG,
+                      lua_pushfstring(L, "req.headers[%d]: string expected, got %s", hi,
+                                      luaL_typename(L, -1)));
+      h = lua_tolstring(L, -1, &hl);
+      if (strlen(h) != hl || strchr(h, '\r') != NULL || strchr(h, '\n') != NULL)
+        luaL_argerror(L, UGEN_REQ_ARG,
+                      lua_pushfstring(L, "req.headers[%d]: contains CR, LF or NUL", hi));
+      l = curl_slist_append(t->headers, h); /* copies h */
+      if (l == NULL)
+        luaL_error(L, "not enough memory");
+      t->headers = l;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+
+  /* the handle: everything a pooled handle lost in curl_easy_reset */
+  UGEN_SETOPT(t, CURLOPT_PRIVATE, (void *)t);
+  UGEN_SETOPT(t, CURLOPT_NOSIGNAL, 1L);
+  UGEN_SETOPT(t, CURLOPT_SHARE, e->share);
+  UGEN_SETOPT(t, CURLOPT_ERRORBUFFER, t->errbuf);
+  UGEN_SETOPT(t, CURLOPT_WRITEFUNCTION, ugen_engine_write_cb);
+  UGEN_SETOPT(t, CURLOPT_WRITEDATA, (void *)t);
+  UGEN_SETOPT(t, CURLOPT_HEADERFUNCTION, ugen_engine_header_cb);
+  UGEN_SETOPT(t, CURLOPT_HEADERDATA, (void *)t);
+  UGEN_SETOPT(t, CURLOPT_XFERINFOFUNCTION, ugen_engine_xferinfo_cb);
+  UGEN_SETOPT(t, CURLOPT_XFERINFODATA, (void *)t);
+  UGEN_SETOPT(t, CURLOPT_NOPROGRESS, 0L);
+  UGEN_SETOPT(t, CURLOPT_SSL_VERIFYPEER, 1L);
+  UGEN_SETOPT(t, CURLOPT_SSL_VERIFYHOST, 2L);
+#if UGEN_HAVE_CURL_PROTOCOLS_STR
+  UGEN_SETOPT(t, CURLOPT_PROTOCOLS_STR, "http,https");
+  UGEN_SETOPT(t, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+  UGEN_SETOPT(t, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+  UGEN_SETOPT(t, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  UGEN_SETOPT(t, CURLOPT_ACCEPT_ENCODING, "");
+  UGEN_SETOPT(t, CURLOPT_TCP_KEEPALIVE, 1L);
+  UGEN_SETOPT(t, CURLOPT_URL, url);
+  UGEN_SETOPT(t, CURLOPT_CONNECTTIMEOUT_MS, ugen_engine_ms(connect_timeout));
+  UGEN_SETOPT(t, CURLOPT_TIMEOUT_MS, ugen_engine_ms(timeout));
+  if (low_speed > 0) {
+    UGEN_SETOPT(t, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    UGEN_SETOPT(t, CURLOPT_LOW_SPEED_TIME, (long)ugen_engine_ceil(low_speed));
+  }
+  if ((s = ugen_engine_string(L, req, "cainfo", &len)) != NULL)
+    UGEN_SETOPT(t, CURLOPT_CAINFO, s); /* libcurl copies strings */
+  if ((s = ugen_engine_string(L, req, "capath", &len)) != NULL)
+    UGEN_SETOPT(t, CURLOPT_CAPATH, s);
+  if (follow) {
+    UGEN_SETOPT(t, CURLOPT_FOLLOWLOCATION, 1L);
+    UGEN_SETOPT(t, CURLOPT_MAXREDIRS, UGEN_MAX_REDIRS);
+  }
+  if (t->resume_from > 0)
+    UGEN_SETOPT(t, CURLOPT_RESUME_FROM_LARGE, t->resume_from);
+  if (t->max_body >= 0 && t->out_path == NULL)
+    UGEN_SETOPT(t, CURLOPT_MAXFILESIZE_LARGE, t->max_body);
+  if (t->headers != NULL)
+    UGEN_SETOPT(t, CURLOPT_HTTPHEADER, t->headers);
+
+  /* method and body */
+  if (has_mime) {
+    CURLcode rc;
+    lua_getfield(L, req, "mime");
+    rc = ugen_mime_build(L, lua_gettop(L), t->easy, &t->mime, t->msg);
+    lua_pop(L, 1);
+    if (rc != CURLE_OK)
+      return rc;
+    UGEN_SETOPT(t, CURLOPT_MIMEPOST, t->mime);
+    if (strcmp(method, "POST") != 0)
+      UGEN_SETOPT(t, CURLOPT_CUSTOMREQUEST, method);
+  } else if (strcmp(method, "GET") == 0 && body == NULL) {
+    UGEN_SETOPT(t, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(method, "HEAD") == 0) {
+    UGEN_SETOPT(t, CURLOPT_NOBODY, 1L);
+  } else {
+    if (body == NULL && (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                         strcmp(method, "PATCH") == 0)) {
+      body = ""; /* explicit empty body: Content-Length: 0 */
+      body_len = 0;
+    }
+    if (body != NULL) {
+      UGEN_SETOPT(t, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+      UGEN_SETOPT(t, CURLOPT_POSTFIELDS, body);
+    }
+    if (strcmp(method, "POST") != 0)
+      UGEN_SETOPT(t, CURLOPT_CUSTOMREQUEST, method);
+  }
+  return CURLE_OK;
+}
+
+/* ---- engine class ----------------------------------------------------- */
+
+static ugen_engine *ugen_engine_get(lua_State *L, int idx)
+{
+  ugen_engine *e = (ugen_engine *)luaL_checkudata(L, idx, UGEN_ENGINE_CLASS);
+  if (e->closed)
+    luaL_error(L, UGEN_ENGINE_CLASS ": handle is closed");
+  return e;
+}
+
+static ugen_engine *ugen_engine_get_idle(lua_State *L, int idx)
+{
+  ugen_engine *e = ugen_engine_get(L, idx);
+  if (e->busy)
+    luaL_error(L, UGEN_ENGINE_CLASS ": engine is busy (called from inside one of its callbacks)");
+  return e;
+}
+
+/* Creates a transfer for the request table at index 2 of the engine at
+ * index 1, leaves it on the stack and returns it. Raises on programmer
+ * errors. A runtime setup failure gives a transfer that is already done
+ * (its result is the error). */
+static ugen_transfer *ugen_engine_new_transfer(lua_State *L, ugen_engine *e, int sync)
+{
+  ugen_transfer *t;
+  int tidx, uv;
+  CURLcode rc;
+
+  luaL_checktype(L, UGEN_REQ_ARG, LUA_TTABLE);
+  luaL_checkstack(L, 40, "ugen.engine");
+  t = (ugen_transfer *)ugen_newuserdata(L, sizeof *t);
+  memset(t, 0, sizeof *t);
+  t->fd = -1;
+  t->resume_from = -1;
+  t->max_body = -1;
+  t->state = T_NEW;
+  t->sync = sync;
+  tidx = lua_gettop(L);
+  lua_createtable(L, UV_SLOTS, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, UV_ENGINE);
+  ugen_setuservalue(L, tidx);
+  luaL_getmetatable(L, UGEN_TRANSFER_CLASS);
+  lua_setmetatable(L, tidx);
+
+  t->easy = ugen_engine_acquire(e);
+  if (t->easy == NULL)
+    luaL_error(L, "not enough memory (curl_easy_init)");
+  t->engine = e;
+  ugen_engine_link_active(e, t);
+
+  ugen_getuservalue(L, tidx);
+  uv = lua_gettop(L);
+  rc = ugen_engine_apply(L, e, t, UGEN_REQ_ARG, uv);
+  lua_settop(L, tidx);
+  if (rc == CURLE_OK) {
+    CURLMcode mc = curl_multi_add_handle(e->multi, t->easy);
+    if (mc != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
+      (void)snprintf(t->msg, sizeof t->msg, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+    }
+  }
+  /* anchor: the engine keeps t alive until e:run hands it out */
+  ugen_getuservalue(L, 1);
+  lua_pushvalue(L, tidx);
+  ugen_rawsetp(L, -2, t);
+  lua_pop(L, 1);
+  t->anchored = 1;
+  if (rc != CURLE_OK) {
+    t->code = rc;
+    if (t->fail == F_NONE)
+      t->fail = F_SETUP;
+    ugen_engine_drop_easy(e, t);
+    ugen_engine_unlink(e, t, 0);
+    t->state = T_DONE;
+    if (!sync)
+      ugen_engine_push_done(e, t);
+    return t;
+  }
+  t->in_multi = 1;
+  t->state = T_RUNNING;
+  e->inflight++;
+  return t;
+}
+
+/* e:submit(req) -> transfer */
+static int ugen_engine_submit(lua_State *L)
+{
+  ugen_engine *e = ugen_engine_get_idle(L, 1);
+  (void)ugen_engine_new_transfer(L, e, 0);
+  return 1;
+}
+
+/* Enters a multi call: callbacks may run Lua on L. Pushes the anchors. */
+static void ugen_engine_enter(lua_State *L, ugen_engine *e)
+{
+  ugen_getuservalue(L, 1);
+  e->anchors = lua_gettop(L);
+  e->L = L;
+  e->busy = 1;
+}
+
+static void ugen_engine_leave(lua_State *L, ugen_engine *e)
+{
+  e->L = NULL;
+  e->busy = 0;
+  lua_settop(L, e->anchors - 1);
+  e->anchors = 0;
+}
+
+static int ugen_engine_poll_ms(double timeout)
+{
+  double ms = ugen_engine_ceil(timeout * 1000.0);
+  return ms > (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* e:run([timeout]) -> finished transfers (array), number still running */
+static int ugen_engine_run(lua_State *L)
+{
+  ugen_engine *e = ugen_engine_get_idle(L, 1);
+  lua_Number timeout = luaL_optnumber(L, 2, 0);
+  CURLMcode mc = CURLM_OK;
+  int running, i = 1;
+
+  luaL_argcheck(L, timeout >= 0 && timeout <= 1e7, 2, "must be between 0 and 1e7 seconds");
+  lua_settop(L, 1);
+  ugen_engine_enter(L, e);
+  if (e->inflight > 0) {
+    mc = curl_multi_perform(e->multi, &running);
+    if (mc == CURLM_OK && ugen_engine_collect(e) == 0 && e->done == NULL && timeout > 0 &&
+        e->inflight > 0) {
+      mc = curl_multi_poll(e->multi, NULL, 0, ugen_engine_poll_ms((double)timeout), NULL);
+      if (mc == CURLM_OK)
+        mc = curl_multi_perform(e->multi, &running);
+      if (mc == CURLM_OK)
+        (void)ugen_engine_collect(e);
+    }
+  }
+  ugen_engine_leave(L, e);
+  if (mc != CURLM_OK)
+    return luaL_error(L, UGEN_ENGINE_CLASS ": %s", curl_multi_strerror(mc));
+  lua_newtable(L);
+  ugen_getuservalue(L, 1);
+  while (e->done != NULL) {
+    ugen_transfer *t = e->done;
+    ugen_engine_unlink(e, t, 1);
+    t->engine = NULL;
+    t->anchored = 0;
+    ugen_rawgetp(L, -1, t);
+    lua_rawseti(L, -3, i++);
+    lua_pushnil(L);
+    ugen_rawsetp(L, -2, t);
+  }
+  lua_pop(L, 1);
+  lua_pushinteger(L, e->inflight);
+  return 2;
+}
+
+/* e:request(req) -> res | nil, err  (blocking; drives the other transfers
+ * too; those finishing meanwhile are returned by the next e:run) */
+static int ugen_engine_request(lua_State *L)
+{
+  ugen_engine *e = ugen_engine_get_idle(L, 1);
+  ugen_transfer *t;
+  CURLMcode mc = CURLM_OK;
+  int tidx, n, running;
+
+  lua_settop(L, 2);
+  t = ugen_engine_new_transfer(L, e, 1);
+  tidx = lua_gettop(L);
+  if (t->state != T_DONE) {
+    ugen_engine_enter(L, e);
+    for (;;) {
+      mc = curl_multi_perform(e->multi, &running);
+      if (mc != CURLM_OK)
+        break;
+      (void)ugen_engine_collect(e);
+      if (t->state == T_DONE)
+        break;
+      mc = curl_multi_poll(e->multi, NULL, 0, 1000, NULL);
+      if (mc != CURLM_OK)
+        break;
+    }
+    ugen_engine_leave(L, e);
+  }
+  if (mc != CURLM_OK) {
+    lua_pushcfunction(L, ugen_transfer_close);
+    lua_pushvalue(L, tidx);
+    lua_call(L, 1, 0);
+    return luaL_error(L, UGEN_ENGINE_CLASS ": %s", curl_multi_strerror(mc));
+  }
+  ugen_getuservalue(L, tidx);
+  n = ugen_engine_push_result(L, t, tidx + 1);
+  /* close t now: its easy handle is back in the pool already */
+  t->engine = NULL;
+  ugen_transfer_unanchor(L, tidx, t);
+  ugen_transfer_free(L, t);
+  t->state = T_CLOSED;
+  return n;
+}
+
+static int ugen_engine_running(lua_State *L)
+{
+  ugen_engine *e = ugen_engine_get(L, 1);
+  lua_pushinteger(L, e->inflight);
+  return 1;
+}
+
+/* e:close() / __gc / __close: aborts every transfer; idempotent. */
+static int ugen_engine_close(lua_State *L)
+{
+  ugen_engine *e = (ugen_engine *)luaL_checkudata(L, 1, UGEN_ENGINE_CLASS);
+
+  if (e->closed)
+    return 0;
+  if (e->busy)
+    return luaL_error(L, UGEN_ENGINE_CLASS ": cannot close the engine from inside one of its "
+                         "callbacks");
+  while (e->active != NULL) {
+    ugen_transfer *t = e->active;
+    if (t->in_multi) {
+      ugen_engine_capture(t);
+      t->fail = F_ENGINE_CLOSED;
+      t->code = CURLE_ABORTED_BY_CALLBACK;
+      t->state = T_DONE;
+    }
+    ugen_transfer_close_fd(t);
+    ugen_engine_drop_easy(e, t);
+    ugen_engine_unlink(e, t, 0);
+    t->engine = NULL;
+    t->anchored = 0;
+  }
+  while (e->done != NULL) {
+    ugen_transfer *t = e->done;
+    ugen_engine_unlink(e, t, 1);
+    t->engine = NULL;
+    t->anchored = 0;
+  }
+  e->closed = 1;
+  while (e->npool > 0)
+    curl_easy_cleanup(e->pool[--e->npool]);
+  if (e->multi != NULL) {
+    (void)curl_multi_cleanup(e->multi);
+    e->multi = NULL;
+  }
+  if (e->share != NULL) {
+    (void)curl_share_cleanup(e->share);
+    e->share = NULL;
+  }
+  /* drop the anchors: transfers still referenced elsewhere stay usable */
+  lua_newtable(L);
+  ugen_setuservalue(L, 1);
+  return 0;
+}
+
+static int ugen_engine_tostring(lua_State *L)
+{
+  lua_pushfstring(L, UGEN_ENGINE_CLASS ": %p", lua_touserdata(L, 1));
+  return 1;
+}
+
+static long ugen_engine_opt_long(lua_State *L, int idx, const char *k, long dflt)
+{
+  long v = dflt;
+  lua_getfield(L, idx, k);
+  if (!lua_isnil(L, -1)) {
+    double d;
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      luaL_argerror(L, 1, lua_pushfstring(L, "opts.%s: number expected, got %s", k,
+                                          luaL_typename(L, -1)));
+    d = (double)lua_tonumber(L, -1);
+    if (!ugen_engine_is_integer(d) || d > 1e6)
+      luaL_argerror(L, 1, lua_pushfstring(L, "opts.%s: must be an integer >= 0", k));
+    v = (long)d;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* core.engine([opts]) -> engine */
+static int ugen_engine_new(lua_State *L)
+{
+  ugen_engine *e;
+  long max_host = 64, max_total = 0;
+  int eidx;
+  CURLMcode mc;
+  CURLSHcode sc;
+
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    max_host = ugen_engine_opt_long(L, 1, "max_host_connections", max_host);
+    max_total = ugen_engine_opt_long(L, 1, "max_total_connections", max_total);
+  }
+  e = (ugen_engine *)ugen_newuserdata(L, sizeof *e);
+  memset(e, 0, sizeof *e);
+  eidx = lua_gettop(L);
+  lua_newtable(L);
+  ugen_setuservalue(L, eidx);
+  luaL_getmetatable(L, UGEN_ENGINE_CLASS);
+  lua_setmetatable(L, eidx);
+  e->allocf = lua_getallocf(L, &e->allocud);
+
+  e->multi = curl_multi_init();
+  e->share = curl_share_init();
+  if (e->multi == NULL || e->share == NULL)
+    return luaL_error(L, "not enough memory (curl_multi_init/curl_share_init)");
+  if ((sc = curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS)) != CURLSHE_OK ||
+      (sc = curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)) !=
+          CURLSHE_OK
+#if UGEN_HAVE_CURL_SHARE_PSL
+      || (sc = curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_PSL)) != CURLSHE_OK
+#endif
+  )
+    return luaL_error(L, UGEN_ENGINE_CLASS ": curl_share_setopt: %s", curl_share_strerror(sc));
+  if ((mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host)) != CURLM_OK ||
+      (mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total)) != CURLM_OK)
+    return luaL_error(L, UGEN_ENGINE_CLASS ": curl_multi_setopt: %s", curl_multi_strerror(mc));
+  return 1;
+}
+
+static const luaL_Reg ugen_engine_methods[] = {
+  { "submit", ugen_engine_submit },
+  { "run", ugen_engine_run },
+  { "request", ugen_engine_request },
+  { "running", ugen_engine_running },
+  { "close", ugen_engine_close },
+  { NULL, NULL },
+};
+
+static const luaL_Reg ugen_engine_meta[] = {
+  { "__gc", ugen_engine_close },
+  { "__close", ugen_engine_close },
+  { "__tostring", ugen_engine_tostring },
+  { NULL, NULL },
+};
+
+static const luaL_Reg ugen_transfer_methods[] = {
+  { "done", ugen_transfer_done },
+  { "result", ugen_transfer_result },
+  { "progress", ugen_transfer_progress },
+  { "close", ugen_transfer_close },
+  { NULL, NULL },
+};
+
+static const luaL_Reg ugen_transfer_meta[] = {
+  { "__gc", ugen_transfer_close },
+  { "__close", ugen_transfer_close },
+  { "__tostring", ugen_transfer_tostring },
+  { NULL, NULL },
+};
+
+static void ugen_engine_class(lua_State *L, const char *name, const luaL_Reg *meta,
+                              const luaL_Reg *methods)
+{
+  (void)luaL_newmetatable(L, name); /* reused when it exists already */
+  ugen_setfuncs(L, meta);
+  lua_newtable(L);
+  ugen_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
+void ugen_engine_register(lua_State *L)
+{
+  ugen_engine_class(L, UGEN_ENGINE_CLASS, ugen_engine_meta, ugen_engine_methods);
+  ugen_engine_class(L, UGEN_TRANSFER_CLASS, ugen_transfer_meta, ugen_transfer_methods);
+  lua_pushcfunction(L, ugen_engine_new);
+  lua_setfield(L, -2, "engine");
+}
