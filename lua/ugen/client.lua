@@ -1,0 +1,505 @@
+-- ugen.client: the client object and the one request pipeline.
+--
+-- Every resource method ends in client:_call(endpoint, ...) and every raw call
+-- in client:request(...); both go through client:_send, which owns auth
+-- headers, the idempotency key, JSON encoding, retries with backoff and
+-- Retry-After, response decoding and error mapping. Waiting (backoff sleeps,
+-- transfers) goes through ugen.sched only.
+
+local json = require "ugen.json"
+local errors = require "ugen.errors"
+local retry = require "ugen.retry"
+local sched = require "ugen.sched"
+local headers_mod = require "ugen.headers"
+local transport = require "ugen.transport"
+local validate = require "ugen.validate"
+local crypto = require "ugen.crypto"
+local endpoints = require "ugen.endpoints"
+
+local type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require =
+  type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require
+local string_format, string_gsub, string_match, string_find, string_byte, string_sub, string_upper, string_lower =
+  string.format, string.gsub, string.match, string.find, string.byte, string.sub, string.upper, string.lower
+local concat, sort, math_floor, math_random = table.concat, table.sort, math.floor, math.random
+
+local VERSION = "0.1.0"
+local DEFAULT_BASE_URL = "https://api.u-gen.ai/api/v1"
+
+local _M = { _VERSION = VERSION, DEFAULT_BASE_URL = DEFAULT_BASE_URL }
+local mt = { __index = _M, __name = "ugen.client" }
+
+-- Secrets live outside the client table, so pairs(client), inspectors and
+-- serializers never see them.
+local secrets = setmetatable({}, { __mode = "k" })
+
+---------------------------------------------------------------------------
+-- argument helpers
+
+local function typename(v) return type(v) end
+
+local function argerror(n, fname, msg, level)
+  error(string_format("bad argument #%d to '%s' (%s)", n, fname, msg), level + 1)
+end
+_M.argerror = argerror
+
+local function has_crlf(s) return string_find(s, "[\r\n%z]") ~= nil end
+
+local function check_headers_table(h, what, level)
+  for k, v in pairs(h) do
+    if type(k) ~= "string" or not string_match(k, "^[!#$%%&'*+%-.^_`|~%w]+$") then
+      error(string_format("%s: header name %s is not a valid token", what, tostring(k)), level + 1)
+    end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      error(string_format("%s: header '%s' must be a string (got %s)", what, k, type(v)), level + 1)
+    end
+    if has_crlf(tostring(v)) then
+      error(string_format("%s: header '%s' contains a line break", what, k), level + 1)
+    end
+  end
+end
+
+local CALL_OPTS = {
+  timeout = true, connect_timeout = true, headers = true, idempotency_key = true, max_retries = true,
+}
+
+-- Validate per-call opts (argument #n of fname); raises at the caller's caller.
+local function check_call_opts(opts, n, fname, level)
+  level = level + 1
+  if opts == nil then return end
+  if type(opts) ~= "table" then argerror(n, fname, "table expected, got " .. typename(opts), level) end
+  for k, v in pairs(opts) do
+    if not CALL_OPTS[k] then
+      argerror(n, fname, "unknown option '" .. tostring(k) .. "'", level)
+    end
+    if (k == "timeout" or k == "connect_timeout") and (type(v) ~= "number" or v ~= v or v <= 0) then
+      argerror(n, fname, "opts." .. k .. " must be a positive number", level)
+    elseif k == "max_retries" and (type(v) ~= "number" or v < 0 or v ~= math_floor(v)) then
+      argerror(n, fname, "opts.max_retries must be an integer >= 0", level)
+    elseif k == "idempotency_key" and (type(v) ~= "string" or v == "" or has_crlf(v)) then
+      argerror(n, fname, "opts.idempotency_key must be a non-empty string", level)
+    elseif k == "headers" then
+      if type(v) ~= "table" then argerror(n, fname, "opts.headers must be a table", level) end
+      check_headers_table(v, "bad argument #" .. n .. " to '" .. fname .. "'", level)
+    end
+  end
+end
+_M.check_call_opts = check_call_opts
+
+---------------------------------------------------------------------------
+-- URL building
+
+local function urlencode(s)
+  return (string_gsub(s, "[^%w%-%._~]", function(c) return string_format("%%%02X", string_byte(c)) end))
+end
+_M.urlencode = urlencode
+
+local function scalar_string(v)
+  if type(v) == "number" then
+    if v == math_floor(v) and v > -2^53 and v < 2^53 then return string_format("%d", v) end
+    return string_format("%.17g", v)
+  end
+  if type(v) == "boolean" then return v and "true" or "false" end
+  return tostring(v)
+end
+
+-- {k = v} -> "?a=1&b=x" (sorted keys; arrays repeat the key; nil/null skipped)
+local function build_query(q)
+  if not q then return "" end
+  local keys = {}
+  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
+  if #keys == 0 then return "" end
+  sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if type(v) == "table" then
+      for _, x in ipairs(v) do
+        if x ~= json.null then parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(scalar_string(x)) end
+      end
+    elseif v ~= nil and v ~= json.null then
+      parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(scalar_string(v))
+    end
+  end
+  if #parts == 0 then return "" end
+  return "?" .. concat(parts, "&")
+end
+_M.build_query = build_query
+
+---------------------------------------------------------------------------
+-- construction
+
+local function lua_version()
+  if type(jit) == "table" and jit.version then return jit.version end
+  return _VERSION
+end
+
+local function curl_version()
+  local ok, core = pcall(require, "ugen.core")
+  if ok and type(core) == "table" and core.curl_version then return core.curl_version end
+  return nil
+end
+
+local OPTIONS = {
+  base_url = "string", api_key = "string", jwt = "string", timeout = "positive",
+  connect_timeout = "positive", max_retries = "count", transport = "any", keep_null = "boolean",
+  headers = "table", user_agent = "string", cainfo = "string", capath = "string", rng = "function",
+}
+
+function _M.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then argerror(1, "new", "table expected, got " .. typename(opts), 2) end
+  for k, v in pairs(opts) do
+    local want = OPTIONS[k]
+    if not want then error("ugen.new: unknown option '" .. tostring(k) .. "'", 2) end
+    if want == "positive" then
+      if type(v) ~= "number" or v ~= v or v <= 0 then
+        error("ugen.new: option '" .. k .. "' must be a positive number (got " .. typename(v) .. ")", 2)
+      end
+    elseif want == "count" then
+      if type(v) ~= "number" or v < 0 or v ~= math_floor(v) then
+        error("ugen.new: option '" .. k .. "' must be an integer >= 0", 2)
+      end
+    elseif want ~= "any" and type(v) ~= want then
+      error("ugen.new: option '" .. k .. "' must be a " .. want .. " (got " .. typename(v) .. ")", 2)
+    end
+    if want == "string" and (has_crlf(v) or (v == "" and k ~= "user_agent")) then
+      error("ugen.new: option '" .. k .. "' must be a non-empty string without line breaks", 2)
+    end
+  end
+  if opts.headers then check_headers_table(opts.headers, "ugen.new: option 'headers'", 2) end
+
+  local base = opts.base_url
+  if base == nil then
+    local env = os.getenv("UGEN_BASE_URL")
+    if env and env ~= "" then base = env else base = DEFAULT_BASE_URL end
+  end
+  if not string_match(base, "^[hH][tT][tT][pP][sS]?://[^/]") then
+    error("ugen.new: base_url must be an http:// or https:// URL (got '" .. tostring(base) .. "')", 2)
+  end
+  base = string_gsub(base, "/+$", "")
+
+  local send, tname = transport.resolve(opts.transport, 2)
+
+  local self = {
+    base_url = base,
+    timeout = opts.timeout or 60,
+    connect_timeout = opts.connect_timeout or 5,
+    max_retries = opts.max_retries or 2,
+    keep_null = opts.keep_null == true,
+    transport_name = tname,
+    cainfo = opts.cainfo, capath = opts.capath,
+    default_headers = {},
+    rng = opts.rng or math_random,
+    _send_fn = send,
+  }
+  for k, v in pairs(opts.headers or {}) do self.default_headers[k] = tostring(v) end
+  local cv = curl_version()
+  local ua = string_format("lua-ugen/%s (%s%s)", VERSION, lua_version(), cv and ("; libcurl/" .. cv) or "")
+  if opts.user_agent and opts.user_agent ~= "" then ua = ua .. " " .. opts.user_agent end
+  self.user_agent = ua
+  self.auth = opts.jwt and "jwt" or (opts.api_key and "api_key" or "none")
+  setmetatable(self, mt)
+  secrets[self] = { api_key = opts.api_key, jwt = opts.jwt }
+
+  require("ugen.resources").attach(self)
+  return self
+end
+
+function mt.__tostring(self)
+  local shown = string_gsub(self.base_url, "^(%a[%w+.-]*://)[^/@]*@", "%1<redacted>@")
+  return string_format("ugen.client(base_url=%s, auth=%s, transport=%s)",
+    shown, self.auth, tostring(self.transport_name))
+end
+
+local function secret_list(self, extra)
+  local s = secrets[self] or {}
+  local list = { s.api_key, s.jwt }
+  if extra then for _, v in ipairs(extra) do list[#list + 1] = v end end
+  return list
+end
+
+---------------------------------------------------------------------------
+-- the pipeline
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+
+local function retry_after_of(err, hdrs)
+  local v = hdrs and hdrs["retry-after"]
+  local ra = v and retry.parse_retry_after(v, sched.time())
+  if ra == nil and type(err.details) == "table" then
+    ra = retry.parse_retry_after(err.details.retry_after, sched.time())
+  end
+  return ra
+end
+
+-- Turn one transport answer into result, meta | nil, err.
+local function handle_response(self, res, spec)
+  local status = tonumber(res.status)
+  if not status then
+    return nil, errors.new{ kind = "network", message = "transport returned no HTTP status", retryable = true }
+  end
+  local hdrs = headers_mod.new(res.headers)
+  local request_id = hdrs["x-request-id"]
+  local meta = { status = status, headers = hdrs, request_id = request_id }
+  if status >= 200 and status <= 299 then
+    if spec.output then
+      return { path = spec.output, size = res.size, status = status }, meta
+    end
+    local body = res.body
+    if type(body) ~= "string" or not string_find(body, "%S") then return {}, meta end
+    local v, derr = json.decode(body, self.keep_null)
+    if derr ~= nil then
+      return nil, errors.new{ kind = "decode", status = status, request_id = request_id, retryable = false,
+        message = string_format("HTTP %d response body is not valid JSON (%s)", status, derr) }
+    end
+    if v == nil then v = {} end
+    return v, meta
+  end
+  local err = errors.from_response(status, res.body, request_id, self.keep_null)
+  err.retry_after = retry_after_of(err, hdrs)
+  return nil, err, hdrs
+end
+
+-- "https://Host:443/x" -> "https://host:443"
+local function origin(url)
+  local scheme, host = string_match(url, "^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return nil end
+  scheme, host = scheme:lower(), host:lower():gsub("^.*@", "")
+  if not host:find(":%d+$") then host = host .. (scheme == "https" and ":443" or ":80") end
+  return scheme .. "://" .. host
+end
+_M.origin = origin
+
+-- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
+--          output, idempotent, opts (per-call), secrets (extra strings) }
+function _M._send(self, spec)
+  local opts = spec.opts or {}
+  local hdrs = {
+    ["Accept"] = "application/json",
+    ["User-Agent"] = self.user_agent,
+  }
+  local s = secrets[self] or {}
+  -- An absolute URL (a download) gets credentials only on the API's own origin.
+  local url = spec.url
+  if not url then
+    local q = build_query(spec.query)
+    if q ~= "" and string_find(spec.path, "?", 1, true) then q = "&" .. string_sub(q, 2) end
+    url = self.base_url .. spec.path .. q
+  end
+  local foreign = spec.url ~= nil and origin(spec.url) ~= origin(self.base_url)
+  if foreign then s = {} end
+  if s.jwt then
+    hdrs["Authorization"] = "Bearer " .. s.jwt
+  elseif s.api_key then
+    hdrs["X-API-Key"] = s.api_key
+  end
+  local body
+  if spec.body ~= nil then
+    local eerr
+    body, eerr = json.encode(spec.body)
+    if not body then
+      error(string_format("bad argument #%d to '%s' (cannot encode as JSON: %s)",
+        spec.argn or 1, spec.fname or "request", tostring(eerr)), spec.level or 4)
+    end
+    hdrs["Content-Type"] = "application/json"
+  end
+  -- default, then per-call headers replace same-named ones whatever their case
+  local function put(k, v)
+    local lk = string_lower(k)
+    for name in pairs(hdrs) do
+      if string_lower(name) == lk then hdrs[name] = nil end
+    end
+    hdrs[k] = tostring(v)
+  end
+  for k, v in pairs(self.default_headers) do put(k, v) end
+  if opts.headers then for k, v in pairs(opts.headers) do put(k, v) end end
+
+  local req = {
+    method = spec.method,
+    url = url,
+    headers = hdrs,
+    body = body,
+    mime = spec.mime,
+    output = spec.output,
+    -- redirects are followed only by credential-less downloads (a redirect must
+    -- never carry the API key to another host)
+    follow = (foreign and spec.follow) or nil,
+    timeout = opts.timeout or self.timeout,
+    connect_timeout = opts.connect_timeout or self.connect_timeout,
+    cainfo = self.cainfo,
+    capath = self.capath,
+  }
+  local idempotent = spec.idempotent
+  if idempotent == nil then idempotent = IDEMPOTENT[spec.method] == true end
+  local max_retries = opts.max_retries or self.max_retries
+
+  local attempt = 0
+  while true do
+    local res, terr = self._send_fn(req)
+    local result, meta, err
+    if res then
+      result, meta = handle_response(self, res, spec)
+      if result == nil then err = meta; meta = nil end
+    else
+      err = errors.from_transport(terr)
+    end
+    if err == nil then return result, meta end
+
+    attempt = attempt + 1
+    err.attempts = attempt
+    local can = err.retryable and (idempotent or (res == nil and err.sent == false))
+    local wait
+    if can and attempt <= max_retries then
+      if err.retry_after then
+        if err.retry_after > retry.MAX_RETRY_AFTER then can = false else wait = err.retry_after end
+      else
+        wait = retry.backoff(attempt, self.rng)
+      end
+    else
+      can = false
+    end
+    err.sent = nil
+    if not can then
+      errors.redact(err, secret_list(self, spec.secrets))
+      return nil, err
+    end
+    sched.sleep(wait)
+  end
+end
+
+---------------------------------------------------------------------------
+-- raw requests: client:request(method, path, params, opts)
+
+local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
+
+-- Substitute {name} path parameters (URL-encoded) from params; returns the
+-- path and the set of used names, or nil, name of the missing one.
+local function fill_path(path, params)
+  local used, missing = {}, nil
+  local out = string_gsub(path, "{([%w_]+)}", function(name)
+    local v = params and params[name]
+    if type(v) == "number" then v = scalar_string(v) end
+    if type(v) ~= "string" or v == "" then missing = missing or name; return "" end
+    used[name] = true
+    return urlencode(v)
+  end)
+  if missing then return nil, missing end
+  return out, used
+end
+_M.fill_path = fill_path
+
+local function endpoint_for(method, path)
+  for _, ep in ipairs(endpoints.list) do
+    if ep.method == method and ep.path == path then return ep end
+  end
+  return nil
+end
+
+function _M.request(self, method, path, params, opts)
+  if type(self) ~= "table" or getmetatable(self) ~= mt then
+    error("ugen: call client:request(...) with a colon", 2)
+  end
+  if type(method) ~= "string" or not string_match(method, "^%a+$") then
+    argerror(1, "request", "HTTP method string expected, got " .. typename(method), 2)
+  end
+  if type(path) ~= "string" or string_sub(path, 1, 1) ~= "/" then
+    argerror(2, "request", "path starting with '/' expected, got " .. typename(path), 2)
+  end
+  if params ~= nil and type(params) ~= "table" then
+    argerror(3, "request", "table expected, got " .. typename(params), 2)
+  end
+  check_call_opts(opts, 4, "request", 2)
+  method = string_upper(method)
+  local filled, used = fill_path(path, params)
+  if not filled then
+    argerror(3, "request", "params." .. used .. " is required by the path", 2)
+  end
+  local rest = {}
+  for k, v in pairs(params or {}) do if not used[k] then rest[k] = v end end
+  local spec = { method = method, path = filled, opts = opts, fname = "request", argn = 3, level = 3 }
+  if BODY_METHODS[method] then spec.body = rest else spec.query = rest end
+  local ep = endpoint_for(method, path)
+  local key_field = ep and ep.idempotency
+  if BODY_METHODS[method] and ((opts and opts.idempotency_key) or key_field) then
+    key_field = key_field or "idempotency_key"
+    local body = spec.body or {}
+    if body[key_field] == nil then body[key_field] = (opts and opts.idempotency_key) or crypto.uuid4() end
+    spec.body = body
+    spec.idempotent = true
+  end
+  local result, meta = self:_send(spec)     -- not a tail call: error levels count this frame
+  return result, meta
+end
+
+---------------------------------------------------------------------------
+-- resource calls: client:_call(ep, path_values, params, opts, fname)
+
+local function is_secret_name(name)
+  return type(name) == "string" and string_find(name, "secret$") ~= nil
+end
+
+local function validation_error(fields)
+  local n = #fields
+  return errors.new{
+    kind = "validation", fields = fields, retryable = false,
+    message = n == 1 and "request validation failed (client-side)"
+      or string_format("request validation failed (client-side, %d problems)", n),
+  }
+end
+_M.validation_error = validation_error
+
+-- ep: an endpoints entry; pv: {name = value} path values (already type
+-- checked); params: user table or nil (never modified); opts: checked
+-- per-call opts. extra: {mime = ..., idempotency_key = ...} from special methods.
+function _M._call(self, ep, pv, params, opts, extra)
+  if opts and opts.idempotency_key and not ep.idempotency then
+    -- 1 = _call, 2 = the resource method, 3 = its caller
+    error(string_format("bad argument #%d to '%s' (opts.idempotency_key: the API takes an idempotency key "
+      .. "only on jobs:create)", #ep.path_params + (params ~= nil and 2 or 1), ep.name), 3)
+  end
+  local all = {}
+  for k, v in pairs(params or {}) do all[k] = v end
+  for k, v in pairs(pv or {}) do all[k] = v end
+  local details = validate.check(ep, all, { null = json.null, is_array = json.is_array })
+  details = details or {}
+  for _, name in ipairs(ep.path_params) do
+    if all[name] == "" then
+      details[#details + 1] = { type = "string_too_short", loc = { "path", name },
+        msg = "String should have at least 1 character", input = "", ctx = { min_length = 1 } }
+    end
+  end
+  local extra_secrets = {}
+  for k, v in pairs(all) do
+    if is_secret_name(k) and type(v) == "string" then extra_secrets[#extra_secrets + 1] = v end
+  end
+  if #details > 0 then
+    return nil, errors.redact(validation_error(details), secret_list(self, extra_secrets))
+  end
+
+  local path = fill_path(ep.path, pv)
+  local query, body, form = {}, nil, nil
+  if ep.body == "json" then body = {} end
+  for k, v in pairs(all) do
+    local p = ep.by_param[k]
+    local where = p and p["in"] or (ep.body == "json" and "body") or (ep.body == "multipart" and "form")
+      or "query"
+    if where == "query" then query[k] = v
+    elseif where == "body" then body = body or {}; body[k] = v
+    elseif where == "form" then form = form or {}; form[k] = v
+    end
+  end
+  local spec = {
+    method = ep.method, path = path, query = query, body = body, opts = opts,
+    secrets = extra_secrets, fname = ep.name, argn = #ep.path_params + 1, level = 4,
+  }
+  if extra and extra.mime then spec.mime = extra.mime; spec.body = nil end
+  if extra and extra.output then spec.output = extra.output end
+  if extra and extra.url then spec.url = extra.url end
+  if ep.idempotency and body and body[ep.idempotency] ~= nil then spec.idempotent = true end
+  local result, meta = self:_send(spec)     -- not a tail call: error levels count this frame
+  return result, meta
+end
+
+function _M.is_client(v) return getmetatable(v) == mt end
+
+return _M

@@ -1,0 +1,57 @@
+-- ugen.crypto: the SDK's primitives over the C core (OpenSSL).
+--
+--   crypto.hmac_sha256(key, msg)  -> 64 lowercase hex characters
+--   crypto.consteq(a, b)          -> boolean, time independent of content
+--   crypto.random_bytes(n)        -> n CSPRNG bytes | nil, err
+--   crypto.uuid4()                -> "xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx"
+--   crypto.new_secret()           -> 64 hex characters (32 random bytes)
+
+local sched = require "ugen.sched"
+
+local string_byte, string_char, string_format, string_sub = string.byte, string.char, string.format, string.sub
+
+local _M = { _VERSION = "0.1.0" }
+
+local function core() return sched.core() end
+
+function _M.hmac_sha256(key, msg)
+  return core().hmac_sha256(key, msg)
+end
+
+function _M.consteq(a, b)
+  return core().consteq(a, b)
+end
+
+function _M.random_bytes(n)
+  return core().random_bytes(n)
+end
+
+function _M.hex(s)
+  return core().hex(s)
+end
+
+local function must_random(n)
+  local b, err = core().random_bytes(n)
+  if not b then
+    -- the CSPRNG failing is not something a caller can handle: refuse loudly
+    error("ugen: the OpenSSL random generator failed: " .. tostring(err and err.message or err), 3)
+  end
+  return b
+end
+
+function _M.uuid4()
+  local b = must_random(16)
+  local b7, b9 = string_byte(b, 7), string_byte(b, 9)
+  b = string_sub(b, 1, 6) .. string_char(0x40 + b7 % 16) .. string_sub(b, 8, 8)
+      .. string_char(0x80 + b9 % 64) .. string_sub(b, 10)
+  local h = core().hex(b)
+  return string_format("%s-%s-%s-%s-%s",
+    string_sub(h, 1, 8), string_sub(h, 9, 12), string_sub(h, 13, 16),
+    string_sub(h, 17, 20), string_sub(h, 21, 32))
+end
+
+function _M.new_secret()
+  return core().hex(must_random(32))
+end
+
+return _M

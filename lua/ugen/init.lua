@@ -1,0 +1,26 @@
+-- ugen: the Lua SDK for the U-Gen REST API.
+--
+--   local ugen = require "ugen"
+--   local client = ugen.new{ api_key = os.getenv("UGEN_API_KEY") }
+--   local job, err = client.jobs:create{ product_name = "Mug", product_image_url = url, segment_count = 3 }
+--
+-- Public fields: ugen.new, ugen.null, ugen.array, ugen.webhook, ugen.errors,
+-- ugen.is_error, ugen._VERSION. See README.md.
+
+local client = require "ugen.client"
+local json = require "ugen.json"
+local errors = require "ugen.errors"
+local webhook = require "ugen.webhook"
+
+local _M = {
+  _VERSION = client._VERSION,
+  DEFAULT_BASE_URL = client.DEFAULT_BASE_URL,
+  new = client.new,        -- ugen.new(opts) -> client (raises on bad options)
+  null = json.null,        -- send JSON null; decoded null with keep_null = true
+  array = json.array,      -- ugen.array(t): encode as a JSON array, [] when empty
+  webhook = webhook,       -- verify / sign / headers / new_secret
+  errors = errors,         -- errors.is(err, kind), errors.KINDS
+  is_error = errors.is,    -- ugen.is_error(err[, kind])
+}
+
+return _M

@@ -1,0 +1,130 @@
+-- ugen.json: the SDK's only JSON codec.
+--
+-- One private `cjson.safe.new()` instance, so the host's global cjson settings
+-- (and other libraries' instances) are never read or changed, and ours cannot
+-- be changed by them.
+--
+--   json.null          sentinel for JSON null when sending (== ugen.null)
+--   json.array(t)      mark t so it encodes as a JSON array, `[]` when empty
+--   json.is_array(t)   true when t was marked by json.array
+--   json.encode(v)     -> string | nil, message
+--   json.decode(s[, keep_null]) -> value | nil, message
+--                      JSON null becomes nil (object members disappear, array
+--                      elements become holes) unless keep_null is true, in
+--                      which case it stays json.null.
+
+local cjson = require("cjson.safe").new()
+
+local type, pairs, next, setmetatable, getmetatable = type, pairs, next, setmetatable, getmetatable
+
+local tostring, math_random, string_format, string_gsub = tostring, math.random, string.format, string.gsub
+
+local _M = { _VERSION = "0.1.0" }
+
+cjson.encode_sparse_array(true)           -- {1, nil, 3} -> [1,null,3]; never raise on holes
+cjson.encode_max_depth(128)
+cjson.decode_max_depth(128)
+cjson.encode_invalid_numbers(false)        -- NaN/inf are an encode error, not invalid JSON
+
+_M.null = cjson.null
+
+local array_mt = { __name = "ugen.array" }
+
+function _M.array(t)
+  if t == nil then t = {} end
+  if type(t) ~= "table" then
+    error("bad argument #1 to 'array' (table expected, got " .. type(t) .. ")", 2)
+  end
+  local mt = getmetatable(t)
+  if mt ~= nil and mt ~= array_mt then
+    error("bad argument #1 to 'array' (table already has a metatable)", 2)
+  end
+  return setmetatable(t, array_mt)
+end
+
+function _M.is_array(t)
+  return type(t) == "table" and getmetatable(t) == array_mt
+end
+
+-- cjson 2.1.0 (Debian's) has no empty-array support, so an empty marked array
+-- is replaced by a per-process random token string, and the token's quoted
+-- form is swapped for [] in the output. A user string can only collide by
+-- being exactly that 32-hex-digit token.
+local EMPTY_TOKEN
+do
+  local parts = { "ugenEmptyArray" }   -- alphanumeric only: used as a gsub pattern
+  for i = 2, 9 do parts[i] = string_format("%04x", math_random(0, 0xffff)) end
+  EMPTY_TOKEN = table.concat(parts)
+end
+local QUOTED_EMPTY = '"' .. EMPTY_TOKEN .. '"'
+
+-- Copy v, replacing empty marked arrays by the token. Returns v itself when
+-- nothing needs changing (the common case: no allocation).
+local function prepare(v, depth)
+  if type(v) ~= "table" or depth > 128 then return v, false end
+  if getmetatable(v) == array_mt and next(v) == nil then return EMPTY_TOKEN, true end
+  local copy, changed = nil, false
+  for k, x in pairs(v) do
+    local nx, c = prepare(x, depth + 1)
+    if c then
+      if not copy then
+        copy = {}
+        for k2, x2 in pairs(v) do copy[k2] = x2 end
+      end
+      copy[k] = nx
+      changed = true
+    end
+  end
+  if changed then return copy, true end
+  return v, false
+end
+
+function _M.encode(v)
+  local prepared, changed = prepare(v, 0)
+  local s, err = cjson.encode(prepared)
+  if not s then return nil, err end
+  if changed then s = string_gsub(s, QUOTED_EMPTY, "[]") end
+  return s
+end
+
+local null = cjson.null
+local tointeger = rawget(math, "tointeger") -- Lua 5.3+; nil on 5.1/LuaJIT (one number type)
+
+-- cjson 2.1.0 decodes every number as a float; on 5.3+ integral values
+-- within 2^53 become integers again (so 14 prints as 14, not 14.0).
+local function fix_number(x)
+  if tointeger and x == x and x > -2^53 and x < 2^53 then
+    return tointeger(x) or x
+  end
+  return x
+end
+
+-- One pass over a decoded value: nulls removed (unless keep_null), numbers fixed.
+local function walk(v, keep_null)
+  for k, x in pairs(v) do
+    local tx = type(x)
+    if x == null then
+      if not keep_null then v[k] = nil end  -- assigning nil to an existing field is allowed during pairs
+    elseif tx == "table" then
+      walk(x, keep_null)
+    elseif tx == "number" and tointeger then
+      v[k] = fix_number(x)
+    end
+  end
+  return v
+end
+
+function _M.decode(s, keep_null)
+  if type(s) ~= "string" then return nil, "expected a string to decode, got " .. type(s) end
+  local v, err = cjson.decode(s)
+  if err ~= nil then return nil, tostring(err) end
+  if v == null then
+    if keep_null then return v end
+    return nil
+  end
+  if type(v) == "table" then return walk(v, keep_null) end
+  if type(v) == "number" then return fix_number(v) end
+  return v
+end
+
+return _M

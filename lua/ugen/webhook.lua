@@ -1,0 +1,253 @@
+-- ugen.webhook: the receiving side of U-Gen webhooks (and the sending side's
+-- signature, for tests and the sandbox).
+--
+--   webhook.verify(secret, headers, raw_body[, {tolerance = 300, now = <epoch s>}])
+--       -> event table | nil, err
+--   webhook.sign(secret, timestamp, raw_body) -> lowercase hex signature
+--   webhook.headers(secret, raw_body[, timestamp]) -> {["X-UGen-Timestamp"]=, ["X-UGen-Signature"]=}
+--   webhook.new_secret() -> 64 hex characters (32 CSPRNG bytes)
+--
+-- Scheme (UGEN-API.md 11.4): X-UGen-Signature = hex(HMAC-SHA256(secret,
+-- X-UGen-Timestamp .. "." .. raw_body)). The secret string's bytes are the key
+-- (it is not hex-decoded); the timestamp header is signed verbatim.
+--
+-- verify fails closed: a missing or garbled header, a non-string body, a
+-- signature that does not match (compared in constant time) or a timestamp
+-- outside the tolerance is `nil, err` with err.kind == "signature" and err.code
+-- one of SIGNATURE_MISSING, SIGNATURE_INVALID, SIGNATURE_MISMATCH,
+-- TIMESTAMP_MISSING, TIMESTAMP_INVALID, TIMESTAMP_OUT_OF_TOLERANCE, BODY_INVALID.
+-- A correctly signed body that is not JSON is err.kind == "decode".
+--
+-- Headers are looked up case-insensitively in any of the shapes servers give:
+-- a plain table {["X-UGen-Signature"] = "..."}; nginx's ngx.req.get_headers()
+-- (lowercase names, a list of strings for repeated headers); CGI-style names
+-- (HTTP_X_UGEN_SIGNATURE); a list of {name, value} pairs; a flat list
+-- {"name", "value", ...}. Signatures may carry a "sha256=" or "v1=" prefix, may
+-- be uppercase hex, and several may be given (repeated header, or separated by
+-- commas/spaces): verification passes when any of them matches.
+
+local crypto = require "ugen.crypto"
+local errors = require "ugen.errors"
+local json = require "ugen.json"
+local retry = require "ugen.retry"
+local sched = require "ugen.sched"
+
+local type, pairs, ipairs, tostring, tonumber, error, rawget = type, pairs, ipairs, tostring, tonumber, error, rawget
+local math_floor, math_abs, string_lower, string_gsub, string_match, string_gmatch, string_format, string_sub =
+  math.floor, math.abs, string.lower, string.gsub, string.match, string.gmatch, string.format, string.sub
+
+local _M = {
+  _VERSION = "0.1.0",
+  SIGNATURE_HEADER = "X-UGen-Signature",
+  TIMESTAMP_HEADER = "X-UGen-Timestamp",
+  DEFAULT_TOLERANCE = 300,
+}
+
+local function fail(code, message)
+  return nil, errors.new{ kind = "signature", code = code, message = message, retryable = false }
+end
+
+local function norm_name(name)
+  local n = string_gsub(string_lower(name), "_", "-")
+  if string_sub(n, 1, 5) == "http-" then n = string_sub(n, 6) end
+  return n
+end
+
+-- All values (strings) of header `want` (normalized name) in any supported shape.
+local function header_values(headers, want)
+  local out = {}
+  local function add(v)
+    if type(v) == "string" then
+      out[#out + 1] = v
+    elseif type(v) == "number" then
+      out[#out + 1] = tostring(v)
+    elseif type(v) == "table" then
+      for _, x in ipairs(v) do add(x) end
+    end
+  end
+  -- rawget: some header tables have an __index that only expects string keys
+  local first = rawget(headers, 1)
+  if type(first) == "string" then                          -- flat list
+    for i = 1, #headers - 1, 2 do
+      if type(headers[i]) == "string" and norm_name(headers[i]) == want then add(headers[i + 1]) end
+    end
+  elseif type(first) == "table" then                       -- list of pairs
+    for _, p in ipairs(headers) do
+      local n, v = p[1] or p.name, p[2] or p.value
+      if type(n) == "string" and norm_name(n) == want then add(v) end
+    end
+  end
+  for k, v in pairs(headers) do
+    if type(k) == "string" and norm_name(k) == want then add(v) end
+  end
+  return out
+end
+_M.header_values = header_values
+
+-- Timestamp header -> epoch seconds, or nil. Unix seconds (integer or
+-- decimal), or ISO-8601 UTC / with offset (2026-05-02T09:12:44Z).
+local function parse_timestamp(s)
+  s = string_match(s, "^%s*(.-)%s*$")
+  if string_match(s, "^%d+%.?%d*$") then return tonumber(s) end
+  local y, mo, d, hh, mm, ss, frac, zone = string_match(s,
+    "^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(%.?%d*)(.*)$")
+  if not y then return nil end
+  y, mo, d, hh, mm, ss = tonumber(y), tonumber(mo), tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss)
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60 then return nil end
+  local t = retry.days_from_civil(y, mo, d) * 86400 + hh * 3600 + mm * 60 + ss
+  if frac ~= "" then
+    if frac == "." then return nil end
+    t = t + tonumber("0" .. frac)
+  end
+  if zone == "Z" or zone == "z" then return t end
+  local sign, oh, om = string_match(zone, "^([%+%-])(%d%d):?(%d%d)$")
+  if not sign then return nil end
+  local off = tonumber(oh) * 3600 + tonumber(om) * 60
+  if sign == "+" then return t - off end
+  return t + off
+end
+_M.parse_timestamp = parse_timestamp
+
+local function check_secret(secret, fname)
+  if type(secret) ~= "string" then
+    error(string_format("bad argument #1 to '%s' (string expected, got %s)", fname, type(secret)), 3)
+  end
+  if secret == "" then
+    error(string_format("bad argument #1 to '%s' (webhook secret is empty)", fname), 3)
+  end
+end
+
+local function ts_string(ts)
+  if type(ts) == "number" then
+    if ts == math_floor(ts) and math_abs(ts) < 2^53 then return string_format("%d", ts) end
+    return string_format("%.3f", ts)
+  end
+  return ts
+end
+
+function _M.sign(secret, timestamp, raw_body)
+  check_secret(secret, "sign")
+  if type(timestamp) ~= "string" and type(timestamp) ~= "number" then
+    error("bad argument #2 to 'sign' (string or number expected, got " .. type(timestamp) .. ")", 2)
+  end
+  if type(raw_body) ~= "string" then
+    error("bad argument #3 to 'sign' (string expected, got " .. type(raw_body) .. ")", 2)
+  end
+  return crypto.hmac_sha256(secret, ts_string(timestamp) .. "." .. raw_body)
+end
+
+function _M.headers(secret, raw_body, timestamp)
+  check_secret(secret, "headers")
+  if type(raw_body) ~= "string" then
+    error("bad argument #2 to 'headers' (string expected, got " .. type(raw_body) .. ")", 2)
+  end
+  if timestamp == nil then timestamp = math_floor(sched.time()) end
+  if type(timestamp) ~= "string" and type(timestamp) ~= "number" then
+    error("bad argument #3 to 'headers' (string or number expected, got " .. type(timestamp) .. ")", 2)
+  end
+  local ts = ts_string(timestamp)
+  return {
+    [_M.TIMESTAMP_HEADER] = ts,
+    [_M.SIGNATURE_HEADER] = crypto.hmac_sha256(secret, ts .. "." .. raw_body),
+  }
+end
+
+function _M.new_secret()
+  return crypto.new_secret()
+end
+
+-- Candidate signatures from the header values: split on commas/whitespace,
+-- strip a sha256= / v1= prefix, lowercase; nil when one is not 64 hex digits.
+local function candidates(values)
+  local out = {}
+  for _, v in ipairs(values) do
+    for item in string_gmatch(v, "[^,%s]+") do
+      local low = string_lower(item)
+      local hex = string_match(low, "^sha256=(.*)$") or string_match(low, "^v1=(.*)$") or low
+      if #hex ~= 64 or string_match(hex, "[^0-9a-f]") then return nil end
+      out[#out + 1] = hex
+    end
+  end
+  return out
+end
+
+function _M.verify(secret, headers, raw_body, opts)
+  check_secret(secret, "verify")
+  if type(headers) ~= "table" then
+    error("bad argument #2 to 'verify' (table expected, got " .. type(headers) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #4 to 'verify' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local tolerance, now = _M.DEFAULT_TOLERANCE, nil
+  if opts then
+    if opts.tolerance ~= nil then
+      tolerance = opts.tolerance
+      if tolerance ~= false and (type(tolerance) ~= "number" or tolerance < 0 or tolerance ~= tolerance) then
+        error("bad argument #4 to 'verify' (opts.tolerance must be a number >= 0 or false)", 2)
+      end
+    end
+    if opts.now ~= nil then
+      now = opts.now
+      if type(now) ~= "number" then
+        error("bad argument #4 to 'verify' (opts.now must be a number, got " .. type(now) .. ")", 2)
+      end
+    end
+  end
+
+  if type(raw_body) ~= "string" then
+    return fail("BODY_INVALID", "webhook body must be the raw request body string, got " .. type(raw_body))
+  end
+
+  local sig_values = header_values(headers, "x-ugen-signature")
+  if #sig_values == 0 then
+    return fail("SIGNATURE_MISSING", "missing X-UGen-Signature header")
+  end
+  local ts_values = header_values(headers, "x-ugen-timestamp")
+  if #ts_values == 0 then
+    return fail("TIMESTAMP_MISSING", "missing X-UGen-Timestamp header")
+  end
+  for i = 2, #ts_values do
+    if ts_values[i] ~= ts_values[1] then
+      return fail("TIMESTAMP_INVALID", "several different X-UGen-Timestamp headers")
+    end
+  end
+  local ts_raw = ts_values[1]
+  local ts = parse_timestamp(ts_raw)
+  if not ts then
+    return fail("TIMESTAMP_INVALID", "X-UGen-Timestamp is neither unix seconds nor ISO-8601")
+  end
+  local sigs = candidates(sig_values)
+  if not sigs or #sigs == 0 then
+    return fail("SIGNATURE_INVALID", "X-UGen-Signature is not a hex HMAC-SHA256 signature")
+  end
+
+  local expected = crypto.hmac_sha256(secret, ts_raw .. "." .. raw_body)
+  local ok = false
+  for _, s in ipairs(sigs) do
+    -- no early exit: every candidate is compared
+    if crypto.consteq(expected, s) then ok = true end
+  end
+  if not ok then
+    return fail("SIGNATURE_MISMATCH", "X-UGen-Signature does not match the body and timestamp")
+  end
+
+  if tolerance ~= false then
+    now = now or sched.time()
+    local age = now - ts
+    if age > tolerance or -age > tolerance then
+      return fail("TIMESTAMP_OUT_OF_TOLERANCE", string_format(
+        "X-UGen-Timestamp is %ds %s the current time (tolerance %gs)",
+        math_floor(math_abs(age) + 0.5), age >= 0 and "before" or "after", tolerance))
+    end
+  end
+
+  local event, derr = json.decode(raw_body)
+  if derr ~= nil or type(event) ~= "table" then
+    return nil, errors.new{ kind = "decode", code = "BODY_INVALID", retryable = false,
+      message = "webhook body is signed but is not a JSON object" .. (derr and (" (" .. derr .. ")") or "") }
+  end
+  return event
+end
+
+return _M

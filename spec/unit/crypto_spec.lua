@@ -1,0 +1,39 @@
+-- ugen.crypto over the C core: UUID v4 and secrets.
+local crypto = require "ugen.crypto"
+
+describe("ugen.crypto", function()
+  it("makes RFC 4122 version 4 UUIDs", function()
+    for _ = 1, 200 do
+      local u = crypto.uuid4()
+      assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", u)
+      assert.equal(u:lower(), u)
+    end
+  end)
+
+  it("makes unique UUIDs", function()
+    local seen = {}
+    for _ = 1, 5000 do
+      local u = crypto.uuid4()
+      assert.is_nil(seen[u])
+      seen[u] = true
+    end
+  end)
+
+  it("makes 64-hex-char secrets, all different", function()
+    local a, b = crypto.new_secret(), crypto.new_secret()
+    assert.matches("^%x+$", a)
+    assert.equal(64, #a)
+    assert.not_equal(a, b)
+  end)
+
+  it("computes HMAC-SHA256 as lowercase hex (RFC 4231 case 2)", function()
+    assert.equal("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+      crypto.hmac_sha256("Jefe", "what do ya want for nothing?"))
+  end)
+
+  it("compares strings", function()
+    assert.is_true(crypto.consteq("abc", "abc"))
+    assert.is_false(crypto.consteq("abc", "abd"))
+    assert.is_false(crypto.consteq("abc", "abcd"))
+  end)
+end)

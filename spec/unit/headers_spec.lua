@@ -1,0 +1,37 @@
+-- ugen.headers: case-insensitive response headers.
+local headers = require "ugen.headers"
+
+describe("ugen.headers", function()
+  it("reads the core's flat list case-insensitively", function()
+    local h = headers.new({ "content-type", "application/json", "x-request-id", "r1", "retry-after", "3" })
+    assert.equal("application/json", h["Content-Type"])
+    assert.equal("r1", h["X-Request-ID"])
+    assert.equal("r1", h["x-request-id"])
+    assert.equal("3", h.retry_after)
+    assert.is_nil(h["x-missing"])
+  end)
+
+  it("joins repeated headers and keeps every value", function()
+    local h = headers.new({ "set-cookie", "a=1", "Set-Cookie", "b=2" })
+    assert.equal("a=1, b=2", h["set-cookie"])
+    assert.same({ "a=1", "b=2" }, headers.all(h, "Set-Cookie"))
+    assert.same({}, headers.all(h, "nope"))
+  end)
+
+  it("accepts maps (with list values) and lists of pairs", function()
+    local h = headers.new({ ["X-Request-Id"] = "q", Vary = { "a", "b" } })
+    assert.equal("q", h["x-request-id"])
+    assert.equal("a, b", h.vary)
+    local p = headers.new({ { "X-A", "1" }, { name = "X-B", value = "2" } })
+    assert.equal("1", p["x-a"]); assert.equal("2", p["X-B"])
+    assert.is_true(headers.is(p))
+  end)
+
+  it("iterates with lowercase names", function()
+    local h = headers.new({ "X-One", "1", "x-two", "2" })
+    local names = {}
+    for k in pairs(h) do names[#names + 1] = k end
+    table.sort(names)
+    assert.same({ "x-one", "x-two" }, names)
+  end)
+end)

@@ -1,0 +1,190 @@
+-- ugen.webhook: receiver-side verification and signing.
+local webhook = require("ugen").webhook
+local crypto = require "ugen.crypto"
+
+local SECRET = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+local BODY = '{"event":"job.completed","job_id":"7c2e51b0-4a9d-4f3e-8b61-0d93a7c4e215","status":"completed",'
+  .. '"final_video_url":"https://cdn.example/v.mp4","thumbnail_url":null,"credits_consumed":140,'
+  .. '"error_message":null,"timestamp":"2026-05-02T09:12:44Z"}'
+local TS = 1777713164 -- 2026-05-02T09:12:44Z
+
+local function signed(ts, body)
+  ts = ts or TS
+  return { ["X-UGen-Timestamp"] = tostring(ts), ["X-UGen-Signature"] = webhook.sign(SECRET, ts, body or BODY) }
+end
+
+local function fails(code, ...)
+  local ev, err = webhook.verify(...)
+  assert.is_nil(ev)
+  assert.equal("signature", err.kind)
+  assert.equal(code, err.code)
+  assert.is_false(err.retryable)
+  assert.is_nil(tostring(err):find(SECRET, 1, true))
+  return err
+end
+
+describe("ugen.webhook.sign", function()
+  it("is hex HMAC-SHA256 of timestamp .. '.' .. body with the secret string as key", function()
+    local sig = webhook.sign(SECRET, TS, BODY)
+    assert.equal(crypto.hmac_sha256(SECRET, tostring(TS) .. "." .. BODY), sig)
+    assert.matches("^" .. ("%x"):rep(64) .. "$", sig)
+    assert.equal(sig, webhook.sign(SECRET, tostring(TS), BODY))
+  end)
+
+  it("builds the two headers", function()
+    local h = webhook.headers(SECRET, BODY, TS)
+    assert.equal(tostring(TS), h["X-UGen-Timestamp"])
+    assert.equal(webhook.sign(SECRET, TS, BODY), h["X-UGen-Signature"])
+    local now = webhook.headers(SECRET, BODY)
+    assert.matches("^%d+$", now["X-UGen-Timestamp"])
+  end)
+
+  it("raises on wrong argument types", function()
+    assert.has_error(function() webhook.sign(nil, TS, BODY) end, "bad argument #1 to 'sign' (string expected, got nil)")
+    assert.has_error(function() webhook.sign(SECRET, {}, BODY) end,
+      "bad argument #2 to 'sign' (string or number expected, got table)")
+    assert.has_error(function() webhook.sign(SECRET, TS, 1) end,
+      "bad argument #3 to 'sign' (string expected, got number)")
+  end)
+
+  it("new_secret gives 64 hex characters", function()
+    assert.matches("^" .. ("%x"):rep(64) .. "$", webhook.new_secret())
+  end)
+end)
+
+describe("ugen.webhook.verify", function()
+  it("accepts a good delivery and returns the decoded event", function()
+    local ev = assert(webhook.verify(SECRET, signed(), BODY, { now = TS + 10 }))
+    assert.equal("job.completed", ev.event)
+    assert.equal(140, ev.credits_consumed)
+    assert.is_nil(ev.thumbnail_url)
+  end)
+
+  it("rejects a tampered body", function()
+    fails("SIGNATURE_MISMATCH", SECRET, signed(), BODY:gsub("140", "1"), { now = TS })
+  end)
+
+  it("rejects a tampered signature and a wrong secret", function()
+    local h = signed()
+    local sig = h["X-UGen-Signature"]
+    h["X-UGen-Signature"] = (sig:sub(1, 1) == "a" and "b" or "a") .. sig:sub(2)
+    fails("SIGNATURE_MISMATCH", SECRET, h, BODY, { now = TS })
+    fails("SIGNATURE_MISMATCH", SECRET:upper(), signed(), BODY, { now = TS })
+  end)
+
+  it("rejects a tampered timestamp", function()
+    local h = signed()
+    h["X-UGen-Timestamp"] = tostring(TS + 1)
+    fails("SIGNATURE_MISMATCH", SECRET, h, BODY, { now = TS })
+  end)
+
+  it("rejects stale and future timestamps outside the tolerance (default 300 s)", function()
+    assert.truthy(webhook.verify(SECRET, signed(), BODY, { now = TS + 300 }))
+    assert.truthy(webhook.verify(SECRET, signed(), BODY, { now = TS - 300 }))
+    local e = fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = TS + 301 })
+    assert.matches("before", e.message)
+    e = fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = TS - 301 })
+    assert.matches("after", e.message)
+    fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = TS + 61, tolerance = 60 })
+    assert.truthy(webhook.verify(SECRET, signed(), BODY, { now = TS + 10 ^ 6, tolerance = false }))
+  end)
+
+  it("uses the wall clock when now is not given", function()
+    local ts = os.time()
+    assert.truthy(webhook.verify(SECRET, signed(ts), BODY))
+    fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(ts - 3600), BODY)
+  end)
+
+  it("fails closed on missing headers", function()
+    fails("SIGNATURE_MISSING", SECRET, {}, BODY, { now = TS })
+    fails("SIGNATURE_MISSING", SECRET, { ["X-UGen-Timestamp"] = tostring(TS) }, BODY, { now = TS })
+    fails("TIMESTAMP_MISSING", SECRET, { ["X-UGen-Signature"] = signed()["X-UGen-Signature"] }, BODY, { now = TS })
+  end)
+
+  it("fails cleanly on garbled headers", function()
+    local h = signed()
+    h["X-UGen-Signature"] = "not-hex"
+    fails("SIGNATURE_INVALID", SECRET, h, BODY, { now = TS })
+    h = signed()
+    h["X-UGen-Signature"] = h["X-UGen-Signature"]:sub(1, 63)
+    fails("SIGNATURE_INVALID", SECRET, h, BODY, { now = TS })
+    h = signed()
+    h["X-UGen-Timestamp"] = "yesterday"
+    fails("TIMESTAMP_INVALID", SECRET, h, BODY, { now = TS })
+    h = signed()
+    h["X-UGen-Timestamp"] = { tostring(TS), tostring(TS + 1) }
+    fails("TIMESTAMP_INVALID", SECRET, h, BODY, { now = TS })
+  end)
+
+  it("rejects non-string bodies cleanly", function()
+    fails("BODY_INVALID", SECRET, signed(), nil, { now = TS })
+    fails("BODY_INVALID", SECRET, signed(), { event = "job.completed" }, { now = TS })
+  end)
+
+  it("looks headers up case-insensitively in every shape", function()
+    local h = signed()
+    local ts, sig = h["X-UGen-Timestamp"], h["X-UGen-Signature"]
+    local shapes = {
+      { ["x-ugen-timestamp"] = ts, ["x-ugen-signature"] = sig },                      -- nginx get_headers()
+      { ["X-UGEN-TIMESTAMP"] = ts, ["X-Ugen-Signature"] = sig },
+      { ["x-ugen-timestamp"] = { ts }, ["x-ugen-signature"] = { sig } },              -- lists of values
+      { HTTP_X_UGEN_TIMESTAMP = ts, HTTP_X_UGEN_SIGNATURE = sig },                    -- CGI
+      { x_ugen_timestamp = ts, x_ugen_signature = sig },
+      { { "X-UGen-Timestamp", ts }, { "X-UGen-Signature", sig } },                    -- list of pairs
+      { { name = "x-ugen-timestamp", value = ts }, { name = "x-ugen-signature", value = sig } },
+      { "x-ugen-timestamp", ts, "x-ugen-signature", sig },                            -- flat list
+      require("ugen.headers").new({ "x-ugen-timestamp", ts, "x-ugen-signature", sig }),
+    }
+    for i, shape in ipairs(shapes) do
+      local ev, err = webhook.verify(SECRET, shape, BODY, { now = TS })
+      assert.is_table(ev, "shape " .. i .. ": " .. tostring(err))
+    end
+  end)
+
+  it("works with an nginx-style headers table (metatable-normalized keys)", function()
+    local h = signed()
+    local ngx_like = setmetatable({ ["x-ugen-timestamp"] = h["X-UGen-Timestamp"],
+                                    ["x-ugen-signature"] = h["X-UGen-Signature"] },
+      { __index = function(t, k) return rawget(t, (k:lower():gsub("_", "-"))) end })
+    assert.truthy(webhook.verify(SECRET, ngx_like, BODY, { now = TS }))
+  end)
+
+  it("accepts uppercase hex, sha256= / v1= prefixes and several signatures", function()
+    local h = signed()
+    local sig = h["X-UGen-Signature"]
+    for _, v in ipairs({ sig:upper(), "sha256=" .. sig, "SHA256=" .. sig:upper(), "v1=" .. sig,
+                         ("0"):rep(64) .. ", " .. sig, { ("1"):rep(64), sig } }) do
+      h["X-UGen-Signature"] = v
+      assert.truthy(webhook.verify(SECRET, h, BODY, { now = TS }), tostring(v))
+    end
+  end)
+
+  it("accepts ISO-8601 timestamps (Z and offsets) and unix seconds", function()
+    for _, ts in ipairs({ "2026-05-02T09:12:44Z", "2026-05-02T11:12:44+02:00", "2026-05-02T09:12:44.250Z",
+                          tostring(TS), tostring(TS) .. ".5" }) do
+      local h = { ["X-UGen-Timestamp"] = ts, ["X-UGen-Signature"] = webhook.sign(SECRET, ts, BODY) }
+      assert.truthy(webhook.verify(SECRET, h, BODY, { now = TS }), ts)
+    end
+    assert.equal(TS, webhook.parse_timestamp("2026-05-02T09:12:44Z"))
+    assert.equal(TS, webhook.parse_timestamp("2026-05-02T04:12:44-05:00"))
+    assert.is_nil(webhook.parse_timestamp("2026-13-02T09:12:44Z"))
+  end)
+
+  it("gives kind decode for a correctly signed body that is not JSON", function()
+    local body = "not json"
+    local ev, err = webhook.verify(SECRET, signed(TS, body), body, { now = TS })
+    assert.is_nil(ev)
+    assert.equal("decode", err.kind)
+  end)
+
+  it("raises on wrong argument types (secret, headers, opts)", function()
+    assert.has_error(function() webhook.verify(nil, {}, BODY) end,
+      "bad argument #1 to 'verify' (string expected, got nil)")
+    assert.has_error(function() webhook.verify("", {}, BODY) end,
+      "bad argument #1 to 'verify' (webhook secret is empty)")
+    assert.has_error(function() webhook.verify(SECRET, "x", BODY) end,
+      "bad argument #2 to 'verify' (table expected, got string)")
+    assert.has_error(function() webhook.verify(SECRET, {}, BODY, { tolerance = "5" }) end,
+      "bad argument #4 to 'verify' (opts.tolerance must be a number >= 0 or false)")
+  end)
+end)
