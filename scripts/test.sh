@@ -7,7 +7,18 @@ set -u
 cd "$(dirname "$0")/.."
 
 SUMMARY=$(mktemp "${TMPDIR:-/tmp}/ugen-summary.XXXXXX")
-trap 'rm -f "$SUMMARY"' EXIT INT TERM
+# Sandbox servers started by the specs (spec/support/sandbox.lua) live under
+# this dir; whatever a crashed runner left behind is stopped on exit.
+UGEN_SANDBOX_SPEC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ugen-spec-sandbox.XXXXXX")
+export UGEN_SANDBOX_SPEC_DIR
+cleanup() {
+  find "$UGEN_SANDBOX_SPEC_DIR" -name nginx.pid 2>/dev/null | while read -r pidfile; do
+    kill -TERM "$(cat "$pidfile")" 2>/dev/null
+  done
+  rm -rf "$SUMMARY" "$UGEN_SANDBOX_SPEC_DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 export UGEN_SUMMARY_FILE="$SUMMARY"
 rc=0
 

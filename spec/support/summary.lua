@@ -23,6 +23,6 @@ return function(options)
     return nil, true
   end
 
-  busted.subscribe({ "suite", "end" }, on_suite_end, { priority = 0 })
+  busted.subscribe({ "suite", "end" }, on_suite_end)
   return handler
 end

@@ -1,0 +1,524 @@
+-- ugen.sandbox: start, stop and inspect the local U-Gen sandbox server
+-- (sandbox/ on real nginx + lua-nginx-module, loopback only).
+--
+--   local sandbox = require "ugen.sandbox"
+--   local info, err = sandbox.start{ port = 0, dir = nil, speed = 1, seed = "ugen-sandbox" }
+--   -- info = { base_url = "http://127.0.0.1:PORT/api/v1", origin = "http://127.0.0.1:PORT",
+--   --          port =, dir =, pid =, worker_pid =, speed =, seed =, api_key = <default tenant key>,
+--   --          jwt = <default tenant JWT>, tenants = { { slug =, name =, id =, api_key =, jwt =,
+--   --          jwt_expired =, credits =, concurrent_limit =, daily_limit = }, ... } }
+--   sandbox.status{ dir = } -> info | nil, message
+--   sandbox.stop{ dir = }   -> true | nil, message
+--   sandbox.main(argv)      -> exit code (`ugen sandbox start|stop|status ...`)
+--
+-- Works from Lua 5.1-5.4 and LuaJIT. Needs the `nginx` binary with the Lua
+-- module (Debian: nginx + libnginx-mod-http-lua), the C core ugen.core for the
+-- calling interpreter (JWT signing) and for LuaJIT under build/luajit/ (the
+-- server's HMAC), and luasocket (port picking, readiness probe).
+--
+-- Environment: UGEN_SANDBOX_ROOT (the sandbox/ directory; default: next to
+-- this checkout's lua/), UGEN_NGINX (nginx binary; default: nginx on PATH, then
+-- /usr/sbin/nginx), UGEN_NGINX_MODULES (dir with ngx_http_lua_module.so;
+-- default /usr/lib/nginx/modules, skipped when absent: modules compiled in).
+
+local _M = { _VERSION = "0.1.0" }
+
+local type, tostring, tonumber, pairs, ipairs = type, tostring, tonumber, pairs, ipairs
+local format, concat = string.format, table.concat
+
+local DEFAULT_SEED = "ugen-sandbox"
+local START_TIMEOUT = 10 -- seconds to wait for the server to answer
+
+----------------------------------------------------------------------------
+-- small OS helpers
+----------------------------------------------------------------------------
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- os.execute -> boolean success on every Lua version
+local function run(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  return true
+end
+
+local function capture(cmd)
+  local p = io.popen(cmd)
+  if not p then return nil end
+  local s = p:read("*a")
+  p:close()
+  return s
+end
+
+local socket_ok, socket = pcall(require, "socket")
+if not socket_ok then socket = nil end
+
+local function sleep(s)
+  if socket then socket.sleep(s) else run("sleep " .. format("%.3f", s)) end
+end
+
+local function monotime()
+  if socket then return socket.gettime() end
+  return os.time()
+end
+
+local uid_cache
+local function uid()
+  if not uid_cache then uid_cache = (capture("id -u 2>/dev/null") or ""):match("%d+") or "0" end
+  return uid_cache
+end
+
+local function alive(pid)
+  if not pid then return false end
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then return not stat:match("^%d+ %b() Z") end -- zombies are gone
+  return run("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+local function is_nginx(pid)
+  local cmd = read_file("/proc/" .. pid .. "/cmdline")
+  if cmd == nil then return alive(pid) end
+  return cmd:find("nginx", 1, true) ~= nil
+end
+
+----------------------------------------------------------------------------
+-- locations
+----------------------------------------------------------------------------
+
+local function abspath(p)
+  if p:sub(1, 1) == "/" then return p end
+  local cwd = (capture("pwd") or ""):gsub("%s+$", "")
+  p = p:gsub("^%./", "")
+  return cwd .. "/" .. p
+end
+
+local function dirname(p) return (p:match("^(.*)/[^/]*$")) or "." end
+
+-- lua/ugen/sandbox.lua -> lua/
+local function lua_dir()
+  local src = debug.getinfo(1, "S").source
+  src = src:sub(1, 1) == "@" and src:sub(2) or "./lua/ugen/sandbox.lua"
+  return dirname(dirname(abspath(src)))
+end
+
+local function norm(p)
+  local out = {}
+  for part in p:gmatch("[^/]+") do
+    if part == ".." and #out > 0 and out[#out] ~= ".." then out[#out] = nil
+    elseif part ~= "." then out[#out + 1] = part end
+  end
+  return "/" .. concat(out, "/")
+end
+
+function _M.root()
+  local env = os.getenv("UGEN_SANDBOX_ROOT")
+  if env and env ~= "" then return norm(abspath(env)) end
+  return norm(lua_dir() .. "/../sandbox")
+end
+
+function _M.default_dir()
+  local tmp = os.getenv("TMPDIR")
+  if not tmp or tmp == "" then tmp = "/tmp" end
+  return tmp .. "/ugen-sandbox-" .. uid()
+end
+
+local function find_nginx()
+  local env = os.getenv("UGEN_NGINX")
+  if env and env ~= "" then return env end
+  local p = capture("command -v nginx 2>/dev/null")
+  p = p and p:match("^%s*(%S+)")
+  if p then return p end
+  for _, c in ipairs({ "/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/openresty/nginx/sbin/nginx" }) do
+    if read_file(c) then return c end
+  end
+  return nil
+end
+
+----------------------------------------------------------------------------
+-- info file (a Lua table literal, loaded without globals)
+----------------------------------------------------------------------------
+
+local function serialize(v, indent)
+  indent = indent or ""
+  local t = type(v)
+  if t == "string" then return format("%q", v) end
+  if t == "number" or t == "boolean" then return tostring(v) end
+  if t ~= "table" then return "nil" end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) then return a < b end
+    return type(a) == "number"
+  end)
+  local out = { "{\n" }
+  for _, k in ipairs(keys) do
+    local key = type(k) == "number" and ("[" .. k .. "]") or ("[" .. format("%q", k) .. "]")
+    out[#out + 1] = indent .. "  " .. key .. " = " .. serialize(v[k], indent .. "  ") .. ",\n"
+  end
+  out[#out + 1] = indent .. "}"
+  return concat(out)
+end
+
+local function load_table(path)
+  local src = read_file(path)
+  if not src then return nil end
+  local chunk
+  if setfenv then
+    chunk = loadstring(src, "=" .. path)
+    if chunk then setfenv(chunk, {}) end
+  else
+    chunk = load(src, "=" .. path, "t", {})
+  end
+  if not chunk then return nil end
+  local ok, t = pcall(chunk)
+  if ok and type(t) == "table" then return t end
+  return nil
+end
+
+----------------------------------------------------------------------------
+-- seed data (shared with the server: sandbox/lib/ugen_sandbox/seed.lua)
+----------------------------------------------------------------------------
+
+local function load_seed_module(root)
+  local path = root .. "/lib/ugen_sandbox/seed.lua"
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, "cannot load " .. path .. ": " .. tostring(err) end
+  return chunk()
+end
+
+local function tenants_for(root, seed)
+  local seedmod, err = load_seed_module(root)
+  if not seedmod then return nil, err end
+  local ok, crypto = pcall(require, "ugen.crypto")
+  if not ok then return nil, "cannot load ugen.crypto: " .. tostring(crypto) end
+  local ok2, list = pcall(seedmod.tenants, seed, crypto.hmac_sha256)
+  if not ok2 then return nil, "cannot sign the sandbox JWTs (is ugen.core built? run `make build`): "
+                              .. tostring(list) end
+  return list
+end
+
+----------------------------------------------------------------------------
+-- readiness and ports
+----------------------------------------------------------------------------
+
+local function free_port()
+  if socket then
+    local s = socket.tcp()
+    if s and s:bind("127.0.0.1", 0) then
+      local _, port = s:getsockname()
+      s:close()
+      return tonumber(port)
+    end
+    if s then s:close() end
+  end
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+  return math.random(20000, 60000)
+end
+
+-- GET /_sandbox/health -> true when it answers 200
+local function probe(port)
+  if socket then
+    local c = socket.tcp()
+    c:settimeout(1)
+    if not c:connect("127.0.0.1", port) then c:close(); return false end
+    c:send("GET /_sandbox/health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    local line = c:receive("*l")
+    c:close()
+    return line ~= nil and line:match("^HTTP/%d%.%d 200") ~= nil
+  end
+  return run(format("curl -fsS -m 1 -o /dev/null http://127.0.0.1:%d/_sandbox/health 2>/dev/null", port))
+end
+
+local function log_tail(dir, n)
+  local s = read_file(dir .. "/error.log") or ""
+  local err = read_file(dir .. "/start.err") or ""
+  s = s .. err
+  local lines = {}
+  for line in s:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  local first = math.max(1, #lines - (n or 8) + 1)
+  return concat(lines, "\n", first, #lines)
+end
+
+----------------------------------------------------------------------------
+-- public API
+----------------------------------------------------------------------------
+
+local function check_opts(fname, opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(format("bad argument #1 to '%s' (table expected, got %s)", fname, type(opts)), 3)
+  end
+  if opts.dir ~= nil and type(opts.dir) ~= "string" then
+    error(format("bad argument #1 to '%s' (dir: string expected, got %s)", fname, type(opts.dir)), 3)
+  end
+  return opts
+end
+
+local function read_pid(dir)
+  local s = read_file(dir .. "/nginx.pid")
+  return s and tonumber(s:match("%d+"))
+end
+
+--- The running sandbox in dir -> info | nil, message
+function _M.status(opts)
+  opts = check_opts("status", opts)
+  local dir = opts.dir or _M.default_dir()
+  local pid = read_pid(dir)
+  if not pid or not alive(pid) or not is_nginx(pid) then
+    return nil, "no sandbox running in " .. dir
+  end
+  local info = load_table(dir .. "/sandbox-info.lua")
+  if not info then
+    return nil, "a sandbox nginx (pid " .. pid .. ") runs in " .. dir .. " but its info file is missing"
+  end
+  info.pid = pid
+  return info
+end
+
+--- Start a sandbox -> info | nil, message
+function _M.start(opts)
+  opts = check_opts("start", opts)
+  local port, speed, seed = opts.port, opts.speed, opts.seed
+  if port ~= nil and (type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0) then
+    error("bad argument #1 to 'start' (port: integer 0-65535 expected, got " .. tostring(port) .. ")", 2)
+  end
+  if speed ~= nil and (type(speed) ~= "number" or speed ~= speed or speed <= 0 or speed == math.huge) then
+    error("bad argument #1 to 'start' (speed: positive number expected, got " .. tostring(speed) .. ")", 2)
+  end
+  if seed ~= nil and type(seed) ~= "string" and type(seed) ~= "number" then
+    error("bad argument #1 to 'start' (seed: string expected, got " .. type(seed) .. ")", 2)
+  end
+  if opts.owner_pid ~= nil and type(opts.owner_pid) ~= "number" then
+    error("bad argument #1 to 'start' (owner_pid: number expected, got " .. type(opts.owner_pid) .. ")", 2)
+  end
+  speed = speed or 1
+  seed = tostring(seed or DEFAULT_SEED)
+  local dir = norm(abspath(opts.dir or _M.default_dir()))
+
+  local running = _M.status{ dir = dir }
+  if running then
+    return nil, format("a sandbox is already running in %s (pid %d, %s); stop it first with "
+                       .. "`ugen sandbox stop --dir %s`", dir, running.pid, running.base_url, dir)
+  end
+  local old_pid = read_pid(dir)
+  if old_pid and alive(old_pid) then
+    return nil, format("%s/nginx.pid names a live process (%d) that is not a sandbox nginx", dir, old_pid)
+  end
+
+  local root = _M.root()
+  local template = read_file(root .. "/nginx.conf.tmpl")
+  if not template then return nil, "sandbox files not found in " .. root .. " (set UGEN_SANDBOX_ROOT)" end
+  local nginx = find_nginx()
+  if not nginx then return nil, "nginx not found (install nginx and libnginx-mod-http-lua, or set UGEN_NGINX)" end
+
+  local tenants, terr = tenants_for(root, seed)
+  if not tenants then return nil, terr end
+
+  if not run("mkdir -p " .. q(dir .. "/tmp") .. " " .. q(dir .. "/files") .. " && chmod 700 " .. q(dir)) then
+    return nil, "cannot create " .. dir
+  end
+  os.remove(dir .. "/nginx.pid")
+  os.remove(dir .. "/sandbox-info.lua")
+
+  local luadir = lua_dir()
+  local repo = norm(luadir .. "/..")
+  local modules_dir = os.getenv("UGEN_NGINX_MODULES")
+  if not modules_dir or modules_dir == "" then modules_dir = "/usr/lib/nginx/modules" end
+  local load = {}
+  for _, m in ipairs({ "ndk_http_module.so", "ngx_http_lua_module.so" }) do
+    if read_file(modules_dir .. "/" .. m) then load[#load + 1] = 'load_module "' .. modules_dir .. "/" .. m .. '";' end
+  end
+
+  local attempts = (port == nil or port == 0) and 5 or 1
+  local last_err
+  for _ = 1, attempts do
+    local p = (port == nil or port == 0) and free_port() or port
+    local vars = {
+      LOAD_MODULES = concat(load, "\n"), USER = uid() == "0" and "user root;" or "",
+      DIR = dir, ROOT = root, PORT = tostring(p), LOG_LEVEL = "warn",
+      LUA_PATH = concat({ root .. "/lib/?.lua", luadir .. "/?.lua", luadir .. "/?/init.lua" }, ";"),
+      LUA_CPATH = repo .. "/build/luajit/?.so",
+    }
+    local conf = template:gsub("%${([%u_]+)}", function(k) return vars[k] end)
+    local ok, werr = write_file(dir .. "/nginx.conf", conf)
+    if not ok then return nil, "cannot write " .. dir .. "/nginx.conf: " .. tostring(werr) end
+    local config = format("return { seed = %q, speed = %s, dir = %q, port = %d, root = %q, owner_pid = %s }\n",
+      seed, format("%.17g", speed), dir, p, root, opts.owner_pid and format("%d", opts.owner_pid) or "nil")
+    write_file(dir .. "/sandbox-config.lua", config)
+    write_file(dir .. "/error.log", "")
+    os.remove(dir .. "/start.err")
+
+    local cmd = format("%s -p %s -c %s -e %s 2>%s", q(nginx), q(dir .. "/"), q(dir .. "/nginx.conf"),
+                       q(dir .. "/error.log"), q(dir .. "/start.err"))
+    if run(cmd) then
+      local deadline = monotime() + START_TIMEOUT
+      local up = false
+      repeat
+        if probe(p) then up = true; break end
+        local pid = read_pid(dir)
+        if pid and not alive(pid) then break end
+        sleep(0.05)
+      until monotime() > deadline
+      local pid = read_pid(dir)
+      if up and pid then
+        local info = {
+          base_url = format("http://127.0.0.1:%d/api/v1", p), origin = format("http://127.0.0.1:%d", p),
+          port = p, dir = dir, pid = pid, speed = speed, seed = seed, root = root,
+          api_key = tenants[1].api_key, jwt = tenants[1].jwt, tenants = tenants,
+          started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+        }
+        write_file(dir .. "/sandbox-info.lua", "return " .. serialize(info) .. "\n")
+        return info
+      end
+      last_err = "the sandbox did not come up within " .. START_TIMEOUT .. " s"
+      if pid and alive(pid) then run("kill -TERM " .. pid .. " 2>/dev/null") end
+    else
+      last_err = "nginx failed to start"
+    end
+    local tail = log_tail(dir)
+    last_err = last_err .. " (" .. dir .. "/error.log):\n" .. tail
+    if not tail:find("Address already in use", 1, true) then break end
+  end
+  return nil, last_err
+end
+
+--- Stop the sandbox in dir -> true | nil, message
+function _M.stop(opts)
+  opts = check_opts("stop", opts)
+  local dir = norm(abspath(opts.dir or _M.default_dir()))
+  local pid = read_pid(dir)
+  if not pid or not alive(pid) or not is_nginx(pid) then
+    os.remove(dir .. "/sandbox-info.lua")
+    return nil, "no sandbox running in " .. dir
+  end
+  -- Worker pids (children of the master), to be sure none outlives it.
+  local children = capture("cat /proc/" .. pid .. "/task/" .. pid .. "/children 2>/dev/null") or ""
+  run("kill -TERM " .. pid .. " 2>/dev/null")
+  local deadline = monotime() + 5
+  while alive(pid) and monotime() < deadline do sleep(0.05) end
+  if alive(pid) then run("kill -KILL " .. pid .. " 2>/dev/null") end
+  for child in children:gmatch("%d+") do
+    local d2 = monotime() + 2
+    while alive(child) and monotime() < d2 do sleep(0.05) end
+    if alive(child) and is_nginx(child) then run("kill -KILL " .. child .. " 2>/dev/null") end
+  end
+  os.remove(dir .. "/sandbox-info.lua")
+  os.remove(dir .. "/nginx.pid")
+  return true
+end
+
+----------------------------------------------------------------------------
+-- CLI: ugen sandbox start|stop|status
+----------------------------------------------------------------------------
+
+local USAGE = [[
+usage: ugen sandbox start [--port N] [--dir DIR] [--speed X] [--seed S]
+       ugen sandbox stop [--dir DIR]
+       ugen sandbox status [--dir DIR]
+
+start   starts the local U-Gen sandbox (nginx, loopback only) and prints
+        export UGEN_BASE_URL=... and export UGEN_API_KEY=... for
+        eval "$(ugen sandbox start)". --port 0 (default) picks a free port;
+        --speed scales the job clock (default 1: a job takes about 20 s);
+        --seed makes the seeded accounts' keys (default "ugen-sandbox").
+stop    stops it.   status  says whether it runs (exit 0) or not (exit 1).
+DIR defaults to ]] .. "$TMPDIR/ugen-sandbox-<uid> (/tmp when TMPDIR is unset).\n"
+
+local function parse(argv, first, allowed)
+  local o = {}
+  local i = first
+  while i <= #argv do
+    local a = argv[i]
+    local name, val = a:match("^%-%-([%w-]+)=(.*)$")
+    if not name then
+      name = a:match("^%-%-([%w-]+)$")
+      if name and name ~= "help" then
+        i = i + 1
+        val = argv[i]
+        if val == nil then return nil, "--" .. name .. " needs a value" end
+      end
+    end
+    if a == "-h" or name == "help" then return nil, "help" end
+    if not name or not allowed[name] then return nil, "unknown argument '" .. a .. "'" end
+    if allowed[name] == "number" then
+      local n = tonumber(val)
+      if not n then return nil, "--" .. name .. " expects a number, got '" .. val .. "'" end
+      val = n
+    end
+    o[name] = val
+    i = i + 1
+  end
+  return o
+end
+
+--- argv: the arguments after "sandbox" (argv[1] = start|stop|status).
+-- Prints results; returns the process exit code (0 ok, 1 failure, 2 usage).
+function _M.main(argv, out, errout)
+  out, errout = out or io.stdout, errout or io.stderr
+  local cmd = argv[1]
+  local allowed = cmd == "start" and { port = "number", dir = "string", speed = "number", seed = "string" }
+    or { dir = "string" }
+  if cmd ~= "start" and cmd ~= "stop" and cmd ~= "status" then
+    if cmd == nil or cmd == "help" or cmd == "--help" or cmd == "-h" then
+      out:write(USAGE)
+      return cmd == nil and 2 or 0
+    end
+    errout:write("ugen sandbox: unknown command '" .. tostring(cmd) .. "'\n", USAGE)
+    return 2
+  end
+  local o, perr = parse(argv, 2, allowed)
+  if not o then
+    if perr == "help" then out:write(USAGE); return 0 end
+    errout:write("ugen sandbox " .. cmd .. ": " .. perr .. "\n")
+    return 2
+  end
+  if cmd == "start" then
+    if o.port and (o.port < 0 or o.port > 65535 or o.port % 1 ~= 0) then
+      errout:write("ugen sandbox start: --port must be an integer 0-65535\n"); return 2
+    end
+    if o.speed and (o.speed ~= o.speed or o.speed <= 0 or o.speed == math.huge) then
+      errout:write("ugen sandbox start: --speed must be a positive number\n"); return 2
+    end
+    local info, err = _M.start{ port = o.port, dir = o.dir, speed = o.speed, seed = o.seed }
+    if not info then
+      errout:write("ugen sandbox start: " .. tostring(err) .. "\n")
+      return 1
+    end
+    out:write("export UGEN_BASE_URL=" .. info.base_url .. "\n")
+    out:write("export UGEN_API_KEY=" .. info.api_key .. "\n")
+    return 0
+  elseif cmd == "stop" then
+    local ok, err = _M.stop{ dir = o.dir }
+    if not ok then errout:write("ugen sandbox stop: " .. tostring(err) .. "\n"); return 1 end
+    errout:write("ugen sandbox: stopped\n")
+    return 0
+  else
+    local info, err = _M.status{ dir = o.dir }
+    if not info then out:write("not running: " .. tostring(err) .. "\n"); return 1 end
+    out:write(format("running: pid %d, %s, speed %s, dir %s\n", info.pid, info.base_url,
+                     tostring(info.speed), info.dir))
+    for _, t in ipairs(info.tenants or {}) do
+      out:write(format("  tenant %-10s credits %-7d concurrent %-3d daily %-5d  %s\n", t.slug, t.credits,
+                       t.concurrent_limit, t.daily_limit, t.doc or ""))
+    end
+    return 0
+  end
+end
+
+return _M
