@@ -1,7 +1,7 @@
 std = "min"
 max_line_length = 120
-include_files = { "lua", "spec", "sandbox/**/*.lua", "examples", "bench", "bin/ugen", "*.rockspec" }
-exclude_files = { ".luarocks", ".install", "build", "examples/openresty/*.conf" }
+include_files = { "lua", "spec", "sandbox/**/*.lua", "examples", "bench/**/*.lua", "bin/ugen", "*.rockspec" }
+exclude_files = { ".luarocks", ".install", "build", "examples/openresty/*.conf", "examples/**/*.md" }
 
 files["spec"] = { std = "+busted" }
 files["sandbox"] = { globals = { "ngx" } }

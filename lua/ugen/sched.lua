@@ -46,13 +46,23 @@ function blocking.perform(req)
   return _M.engine():request(req)
 end
 
-local backend = blocking
+-- Inside nginx (lua-nginx-module) the default sleep is ugen.transport.ngx's:
+-- ngx.sleep wherever the phase allows it, so a worker never blocks.
+local default = blocking
+local ngx_global = rawget(_G, "ngx")
+if type(ngx_global) == "table" and type(ngx_global.sleep) == "function"
+   and type(ngx_global.get_phase) == "function" then
+  local ok, t = pcall(require, "ugen.transport.ngx")
+  if ok then default = { sleep = t.sleep, perform = blocking.perform } end
+end
+
+local backend = default
 
 -- Install another backend (a table with sleep and perform); nil restores the
--- blocking one. Returns the previous backend.
+-- default one (blocking; ngx.sleep-based inside nginx). Returns the previous backend.
 function _M.set_backend(b)
   local prev = backend
-  backend = b or blocking
+  backend = b or default
   return prev
 end
 

@@ -7,7 +7,7 @@
 
 local sched = require "ugen.sched"
 
-local type, pairs, ipairs, tostring, sort = type, pairs, ipairs, tostring, table.sort
+local type, pairs, tostring, sort = type, pairs, tostring, table.sort
 
 local _M = {
   _VERSION = "0.1.0",
@@ -18,12 +18,34 @@ function _M.version()
   return sched.core().curl_version
 end
 
+-- "Name: value" lines are memoized per name and value (the same few headers go
+-- out on every request); bounded: dropped when LINE_CACHE_MAX lines are held.
+local LINE_CACHE_MAX = 256
+local line_cache, line_count = {}, 0
+
+local function header_line(name, value)
+  if type(value) ~= "string" then value = tostring(value) end
+  local byname = line_cache[name]
+  local line = byname and byname[value]
+  if line then return line end
+  line = name .. ": " .. value
+  if line_count >= LINE_CACHE_MAX then line_cache, line_count = {}, 0; byname = nil end
+  if not byname then byname = {}; line_cache[name] = byname end
+  byname[value] = line
+  line_count = line_count + 1
+  return line
+end
+
 function _M.request(req)
+  local hdrs = req.headers or {}
   local names = {}
-  for name in pairs(req.headers or {}) do names[#names + 1] = name end
+  for name in pairs(hdrs) do names[#names + 1] = name end
   sort(names)
   local list = {}
-  for i, name in ipairs(names) do list[i] = name .. ": " .. tostring(req.headers[name]) end
+  for i = 1, #names do
+    local name = names[i]
+    list[i] = header_line(name, hdrs[name])
+  end
   -- An empty Expect stops libcurl's "Expect: 100-continue" round trip on big bodies.
   if req.body or req.mime then list[#list + 1] = "Expect:" end
   local creq = {
@@ -33,7 +55,12 @@ function _M.request(req)
     body = req.body,
     mime = req.mime,
     output = req.output,
+    resume_from = req.resume_from,
+    on_progress = req.on_progress,
+    low_speed_time = req.low_speed_time,
     follow = req.follow,
+    -- not idempotent: a fresh connection, so libcurl cannot silently send it twice
+    fresh_connect = req.idempotent == false or nil,
     timeout = req.timeout,
     connect_timeout = req.connect_timeout,
     cainfo = req.cainfo,
@@ -48,8 +75,12 @@ function _M.request(req)
                     message = "response body larger than " .. _M.MAX_BODY .. " bytes" }
     end
     local kind = err.kind
+    -- "io": the output or mime file cannot be opened/read/written; trying again will not help
+    local retryable
+    if kind == "io" then retryable = false end
     if kind ~= "network" and kind ~= "timeout" and kind ~= "tls" then kind = "network" end
-    return nil, { kind = kind, message = err.message, curl_code = err.curl_code, sent = err.sent }
+    return nil, { kind = kind, message = err.message, curl_code = err.curl_code, sent = err.sent,
+                  retryable = retryable }
   end
   return res
 end

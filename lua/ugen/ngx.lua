@@ -1,0 +1,388 @@
+-- ugen.ngx: OpenResty helpers (receiving webhooks, awaiting many jobs).
+--
+--   local ugen_ngx = require "ugen.ngx"
+--
+--   -- content_by_lua_block { handler() } ; handler built once (init_by_lua* or module level)
+--   local handler = ugen_ngx.webhook_handler{
+--     secret = os.getenv("UGEN_WEBHOOK_SECRET"),      -- or { new_secret, old_secret } (rotation)
+--     on_event = function(event, info) ... end,       -- info.secret_index says which secret matched
+--     tolerance = 300,                                -- seconds; false disables the age check
+--     dedupe = "ugen_webhooks",                       -- lua_shared_dict name (replay protection)
+--     max_body = 1048576,                             -- bytes; larger -> 413
+--     replay_status = 409,                            -- status for a repeated signature (or 200)
+--   }
+--
+--   local jobs, errs = ugen_ngx.wait_all(client, { id1, id2, ... },
+--     { interval = 10, timeout = 1800, on_progress = function(job, id, i) end, max_concurrency = 64 })
+--
+-- The handler answers (JSON bodies {"ok": true} / {"ok": false, "error": CODE, "message": ...}):
+--   200  verified and on_event succeeded; also {"duplicate": true} for an event
+--        (event + job_id) that was already processed and comes again with a new
+--        signature: that is the sender retrying because our earlier 2xx was lost,
+--        and a 2xx is what stops its retries.
+--   400  malformed: garbled signature/timestamp header, signed body that is not a JSON object
+--   401  missing or wrong signature, timestamp missing or outside the tolerance
+--   405  not a POST (Allow: POST)
+--   409  replay: this exact signature was seen within 2 x tolerance (U-Gen signs
+--        every attempt afresh, so a repeated signature is never a legitimate
+--        retry), or the same event is being processed right now
+--   413  body larger than max_body
+--   500  on_event raised or returned false (the keys are released: the sender's
+--        retry is processed normally); 503 the dedupe dict is full
+-- on_event(event, info) runs in the request's light thread (cosockets usable);
+-- it returns nothing/true (-> 200), false[, message] (-> 500) or an HTTP
+-- status number. info = { secret_index =, timestamp =, signature =, event_key =,
+-- delivery_id =, body = <raw>, headers = <ngx.req.get_headers()> }.
+-- After the handler, ngx.ctx.ugen_webhook = { status =, code =, secret_index =,
+-- event_key = } for logging. Secrets never appear in responses or logs.
+
+-- luacheck: globals ngx
+local ngx = ngx  -- ngx.status, ngx.header and ngx.ctx are written below
+local webhook = require "ugen.webhook"
+local crypto = require "ugen.crypto"
+local json = require "ugen.json"
+local errors = require "ugen.errors"
+
+local type, pairs, ipairs, next, tostring, tonumber, error, pcall, math_floor, math_min, string_format, io_open =
+  type, pairs, ipairs, next, tostring, tonumber, error, pcall, math.floor, math.min, string.format, io.open
+local unpack = table.unpack or unpack
+
+local _M = { _VERSION = "0.1.0", DEFAULT_MAX_BODY = 1048576 }
+
+local function argerr(fname, msg, level)
+  error(string_format("bad argument #1 to '%s' (%s)", fname, msg), level + 1)
+end
+
+local function respond(status, t)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(json.encode(t))
+  return status
+end
+
+-- Status for a verify() failure.
+local STATUS_FOR_CODE = {
+  SIGNATURE_MISSING = 401, SIGNATURE_MISMATCH = 401, TIMESTAMP_MISSING = 401,
+  TIMESTAMP_OUT_OF_TOLERANCE = 401, SIGNATURE_INVALID = 400, TIMESTAMP_INVALID = 400, BODY_INVALID = 400,
+}
+_M.STATUS_FOR_CODE = STATUS_FOR_CODE
+
+-- Raw request body (memory or nginx's temp file) -> body | nil, status, code, message
+local function read_raw_body(max_body)
+  local cl = ngx.var.http_content_length
+  if cl then
+    local n = tonumber(cl)
+    if n and n > max_body then
+      pcall(ngx.req.discard_body)
+      return nil, 413, "BODY_TOO_LARGE", "request body larger than " .. max_body .. " bytes"
+    end
+  end
+  local ok, rerr = pcall(ngx.req.read_body)
+  if not ok then return nil, 400, "BODY_UNREADABLE", "cannot read the request body: " .. tostring(rerr) end
+  local body = ngx.req.get_body_data()
+  if body == nil then
+    local path = ngx.req.get_body_file()
+    if path then
+      local f, ferr = io_open(path, "rb")
+      if not f then return nil, 500, "BODY_UNREADABLE", "cannot open the buffered body: " .. tostring(ferr) end
+      local size = f:seek("end")
+      if size and size > max_body then
+        f:close()
+        return nil, 413, "BODY_TOO_LARGE", "request body larger than " .. max_body .. " bytes"
+      end
+      f:seek("set", 0)
+      body = f:read("*a")
+      f:close()
+      if body == nil then return nil, 500, "BODY_UNREADABLE", "cannot read the buffered body" end
+    else
+      body = ""
+    end
+  end
+  if #body > max_body then
+    return nil, 413, "BODY_TOO_LARGE", "request body larger than " .. max_body .. " bytes"
+  end
+  return body
+end
+_M.read_raw_body = read_raw_body
+
+-- The de-duplication key of a verified event: its id when it has one, else
+-- event type + job id (UGEN-API.md 11.5); nil when neither is there.
+local function event_key(event)
+  local id = event.id or event.event_id
+  if type(id) == "string" or type(id) == "number" then return "ugen:event:id:" .. tostring(id) end
+  local ev, job = event.event, event.job_id
+  if (type(ev) == "string") and (type(job) == "string" or type(job) == "number") then
+    return "ugen:event:" .. ev .. ":" .. tostring(job)
+  end
+  return nil
+end
+_M.event_key = event_key
+
+function _M.webhook_handler(opts)
+  local F = "webhook_handler"
+  if type(opts) ~= "table" then argerr(F, "table expected, got " .. type(opts), 2) end
+  local secrets = opts.secret
+  if type(secrets) == "string" then secrets = { secrets } end
+  if type(secrets) ~= "table" or #secrets == 0 then
+    argerr(F, "secret must be a string or a non-empty list of strings, got " .. type(opts.secret), 2)
+  end
+  local list = {}
+  for i, s in ipairs(secrets) do
+    if type(s) ~= "string" or s == "" then argerr(F, "secret #" .. i .. " must be a non-empty string", 2) end
+    list[i] = s
+  end
+  local on_event = opts.on_event
+  if type(on_event) ~= "function" then argerr(F, "on_event must be a function, got " .. type(on_event), 2) end
+  local tolerance = opts.tolerance
+  if tolerance == nil then tolerance = webhook.DEFAULT_TOLERANCE end
+  if tolerance ~= false and (type(tolerance) ~= "number" or tolerance ~= tolerance or tolerance < 0) then
+    argerr(F, "tolerance must be a number >= 0 or false", 2)
+  end
+  local max_body = opts.max_body or _M.DEFAULT_MAX_BODY
+  if type(max_body) ~= "number" or max_body < 1 or max_body ~= math_floor(max_body) then
+    argerr(F, "max_body must be a positive integer (bytes)", 2)
+  end
+  local replay_status = opts.replay_status or 409
+  if replay_status ~= 409 and replay_status ~= 200 then argerr(F, "replay_status must be 409 or 200", 2) end
+  local dict_name, ttl = opts.dedupe, nil
+  if dict_name ~= nil then
+    if type(dict_name) ~= "string" then argerr(F, "dedupe must be a lua_shared_dict name", 2) end
+    if not (ngx.shared and ngx.shared[dict_name]) then
+      argerr(F, "dedupe: no lua_shared_dict named '" .. dict_name .. "' (add `lua_shared_dict " .. dict_name ..
+        " 1m;` to the http block)", 2)
+    end
+    ttl = opts.dedupe_ttl or (tolerance ~= false and 2 * tolerance) or 600
+    if type(ttl) ~= "number" or ttl <= 0 then argerr(F, "dedupe_ttl must be a positive number", 2) end
+  end
+  for k in pairs(opts) do
+    if not ({ secret = 1, on_event = 1, tolerance = 1, max_body = 1, dedupe = 1, dedupe_ttl = 1,
+              replay_status = 1 })[k] then
+      argerr(F, "unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local vopts = { tolerance = tolerance }
+
+  return function()
+    local ctx = {}
+    ngx.ctx.ugen_webhook = ctx
+    local function answer(status, code, message, extra)
+      ctx.status, ctx.code = status, code
+      local t = { ok = status >= 200 and status < 300 }
+      if code then t.error = code end
+      if message then t.message = message end
+      for k, v in pairs(extra or {}) do t[k] = v end
+      return respond(status, t), ctx
+    end
+
+    if ngx.req.get_method() ~= "POST" then
+      ngx.header["Allow"] = "POST"
+      pcall(ngx.req.discard_body)
+      return answer(405, "METHOD_NOT_ALLOWED", "webhooks are delivered with POST")
+    end
+    local body, st, code, msg = read_raw_body(max_body)
+    if not body then return answer(st, code, msg) end
+    local headers = ngx.req.get_headers(200)
+
+    local event, verr, matched
+    for i, s in ipairs(list) do
+      event, verr = webhook.verify(s, headers, body, vopts)
+      if event then matched = i; break end
+      -- only a plain mismatch may still match another secret
+      if not (verr.kind == "signature" and verr.code == "SIGNATURE_MISMATCH") then
+        if verr.code == "TIMESTAMP_OUT_OF_TOLERANCE" or verr.kind == "decode" then matched = i end
+        break
+      end
+    end
+    ctx.secret_index = matched
+    if not event then
+      local status = STATUS_FOR_CODE[verr.code] or 400
+      if verr.kind == "decode" then status = 400 end
+      return answer(status, verr.code or "BODY_INVALID", verr.message)
+    end
+
+    local ts = webhook.header_values(headers, "x-ugen-timestamp")[1]
+    local signature = crypto.hmac_sha256(list[matched], ts .. "." .. body)
+    local ekey = event_key(event)
+    local delivery = webhook.header_values(headers, "x-ugen-delivery")[1]
+    ctx.event_key = ekey
+
+    local dict = dict_name and ngx.shared[dict_name]
+    local sig_key = "ugen:sig:" .. signature
+    if dict then
+      local ok, derr = dict:add(sig_key, true, ttl)
+      if not ok then
+        if derr == "exists" then
+          if replay_status == 200 then return answer(200, nil, nil, { duplicate = true }) end
+          return answer(409, "REPLAYED", "this signed delivery was already received")
+        end
+        return answer(503, "DEDUPE_UNAVAILABLE", "replay protection store unavailable")
+      end
+      if ekey then
+        ok, derr = dict:add(ekey, "processing", ttl)
+        if not ok then
+          if derr == "exists" then
+            if dict:get(ekey) == "done" then
+              return answer(200, nil, nil, { duplicate = true })
+            end
+            dict:delete(sig_key)
+            return answer(409, "IN_PROGRESS", "this event is being processed")
+          end
+          dict:delete(sig_key)
+          return answer(503, "DEDUPE_UNAVAILABLE", "replay protection store unavailable")
+        end
+      end
+    end
+
+    local info = {
+      secret_index = matched, timestamp = ts, signature = signature, event_key = ekey,
+      delivery_id = delivery, body = body, headers = headers,
+    }
+    local function release()
+      if dict then
+        dict:delete(sig_key)
+        if ekey then dict:delete(ekey) end
+      end
+    end
+    local res = { pcall(on_event, event, info) }
+    if not res[1] then
+      release()
+      ngx.log(ngx.ERR, "ugen webhook: on_event raised: ", tostring(res[2]))
+      return answer(500, "HANDLER_FAILED", "the event handler failed")
+    end
+    local r1, r2 = res[2], res[3]
+    if r1 == false then
+      release()
+      return answer(500, "HANDLER_REFUSED", type(r2) == "string" and r2 or "the event handler refused the event")
+    end
+    if type(r1) == "number" and (r1 < 200 or r1 > 299) then
+      release()
+      return answer(r1, "HANDLER_STATUS", type(r2) == "string" and r2 or nil)
+    end
+    if dict and ekey then dict:set(ekey, "done", ttl) end
+    ngx.log(ngx.INFO, "ugen webhook: accepted ", tostring(event.event), " (secret #", matched, ")")
+    return answer(type(r1) == "number" and r1 or 200, nil, nil, matched > 1 and { secret_index = matched } or nil)
+  end
+end
+
+---------------------------------------------------------------------------
+-- wait_all: many jobs awaited concurrently in light threads
+
+local WAIT_ALL_OPTS = { interval = true, timeout = true, on_progress = true, max_concurrency = true,
+                        headers = true, max_retries = true }
+
+-- wait_all(client, ids[, opts]) -> jobs, errs   (the shape of client.jobs:wait_all)
+--   jobs[i]: the completed job for ids[i], or nil; errs[i]: why it did not
+--   complete (as jobs:wait gives it: job_failed, timeout WAIT_TIMEOUT, auth, ...)
+--   with err.index = i and err.job_id = ids[i]; errs is always a table.
+--   opts: interval, timeout (ONE deadline for all), on_progress(job, id, i),
+--   headers, max_retries (per poll), max_concurrency (default 64 polls at once).
+--   Each job is polled by a light thread (ngx.thread) of the calling request;
+--   an error raised by on_progress kills the other threads and is re-raised.
+function _M.wait_all(client, ids, opts)
+  local F = "wait_all"
+  if type(client) ~= "table" or type(client.jobs) ~= "table" then
+    error("bad argument #1 to 'wait_all' (ugen client expected, got " .. type(client) .. ")", 2)
+  end
+  if type(ids) ~= "table" then error("bad argument #2 to 'wait_all' (table expected, got " .. type(ids) .. ")", 2) end
+  local n = #ids
+  for i = 1, n do
+    local id = ids[i]
+    if type(id) ~= "string" or id == "" then
+      error(string_format("bad argument #2 to 'wait_all' (ids[%d]: job id string expected, got %s)", i, type(id)), 2)
+    end
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'wait_all' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not WAIT_ALL_OPTS[k] then error("bad argument #3 to 'wait_all' (unknown option '" .. tostring(k) .. "')", 2) end
+  end
+  local timeout, interval = opts.timeout or 1800, opts.interval or 10
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout <= 0 then
+    error("bad argument #3 to 'wait_all' (opts.timeout must be a positive number)", 2)
+  end
+  if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
+    error("bad argument #3 to 'wait_all' (opts.interval must be a positive number)", 2)
+  end
+  local on_progress = opts.on_progress
+  if on_progress ~= nil and type(on_progress) ~= "function" then
+    error("bad argument #3 to 'wait_all' (opts.on_progress must be a function)", 2)
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then
+    error("bad argument #3 to 'wait_all' (opts.headers must be a table)", 2)
+  end
+  local mr = opts.max_retries
+  if mr ~= nil and (type(mr) ~= "number" or mr < 0 or mr ~= math_floor(mr)) then
+    error("bad argument #3 to 'wait_all' (opts.max_retries must be an integer >= 0)", 2)
+  end
+  local maxc = opts.max_concurrency or 64
+  if type(maxc) ~= "number" or maxc < 1 or maxc ~= math_floor(maxc) then
+    error("bad argument #3 to 'wait_all' (opts.max_concurrency must be a positive integer)", 2)
+  end
+  require("ugen.transport.ngx").check_phase(F)
+
+  local jobs, errs = {}, {}
+  if n == 0 then return jobs, errs end
+  ngx.update_time()
+  local deadline = ngx.now() + timeout
+  local next_i = 0
+  local raised, has_raised = nil, false
+
+  local function worker()
+    while not has_raised do
+      next_i = next_i + 1
+      local i = next_i
+      if i > n then return end
+      local id = ids[i]
+      ngx.update_time()
+      local left = deadline - ngx.now()
+      local job, err
+      if left <= 0 then
+        job, err = nil, errors.new{ kind = "timeout", code = "WAIT_TIMEOUT", retryable = true,
+          message = string_format("job %s did not finish within %gs", id, timeout) }
+      else
+        job, err = client.jobs:wait(id, {
+          interval = interval, timeout = left, headers = opts.headers, max_retries = mr,
+          on_progress = on_progress and function(j) on_progress(j, id, i) end,
+        })
+      end
+      if job then
+        jobs[i] = job
+      else
+        if type(err) == "table" then err.index, err.job_id = i, id end
+        errs[i] = err
+      end
+    end
+  end
+
+  local live = {}
+  for t = 1, math_min(n, maxc) do
+    local th, serr = ngx.thread.spawn(function()
+      local ok, e = pcall(worker)
+      if not ok and not has_raised then raised, has_raised = e, true end
+      return t
+    end)
+    if not th then
+      for _, other in pairs(live) do ngx.thread.kill(other) end
+      error("ugen.ngx.wait_all: cannot spawn a light thread: " .. tostring(serr), 2)
+    end
+    live[t] = th
+  end
+  while next(live) do
+    local list = {}
+    for _, th in pairs(live) do list[#list + 1] = th end
+    local ok, t = ngx.thread.wait(unpack(list))
+    if ok and live[t] then live[t] = nil end
+    if not ok then break end
+    if has_raised then break end
+  end
+  if has_raised then
+    for _, th in pairs(live) do ngx.thread.kill(th) end
+    error("ugen.ngx.wait_all: on_progress raised: " .. tostring(raised), 2)
+  end
+  return jobs, errs
+end
+
+return _M
