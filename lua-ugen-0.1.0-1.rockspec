@@ -20,6 +20,7 @@ description = {
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1.0",
+  "luasocket",  -- ugen webhook listen (CLI) and the sandbox controller
 }
 -- Library-only checks: Debian keeps curl.h under a multiarch include dir
 -- that the compiler searches by default but LuaRocks' header probe does not.
@@ -32,9 +33,43 @@ test = { type = "busted" }
 build = {
   type = "builtin",
   modules = {
+    ["ugen.cli"] = "lua/ugen/cli.lua",
+    ["ugen.cli.args"] = "lua/ugen/cli/args.lua",
+    ["ugen.cli.listen"] = "lua/ugen/cli/listen.lua",
+    ["ugen.cli.output"] = "lua/ugen/cli/output.lua",
+    ["ugen.cli.progress"] = "lua/ugen/cli/progress.lua",
+    ["ugen.client"] = "lua/ugen/client.lua",
+    ["ugen.crypto"] = "lua/ugen/crypto.lua",
+    ["ugen.endpoints"] = "lua/ugen/endpoints.lua",
+    ["ugen.errors"] = "lua/ugen/errors.lua",
+    ["ugen.headers"] = "lua/ugen/headers.lua",
+    ["ugen"] = "lua/ugen/init.lua",
+    ["ugen.json"] = "lua/ugen/json.lua",
+    ["ugen.media"] = "lua/ugen/media.lua",
+    ["ugen.ngx"] = "lua/ugen/ngx.lua",
+    ["ugen.resources.download"] = "lua/ugen/resources/download.lua",
+    ["ugen.resources"] = "lua/ugen/resources/init.lua",
+    ["ugen.resources.jobs"] = "lua/ugen/resources/jobs.lua",
+    ["ugen.resources.jobs_many"] = "lua/ugen/resources/jobs_many.lua",
+    ["ugen.retry"] = "lua/ugen/retry.lua",
+    ["ugen.sandbox"] = "lua/ugen/sandbox.lua",
+    ["ugen.sched"] = "lua/ugen/sched.lua",
+    ["ugen.scheduler"] = "lua/ugen/scheduler.lua",
+    ["ugen.transport.curl"] = "lua/ugen/transport/curl.lua",
+    ["ugen.transport"] = "lua/ugen/transport/init.lua",
+    ["ugen.transport.ngx"] = "lua/ugen/transport/ngx.lua",
+    ["ugen.validate"] = "lua/ugen/validate.lua",
+    ["ugen.webhook"] = "lua/ugen/webhook.lua",
     ["ugen.core"] = {
       sources = {
         "csrc/ugen_core.c",
+        "csrc/ugen_engine.c",
+        "csrc/ugen_err.c",
+        "csrc/ugen_hdr.c",
+        "csrc/ugen_hmac.c",
+        "csrc/ugen_json.c",
+        "csrc/ugen_mime.c",
+        "csrc/ugen_time.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },

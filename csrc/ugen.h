@@ -44,6 +44,26 @@ void ugen_err_new(lua_State *L, const char *kind, const char *msg);
 void ugen_err_new_curl(lua_State *L, CURLcode code, const char *errbuf);
 const char *ugen_err_curl_kind(CURLcode code);
 
+/* ugen_hdr.c: one response header line as libcurl delivers it (CR/LF
+ * included). Pure; fuzzed by fuzz/fuzz_header.c. */
+enum { UGEN_HDR_IGNORE, UGEN_HDR_STATUS, UGEN_HDR_FOLD, UGEN_HDR_FIELD };
+typedef struct ugen_hdr_line {
+  size_t line_len;  /* length without the trailing CR/LF */
+  size_t name_len;  /* FIELD: the name is buf[0, name_len) (trailing blanks cut) */
+  size_t value_off; /* FIELD/FOLD: the value is buf[value_off, value_off + value_len) */
+  size_t value_len; /* (leading blanks cut; FIELD: trailing blanks cut too) */
+} ugen_hdr_line;
+/* -> UGEN_HDR_STATUS ("HTTP/..." starts a new response), UGEN_HDR_FOLD (a
+ * continuation line), UGEN_HDR_FIELD ("name: value") or UGEN_HDR_IGNORE
+ * (blank, no colon, an empty or all-blank name, or an embedded NUL) */
+int ugen_hdr_parse(const char *buf, size_t len, ugen_hdr_line *out);
+/* writes "name\0value\0" with the name lowercased into dst, which must hold
+ * line_len + 2 bytes; returns the bytes written (name_len + value_len + 2) */
+size_t ugen_hdr_record(const char *buf, const ugen_hdr_line *l, char *dst);
+
+/* ugen_json.c: core.json_clean (the in-place pass after a JSON decode) */
+void ugen_json_register(lua_State *L);
+
 /* ugen_engine.c: engine and transfer classes, core.engine */
 void ugen_engine_register(lua_State *L);
 

@@ -49,6 +49,7 @@ UGEN_API int luaopen_ugen_core(lua_State *L)
 
   ugen_hmac_register(L);
   ugen_time_register(L);
+  ugen_json_register(L);
   ugen_engine_register(L);
   return 1;
 }

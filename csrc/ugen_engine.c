@@ -330,74 +330,47 @@ static size_t ugen_engine_write_cb(char *ptr, size_t size, size_t nmemb, void *u
   return n;
 }
 
-static int ugen_engine_is_space(char c)
-{
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 /* Header lines go into t->hdrs as "name\0value\0" records; a status line
- * starts a new response (100-continue, redirects, auth) and clears them. */
+ * starts a new response (100-continue, redirects, auth) and clears them.
+ * The parsing itself is ugen_hdr_parse (ugen_hdr.c, fuzzed separately). */
 static size_t ugen_engine_header_cb(char *buf, size_t size, size_t nitems, void *ud)
 {
   ugen_transfer *t = (ugen_transfer *)ud;
   ugen_engine *e = t->engine;
-  size_t total = size * nitems, len = total, i, colon, vs;
+  size_t total = size * nitems;
+  ugen_hdr_line l;
 
   if (e == NULL) {
     t->fail = F_NOMEM;
     return 0;
   }
-  while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n'))
-    len--;
-  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+  switch (ugen_hdr_parse(buf, total, &l)) {
+  case UGEN_HDR_STATUS:
     t->hdrs.len = 0;
     t->nheaders = 0;
     return total;
-  }
-  if (len == 0)
-    return total;
-  if (buf[0] == ' ' || buf[0] == '\t') { /* obsolete line folding */
+  case UGEN_HDR_FOLD:
     if (t->nheaders == 0)
       return total;
-    for (vs = 0; vs < len && ugen_engine_is_space(buf[vs]); vs++)
-      ;
     t->hdrs.len--; /* drop the value's terminator */
     if (!ugen_engine_buf_add(e, &t->hdrs, " ", 1) ||
-        !ugen_engine_buf_add(e, &t->hdrs, buf + vs, len - vs) ||
+        !ugen_engine_buf_add(e, &t->hdrs, buf + l.value_off, l.value_len) ||
         !ugen_engine_buf_add(e, &t->hdrs, "", 1)) {
       t->fail = F_NOMEM;
       return 0;
     }
     return total;
-  }
-  for (colon = 0; colon < len && buf[colon] != ':'; colon++)
-    ;
-  if (colon == len || colon == 0)
-    return total; /* not a header line */
-  if (!ugen_engine_buf_reserve(e, &t->hdrs, len + 2)) {
-    t->fail = F_NOMEM;
-    return 0;
-  }
-  {
-    size_t nl = colon;
-    char *dst = t->hdrs.p + t->hdrs.len;
-    while (nl > 0 && ugen_engine_is_space(buf[nl - 1]))
-      nl--;
-    for (i = 0; i < nl; i++) {
-      char c = buf[i];
-      dst[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+  case UGEN_HDR_FIELD:
+    if (!ugen_engine_buf_reserve(e, &t->hdrs, l.line_len + 2)) {
+      t->fail = F_NOMEM;
+      return 0;
     }
-    dst[nl] = '\0';
-    for (vs = colon + 1; vs < len && ugen_engine_is_space(buf[vs]); vs++)
-      ;
-    while (len > vs && ugen_engine_is_space(buf[len - 1]))
-      len--;
-    memcpy(dst + nl + 1, buf + vs, len - vs);
-    dst[nl + 1 + (len - vs)] = '\0';
-    t->hdrs.len += nl + 1 + (len - vs) + 1;
+    t->hdrs.len += ugen_hdr_record(buf, &l, t->hdrs.p + t->hdrs.len);
     t->nheaders++;
+    return total;
+  default:
+    return total;
   }
-  return total;
 }
 
 static int ugen_engine_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow,
@@ -901,7 +874,7 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
 {
   size_t len = 0, body_len = 0;
   const char *url, *method, *body, *s;
-  int has_mime, follow = 0;
+  int has_mime, follow = 0, fresh = 0;
   double connect_timeout, timeout, low_speed;
 
   /* read and check every field before touching the handle */
@@ -947,6 +920,9 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
     t->resume_from = -1;
   lua_getfield(L, req, "follow");
   follow = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, req, "fresh_connect");
+  fresh = lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (ugen_engine_field(L, req, "on_progress", LUA_TFUNCTION, "function")) {
     lua_rawseti(L, uv, UV_PROGRESS);
@@ -1013,6 +989,11 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
     UGEN_SETOPT(t, CURLOPT_CAINFO, s); /* libcurl copies strings */
   if ((s = ugen_engine_string(L, req, "capath", &len)) != NULL)
     UGEN_SETOPT(t, CURLOPT_CAPATH, s);
+  /* libcurl silently sends a request again on a new connection when a REUSED
+   * connection dies before any response byte -- even a POST the server may
+   * already have processed. A fresh connection is never retried that way. */
+  if (fresh)
+    UGEN_SETOPT(t, CURLOPT_FRESH_CONNECT, 1L);
   if (follow) {
     UGEN_SETOPT(t, CURLOPT_FOLLOWLOCATION, 1L);
     UGEN_SETOPT(t, CURLOPT_MAXREDIRS, UGEN_MAX_REDIRS);

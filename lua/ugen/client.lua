@@ -88,8 +88,10 @@ _M.check_call_opts = check_call_opts
 ---------------------------------------------------------------------------
 -- URL building
 
+local function pct(c) return string_format("%%%02X", string_byte(c)) end
 local function urlencode(s)
-  return (string_gsub(s, "[^%w%-%._~]", function(c) return string_format("%%%02X", string_byte(c)) end))
+  if not string_find(s, "[^%w%-%._~]") then return s end   -- ids, the common case
+  return (string_gsub(s, "[^%w%-%._~]", pct))
 end
 _M.urlencode = urlencode
 
@@ -193,8 +195,9 @@ function _M.new(opts)
     _send_fn = send,
   }
   for k, v in pairs(opts.headers or {}) do self.default_headers[k] = tostring(v) end
-  local cv = curl_version()
-  local ua = string_format("lua-ugen/%s (%s%s)", VERSION, lua_version(), cv and ("; libcurl/" .. cv) or "")
+  local cv = tname ~= "ngx" and curl_version() or nil
+  local ua = string_format("lua-ugen/%s (%s%s)", VERSION, lua_version(),
+    cv and ("; libcurl/" .. cv) or (tname == "ngx" and "; ngx_lua" or ""))
   if opts.user_agent and opts.user_agent ~= "" then ua = ua .. " " .. opts.user_agent end
   self.user_agent = ua
   self.auth = opts.jwt and "jwt" or (opts.api_key and "api_key" or "none")
@@ -238,6 +241,10 @@ local function handle_response(self, res, spec)
   if not status then
     return nil, errors.new{ kind = "network", message = "transport returned no HTTP status", retryable = true }
   end
+  if status ~= math_floor(status) or status < 100 or status > 999 then
+    return nil, errors.new{ kind = "network", retryable = true,
+      message = "transport returned an invalid HTTP status (" .. tostring(res.status) .. ")" }
+  end
   local hdrs = headers_mod.new(res.headers)
   local request_id = hdrs["x-request-id"]
   local meta = { status = status, headers = hdrs, request_id = request_id }
@@ -253,6 +260,13 @@ local function handle_response(self, res, spec)
         message = string_format("HTTP %d response body is not valid JSON (%s)", status, derr) }
     end
     if v == nil then v = {} end
+    if type(v) ~= "table" then
+      -- every documented success body is an object (or a list): a bare string,
+      -- number or boolean is a server fault, not a result to index into
+      return nil, errors.new{ kind = "decode", status = status, request_id = request_id, retryable = false,
+        message = string_format("HTTP %d response body is JSON but not an object or array (a %s)", status,
+          type(v)) }
+    end
     return v, meta
   end
   local err = errors.from_response(status, res.body, request_id, self.keep_null)
@@ -271,9 +285,12 @@ end
 _M.origin = origin
 
 -- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
---          output, idempotent, opts (per-call), secrets (extra strings) }
+--          output, resume_from, on_progress, low_speed_time, idempotent, opts (per-call),
+--          secrets (extra strings) }
+local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
+
 function _M._send(self, spec)
-  local opts = spec.opts or {}
+  local opts = spec.opts or NO_OPTS
   local hdrs = {
     ["Accept"] = "application/json",
     ["User-Agent"] = self.user_agent,
@@ -311,7 +328,9 @@ function _M._send(self, spec)
     end
     hdrs[k] = tostring(v)
   end
-  for k, v in pairs(self.default_headers) do put(k, v) end
+  if next(self.default_headers) ~= nil then
+    for k, v in pairs(self.default_headers) do put(k, v) end
+  end
   if opts.headers then for k, v in pairs(opts.headers) do put(k, v) end end
 
   local req = {
@@ -321,6 +340,9 @@ function _M._send(self, spec)
     body = body,
     mime = spec.mime,
     output = spec.output,
+    resume_from = spec.resume_from,       -- downloads: append to output's first N bytes (Range)
+    on_progress = spec.on_progress,       -- downloads: function(dltotal, dlnow, ultotal, ulnow)
+    low_speed_time = spec.low_speed_time, -- downloads: stall detection (seconds under 1 byte/s)
     -- redirects are followed only by credential-less downloads (a redirect must
     -- never carry the API key to another host)
     follow = (foreign and spec.follow) or nil,
@@ -331,6 +353,9 @@ function _M._send(self, spec)
   }
   local idempotent = spec.idempotent
   if idempotent == nil then idempotent = IDEMPOTENT[spec.method] == true end
+  -- transports that can re-send on their own (libcurl on a dead reused
+  -- connection) must not do so for a request that may only be sent once
+  req.idempotent = idempotent
   local max_retries = opts.max_retries or self.max_retries
 
   local attempt = 0
@@ -451,7 +476,43 @@ _M.validation_error = validation_error
 -- ep: an endpoints entry; pv: {name = value} path values (already type
 -- checked); params: user table or nil (never modified); opts: checked
 -- per-call opts. extra: {mime = ..., idempotency_key = ...} from special methods.
+-- Endpoints whose parameters are all plain required string path parameters
+-- (get/delete by id): called without a params table, validation reduces to
+-- "each path value is a non-empty string" (the values were type checked by
+-- the generated method). Computed once per endpoint.
+local SIMPLE_PARAM_KEYS = { name = true, ["in"] = true, type = true, required = true, doc = true }
+local simple_eps = setmetatable({}, { __mode = "k" })
+local function is_simple(ep)
+  local simple = simple_eps[ep]
+  if simple ~= nil then return simple end
+  simple = ep.body == nil and not ep.open_body and type(ep.params) == "table" and type(ep.path_params) == "table"
+    and #ep.params == #ep.path_params
+  if simple then
+    for _, p in ipairs(ep.params) do
+      if p["in"] ~= "path" or p.type ~= "string" or not p.required or is_secret_name(p.name) then simple = false end
+      for k in pairs(p) do
+        if not SIMPLE_PARAM_KEYS[k] then simple = false end
+      end
+    end
+  end
+  simple_eps[ep] = simple
+  return simple
+end
+
 function _M._call(self, ep, pv, params, opts, extra)
+  if params == nil and extra == nil and pv ~= nil and not (opts and opts.idempotency_key) and is_simple(ep) then
+    local ok = true
+    for _, name in ipairs(ep.path_params) do
+      local v = pv[name]
+      if type(v) ~= "string" or v == "" then ok = false; break end
+    end
+    if ok then
+      local spec = { method = ep.method, path = fill_path(ep.path, pv), opts = opts, fname = ep.name,
+                     argn = #ep.path_params + 1, level = 4 }
+      local result, meta = self:_send(spec)     -- not a tail call: error levels count this frame
+      return result, meta
+    end
+  end
   if opts and opts.idempotency_key and not ep.idempotency then
     -- 1 = _call, 2 = the resource method, 3 = its caller
     error(string_format("bad argument #%d to '%s' (opts.idempotency_key: the API takes an idempotency key "
@@ -501,5 +562,22 @@ function _M._call(self, ep, pv, params, opts, extra)
 end
 
 function _M.is_client(v) return getmetatable(v) == mt end
+
+---------------------------------------------------------------------------
+-- scheduler (ugen.scheduler): client:spawn(fn, ...) -> task; client:step([timeout_s]) -> live tasks
+
+function _M.spawn(self, fn, ...)
+  if getmetatable(self) ~= mt then error("ugen: call client:spawn(...) with a colon", 2) end
+  if type(fn) ~= "function" then argerror(1, "spawn", "function expected, got " .. typename(fn), 2) end
+  return require("ugen.scheduler").spawn(fn, ...)
+end
+
+function _M.step(self, timeout)
+  if getmetatable(self) ~= mt then error("ugen: call client:step(...) with a colon", 2) end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    argerror(1, "step", "non-negative number of seconds expected, got " .. typename(timeout), 2)
+  end
+  return require("ugen.scheduler").step(timeout)
+end
 
 return _M

@@ -4,7 +4,7 @@
 -- module's metatable:
 --   kind         "api" | "validation" | "rate_limit" | "insufficient_credits" |
 --                "auth" | "not_found" | "conflict" | "network" | "timeout" |
---                "tls" | "decode" | "signature" | "job_failed"
+--                "tls" | "decode" | "signature" | "job_failed" | "cancelled"
 --   status       HTTP status, or nil when no response arrived
 --   code         API error code ("INSUFFICIENT_CREDITS"), curl code as
 --                "CURLE_<n>", or an SDK code ("WAIT_TIMEOUT", "SIGNATURE_MISMATCH")
@@ -28,6 +28,7 @@ local _M = { _VERSION = "0.1.0" }
 _M.KINDS = {
   "api", "validation", "rate_limit", "insufficient_credits", "auth", "not_found", "conflict",
   "network", "timeout", "tls", "decode", "signature", "job_failed",
+  "cancelled",  -- a scheduler task was cancelled (ugen.scheduler: task:cancel())
 }
 local KIND_SET = {}
 for _, k in ipairs(_M.KINDS) do KIND_SET[k] = true end

@@ -17,8 +17,20 @@ local _M = { _VERSION = "0.1.0" }
 
 local lists = setmetatable({}, { __mode = "k" })
 
+-- Normalized names are memoized (header names repeat on every response); the
+-- cache is dropped when it reaches NORM_CACHE_MAX entries, so it stays bounded
+-- whatever names a server sends.
+local NORM_CACHE_MAX = 512
+local norm_cache, norm_count = {}, 0
+
 local function norm(name)
-  return (string_gsub(string_lower(name), "_", "-"))
+  local n = norm_cache[name]
+  if n then return n end
+  n = string_gsub(string_lower(name), "_", "-")
+  if norm_count >= NORM_CACHE_MAX then norm_cache, norm_count = {}, 0 end
+  norm_cache[name] = n
+  norm_count = norm_count + 1
+  return n
 end
 _M.normalize = norm
 
@@ -31,46 +43,69 @@ function mt.__newindex(t, k, v)
   if type(k) ~= "string" then return end
   local n = norm(k)
   rawset(t, n, v)
+  -- a repeated header's value list no longer applies: all() falls back to the value
   local l = lists[t]
-  if l then l[n] = v ~= nil and { v } or nil end
+  if l then l[n] = nil end
+end
+
+-- lists[h] (weak) holds {name = {v1, v2, ...}} only for names that came more
+-- than once; a name seen once is just h[name] (no per-header allocation).
+local function add(h, multi, name, value)
+  if type(name) ~= "string" then return multi end
+  if type(value) == "table" then
+    for _, v in ipairs(value) do multi = add(h, multi, name, v) end
+    return multi
+  end
+  if value == nil then return multi end
+  if type(value) ~= "string" then value = tostring(value) end
+  local n = norm(name)
+  local prev = rawget(h, n)
+  if prev == nil then
+    rawset(h, n, value)
+    return multi
+  end
+  multi = multi or {}
+  local list = multi[n]
+  if not list then list = { prev }; multi[n] = list end
+  list[#list + 1] = value
+  return multi
 end
 
 function _M.new(src)
-  local h, l = {}, {}
-  local function add(name, value)
-    if type(name) ~= "string" then return end
-    local n = norm(name)
-    if type(value) == "table" then
-      for _, v in ipairs(value) do add(name, v) end
-      return
-    end
-    if value == nil then return end
-    value = tostring(value)
-    local list = l[n]
-    if not list then list = {}; l[n] = list end
-    list[#list + 1] = value
-  end
+  local h, multi = {}, nil
   if type(src) == "table" then
     local first = rawget(src, 1)
     if type(first) == "string" then
-      for i = 1, #src, 2 do add(src[i], src[i + 1]) end
+      -- the core's flat list: string names and values (the fast path; h has no
+      -- metatable yet, so plain indexing is raw)
+      for i = 1, #src, 2 do
+        local name, value = src[i], src[i + 1]
+        local n = norm_cache[name]        -- only string names are ever cached (a nil name reads nil)
+        if n and h[n] == nil and type(value) == "string" then
+          h[n] = value
+        else
+          multi = add(h, multi, name, value)
+        end
+      end
     elseif type(first) == "table" then
-      for _, p in ipairs(src) do add(p[1] or p.name, p[2] or p.value) end
+      for _, p in ipairs(src) do
+        if type(p) == "table" then multi = add(h, multi, p[1] or p.name, p[2] or p.value) end
+      end
     else
-      for k, v in pairs(src) do add(k, v) end
+      for k, v in pairs(src) do multi = add(h, multi, k, v) end
     end
   end
-  for n, list in pairs(l) do h[n] = concat(list, ", ") end
-  lists[h] = l
+  if multi then
+    for n, list in pairs(multi) do rawset(h, n, concat(list, ", ")) end
+    lists[h] = multi
+  end
   return setmetatable(h, mt)
 end
 
 function _M.all(h, name)
   local l = lists[h]
-  local n = norm(name)
-  if l then
-    local list = l[n]
-    if not list then return {} end
+  local list = l and l[norm(name)]
+  if list then
     local copy = {}
     for i, v in ipairs(list) do copy[i] = v end
     return copy

@@ -11,6 +11,7 @@ local client = require "ugen.client"
 local json = require "ugen.json"
 local errors = require "ugen.errors"
 local webhook = require "ugen.webhook"
+local scheduler = require "ugen.scheduler"
 
 local _M = {
   _VERSION = client._VERSION,
@@ -21,6 +22,8 @@ local _M = {
   webhook = webhook,       -- verify / sign / headers / new_secret
   errors = errors,         -- errors.is(err, kind), errors.KINDS
   is_error = errors.is,    -- ugen.is_error(err[, kind])
+  run = scheduler.run,     -- ugen.run(fn, ...): fn in a scheduler task; SDK calls yield (ugen.scheduler)
+  scheduler = scheduler,   -- spawn / step / sleep / now / new / configure / default / current
 }
 
 return _M

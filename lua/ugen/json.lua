@@ -15,9 +15,11 @@
 
 local cjson = require("cjson.safe").new()
 
-local type, pairs, next, setmetatable, getmetatable = type, pairs, next, setmetatable, getmetatable
+local type, pairs, next, setmetatable, getmetatable, pcall, require =
+  type, pairs, next, setmetatable, getmetatable, pcall, require
 
-local tostring, math_random, string_format, string_gsub = tostring, math.random, string.format, string.gsub
+local tostring, math_random, string_format, string_gsub, string_find =
+  tostring, math.random, string.format, string.gsub, string.find
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -99,19 +101,48 @@ local function fix_number(x)
   return x
 end
 
--- One pass over a decoded value: nulls removed (unless keep_null), numbers fixed.
-local function walk(v, keep_null)
-  for k, x in pairs(v) do
-    local tx = type(x)
-    if x == null then
-      if not keep_null then v[k] = nil end  -- assigning nil to an existing field is allowed during pairs
-    elseif tx == "table" then
-      walk(x, keep_null)
-    elseif tx == "number" and tointeger then
-      v[k] = fix_number(x)
+-- One pass over a decoded value: nulls removed (unless keep_null), numbers fixed
+-- (fix_number inlined: this runs for every member of every response).
+local walk
+if tointeger then
+  walk = function(v, keep_null)
+    for k, x in pairs(v) do
+      if x == null then
+        if not keep_null then v[k] = nil end  -- assigning nil to an existing field is allowed during pairs
+      else
+        local tx = type(x)
+        if tx == "table" then
+          walk(x, keep_null)
+        elseif tx == "number" and x > -2^53 and x < 2^53 then
+          local i = tointeger(x)
+          if i then v[k] = i end
+        end
+      end
     end
+    return v
   end
-  return v
+else
+  walk = function(v, keep_null)
+    for k, x in pairs(v) do
+      if x == null then
+        if not keep_null then v[k] = nil end
+      elseif type(x) == "table" then
+        walk(x, keep_null)
+      end
+    end
+    return v
+  end
+end
+
+-- On 5.3+ the same pass in C when the core is there (ugen.core's json_clean:
+-- the identical rules, about 3x faster there); on LuaJIT (nulls only) the Lua
+-- walk is as fast as the C one (measured with bench/json_decode.lua).
+if tointeger then
+  local ok, core = pcall(require, "ugen.core")
+  if ok and type(core) == "table" and type(core.json_clean) == "function" then
+    local json_clean = core.json_clean
+    walk = function(v, keep_null) return json_clean(v, null, keep_null) end
+  end
 end
 
 function _M.decode(s, keep_null)
@@ -122,7 +153,11 @@ function _M.decode(s, keep_null)
     if keep_null then return v end
     return nil
   end
-  if type(v) == "table" then return walk(v, keep_null) end
+  if type(v) == "table" then
+    -- one number type (5.1/LuaJIT) and no null in the text: nothing to change
+    if not tointeger and (keep_null or not string_find(s, "null", 1, true)) then return v end
+    return walk(v, keep_null)
+  end
   if type(v) == "number" then return fix_number(v) end
   return v
 end

@@ -35,6 +35,7 @@ local sched = require "ugen.sched"
 local type, pairs, ipairs, tostring, tonumber, error, rawget = type, pairs, ipairs, tostring, tonumber, error, rawget
 local math_floor, math_abs, string_lower, string_gsub, string_match, string_gmatch, string_format, string_sub =
   math.floor, math.abs, string.lower, string.gsub, string.match, string.gmatch, string.format, string.sub
+local string_find = string.find
 
 local _M = {
   _VERSION = "0.1.0",
@@ -47,9 +48,17 @@ local function fail(code, message)
   return nil, errors.new{ kind = "signature", code = code, message = message, retryable = false }
 end
 
+-- memoized (bounded: dropped at NORM_MAX entries): header names repeat on every delivery
+local NORM_MAX = 256
+local norm_cache, norm_count = {}, 0
 local function norm_name(name)
-  local n = string_gsub(string_lower(name), "_", "-")
+  local n = norm_cache[name]
+  if n then return n end
+  n = string_gsub(string_lower(name), "_", "-")
   if string_sub(n, 1, 5) == "http-" then n = string_sub(n, 6) end
+  if norm_count >= NORM_MAX then norm_cache, norm_count = {}, 0 end
+  norm_cache[name] = n
+  norm_count = norm_count + 1
   return n
 end
 
@@ -73,8 +82,10 @@ local function header_values(headers, want)
     end
   elseif type(first) == "table" then                       -- list of pairs
     for _, p in ipairs(headers) do
-      local n, v = p[1] or p.name, p[2] or p.value
-      if type(n) == "string" and norm_name(n) == want then add(v) end
+      if type(p) == "table" then
+        local n, v = p[1] or p.name, p[2] or p.value
+        if type(n) == "string" and norm_name(n) == want then add(v) end
+      end
     end
   end
   for k, v in pairs(headers) do
@@ -87,6 +98,7 @@ _M.header_values = header_values
 -- Timestamp header -> epoch seconds, or nil. Unix seconds (integer or
 -- decimal), or ISO-8601 UTC / with offset (2026-05-02T09:12:44Z).
 local function parse_timestamp(s)
+  if string_find(s, "^%d+$") then return tonumber(s) end   -- unix seconds: the common case
   s = string_match(s, "^%s*(.-)%s*$")
   if string_match(s, "^%d+%.?%d*$") then return tonumber(s) end
   local y, mo, d, hh, mm, ss, frac, zone = string_match(s,
@@ -159,6 +171,9 @@ end
 -- Candidate signatures from the header values: split on commas/whitespace,
 -- strip a sha256= / v1= prefix, lowercase; nil when one is not 64 hex digits.
 local function candidates(values)
+  local v1 = values[1]
+  -- one plain lowercase hex signature: the common case
+  if #values == 1 and #v1 == 64 and not string_find(v1, "[^0-9a-f]") then return { v1 } end
   local out = {}
   for _, v in ipairs(values) do
     for item in string_gmatch(v, "[^,%s]+") do

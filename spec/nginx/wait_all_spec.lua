@@ -37,6 +37,21 @@ describe("ugen.ngx.wait_all (nginx, sandbox)", function()
     assert.is_true(r.json.elapsed < ref.elapsed * 3 + 0.5, ("%g vs %g"):format(r.json.elapsed, ref.elapsed))
   end)
 
+  it("client.jobs:wait_all hands off to ugen.ngx inside nginx; wait_any refuses clearly", function()
+    local ids = { create(c, "Handoff Mug 1").job_id, create(c, "Handoff Mug 2").job_id }
+    local body = { base_url = S.info().base_url, api_key = S.tenant.default.api_key, ids = ids,
+                   via = "jobs.wait_all", opts = { interval = 0.05, timeout = 30 } }
+    local r = srv.request{ method = "POST", path = "/wait_all", json = body, timeout = 60 }
+    assert.equal(200, r.status, r.body)
+    assert.equal("completed", r.json.results[1].status)
+    assert.equal("completed", r.json.results[2].status)
+    assert.is_true(r.json.progress_count >= 2)
+    body.via = "jobs.wait_any"
+    r = srv.request{ method = "POST", path = "/wait_all", json = body, timeout = 60 }
+    assert.equal(500, r.status)
+    assert.truthy(r.json.raised:find("not available on the ngx transport", 1, true), r.json.raised)
+  end)
+
   it("a failed job is reported in errs (job_failed) while the others complete", function()
     local ids = { create(c, "Fine Mug A").job_id, create(c, "Broken Mug [fail:agents]").job_id,
                   create(c, "Fine Mug B").job_id }

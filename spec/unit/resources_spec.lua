@@ -248,7 +248,7 @@ describe("multipart uploads", function()
     local calls = {}
     local c = client(function(req) calls[#calls + 1] = req; return res(201, { url = "https://s/x.png" }) end)
     local tmp = os.tmpname()
-    local f = assert(io.open(tmp, "wb")); f:write("PNGDATA"); f:close()
+    local f = assert(io.open(tmp, "wb")); f:write("\137PNG\r\n\26\n" .. ("\0"):rep(24)); f:close()
     local r = c.uploads:product_image{ file = { path = tmp, filename = "shoe.png" } }
     assert.equal("https://s/x.png", r.url)
     local req = calls[1]

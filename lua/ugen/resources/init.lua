@@ -9,16 +9,28 @@
 -- Envelope-paginated endpoints also get an iterator: `list` -> `each`, any
 -- other name -> `each_<name without a final s>` (credits:each_transaction).
 -- Multipart endpoints take files as `file = "path"` or
--- `file = {path = | data =, filename =, content_type =}`.
+-- `file = {path = | data =, filename =, content_type =}` (data: the bytes as
+-- a Lua string). Before anything is sent the file is checked against the
+-- endpoint's table entry: readable, not empty, at most max_bytes, and its
+-- content (magic bytes, ugen.media.sniff; never the name) one of `formats`;
+-- a given content_type must name that same format. A failed check is
+-- nil, err{kind = "validation", code = "EMPTY_FILE" | "FILE_TOO_LARGE" |
+-- "UNSUPPORTED_FILE_TYPE" | "FILE_UNREADABLE" | "INVALID_FILE", fields = {...}}
+-- and no request. Without content_type the part carries the format's
+-- canonical type (image/png, audio/mpeg, ...); without filename, the path's
+-- base name or "file.<ext>".
 -- Modules ugen.resources.<resource> add hand-written methods on top.
 
 local endpoints = require "ugen.endpoints"
 local client_mod = require "ugen.client"
 local errors = require "ugen.errors"
+local media = require "ugen.media"
+local validate = require "ugen.validate"
 
 local type, pairs, ipairs, select, tostring, tonumber, error, setmetatable, pcall, require =
   type, pairs, ipairs, select, tostring, tonumber, error, setmetatable, pcall, require
-local string_format, string_match, string_lower = string.format, string.match, string.lower
+local string_format, string_match, string_find = string.format, string.match, string.find
+local table_concat = table.concat
 local io_open = io.open
 
 local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
@@ -83,55 +95,117 @@ _M.parse_args = parse_args
 
 local function basename(path) return string_match(path, "([^/\\]+)$") or path end
 
-local function ext_type(filename)
-  local ext = string_match(filename or "", "%.([%w]+)$")
-  if not ext then return nil end
-  ext = string_lower(ext)
-  if ext == "jpg" then ext = "jpeg" end
-  return endpoints.image_types[ext] or endpoints.audio_types[ext]
+local FORMAT_ORDER = { "jpeg", "png", "webp", "gif", "svg", "mp3", "wav", "ogg", "aac", "m4a" }
+
+local function allowed_list(formats)
+  local names = {}
+  for _, f in ipairs(FORMAT_ORDER) do
+    if formats[f] then names[#names + 1] = media.name[f] end
+  end
+  for f in pairs(formats) do
+    if not media.name[f] then names[#names + 1] = f end
+  end
+  if #names <= 1 then return names[1] or "" end
+  return table_concat(names, ", ", 1, #names - 1) .. " or " .. names[#names]
 end
 
-local function file_size(path)
-  local f = io_open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
+-- First bytes and size of a file -> head, size | nil, message
+local function read_head(path)
+  local f, oerr = io_open(path, "rb")
+  if not f then return nil, oerr end
+  local head, rerr = f:read(media.SNIFF_BYTES)
+  if head == nil and rerr then f:close(); return nil, rerr end
+  local size, serr = f:seek("end")
   f:close()
-  return size
+  if not size then return nil, serr end
+  return head or "", size
+end
+
+local FILE_KEYS = { path = true, data = true, filename = true, content_type = true, type = true }
+
+-- Check one file value against its parameter spec (formats, max_bytes) and
+-- turn it into a core mime part. The format comes from the content (media.sniff),
+-- never from the file name. -> part | nil, detail
+local function file_part(p, v)
+  local function bad(code, msg, input, ctx)
+    ctx = ctx or {}
+    ctx.error = code
+    return nil, { type = "value_error", loc = { "body", p.name }, msg = "Value error, " .. msg,
+                  input = input, ctx = ctx }
+  end
+  local spec = type(v) == "string" and { path = v } or v
+  if type(spec) ~= "table" then
+    return bad("INVALID_FILE", "expected a file path or {path = | data = [, filename =, content_type =]}", v)
+  end
+  for k in pairs(spec) do
+    if not FILE_KEYS[k] then return bad("INVALID_FILE", "unknown file option '" .. tostring(k) .. "'", spec) end
+  end
+  local declared = spec.content_type or spec.type
+  if declared ~= nil and type(declared) ~= "string" then
+    return bad("INVALID_FILE", "content_type must be a string", declared)
+  end
+  if spec.filename ~= nil and (type(spec.filename) ~= "string" or spec.filename == ""
+                               or string_find(spec.filename, "[\r\n%z]")) then
+    return bad("INVALID_FILE", "filename must be a non-empty string without line breaks", spec.filename)
+  end
+  local part = { name = p.name, filename = spec.filename }
+  local head, size, input
+  if spec.data ~= nil and spec.path ~= nil then
+    return bad("INVALID_FILE", "give either path or data, not both", spec.path)
+  elseif type(spec.data) == "string" then
+    part.data, head, size = spec.data, spec.data, #spec.data
+    input = spec.filename or "<data>"
+  elseif type(spec.path) == "string" then
+    local herr
+    head, herr = read_head(spec.path)
+    if not head then return bad("FILE_UNREADABLE", "file cannot be read: " .. tostring(herr), spec.path) end
+    size = herr
+    part.path = spec.path
+    part.filename = part.filename or basename(spec.path)
+    input = spec.path
+  else
+    return bad("INVALID_FILE", "expected a file path or {path = | data = [, filename =, content_type =]}", v)
+  end
+  if size == 0 then return bad("EMPTY_FILE", "the file is empty", input) end
+  if p.max_bytes and size > p.max_bytes then
+    return bad("FILE_TOO_LARGE", string_format("the file is %d bytes; the limit is %d bytes (%g MB)",
+      size, p.max_bytes, p.max_bytes / (1024 * 1024)), input, { max_bytes = p.max_bytes, size_bytes = size })
+  end
+  local fmt = media.sniff(head)
+  local formats = p.formats or {}
+  if not fmt then
+    return bad("UNSUPPORTED_FILE_TYPE", "unsupported file type: the content is not " .. allowed_list(formats)
+      .. " (recognised by its first bytes)", input, { allowed = allowed_list(formats) })
+  end
+  if not formats[fmt] then
+    return bad("UNSUPPORTED_FILE_TYPE", string_format("unsupported file type %s; allowed: %s",
+      media.name[fmt], allowed_list(formats)), input, { allowed = allowed_list(formats), format = fmt })
+  end
+  if declared and string_match(declared:lower(), "^%s*application/octet%-stream%s*$") then
+    declared = nil -- "unknown type": the content decides, as on the server
+  end
+  if declared then
+    if media.format_of_type(declared) ~= fmt then
+      return bad("UNSUPPORTED_FILE_TYPE", string_format("content_type '%s' does not match the content (%s)",
+        declared, media.name[fmt]), input, { format = fmt })
+    end
+    part.type = declared
+  else
+    part.type = formats[fmt]
+  end
+  part.filename = part.filename or (p.name .. "." .. (fmt == "jpeg" and "jpg" or fmt))
+  return part
 end
 
 -- Build the core's mime list from form params; nil, detail-list on a local
--- problem (file missing, too large), in the server's 422 shape.
+-- problem (file missing, empty, too large, wrong type), in the server's 422 shape.
 local function build_mime(ep, form)
   local parts, details = {}, {}
   for _, p in ipairs(ep.params) do
     local v = form[p.name]
     if v ~= nil and p.type == "file" then
-      local spec = type(v) == "string" and { path = v } or v
-      local part = { name = p.name, filename = spec.filename, type = spec.content_type or spec.type }
-      local size
-      if type(spec.data) == "string" then
-        part.data = spec.data
-        size = #spec.data
-        part.filename = part.filename or p.name
-      elseif type(spec.path) == "string" then
-        part.path = spec.path
-        size = file_size(spec.path)
-        part.filename = part.filename or basename(spec.path)
-        if not size then
-          details[#details + 1] = { type = "value_error", loc = { "body", p.name },
-            msg = "Value error, file cannot be read: " .. spec.path, input = spec.path }
-        end
-      else
-        details[#details + 1] = { type = "value_error", loc = { "body", p.name },
-          msg = "Value error, Expected a file path or {path=|data=}", input = v }
-      end
-      part.type = part.type or ext_type(part.filename) or "application/octet-stream"
-      if size and p.max_bytes and size > p.max_bytes then
-        details[#details + 1] = { type = "value_error", loc = { "body", p.name },
-          msg = string_format("Value error, file is %d bytes; the limit is %d", size, p.max_bytes),
-          input = part.filename, ctx = { max_bytes = p.max_bytes } }
-      end
-      parts[#parts + 1] = part
+      local part, detail = file_part(p, v)
+      if part then parts[#parts + 1] = part else details[#details + 1] = detail end
     end
   end
   for k, v in pairs(form) do
@@ -148,6 +222,7 @@ local function build_mime(ep, form)
   if #details > 0 then return nil, details end
   return parts
 end
+_M.build_mime = build_mime
 
 ---------------------------------------------------------------------------
 -- generated methods
@@ -164,7 +239,25 @@ local function make_method(ep)
         if not p or p["in"] == "form" then form[k] = v end
       end
       local mime, merr = build_mime(ep, form)
-      if not mime then return nil, client_mod.validation_error(merr) end
+      if not mime then
+        -- report the other problems of the call (e.g. a missing title) too
+        local all, details = {}, {}
+        for k, v in pairs(params or {}) do all[k] = v end
+        for k, v in pairs(pv) do all[k] = v end
+        for _, d in ipairs(validate.check(ep, all) or {}) do
+          if d.loc[2] ~= "file" then details[#details + 1] = d end
+        end
+        for _, d in ipairs(merr) do details[#details + 1] = d end
+        local err = client_mod.validation_error(details)
+        local first = merr[1]
+        if first.ctx and first.ctx.error then
+          err.code = first.ctx.error
+          if #details == 1 then
+            err.message = "upload rejected before sending: " .. first.msg:gsub("^Value error, ", "")
+          end
+        end
+        return nil, err
+      end
       extra = { mime = mime }
     end
     local r, e = client:_call(ep, pv, params, opts, extra)

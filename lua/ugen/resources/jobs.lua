@@ -5,8 +5,9 @@
 --                                 on every retry. On failure err.idempotency_key tells
 --                                 the key, so the caller can retry safely later.
 --   jobs:wait(job_id[, opts])     poll until a terminal state (see below)
---   jobs:download(job, path[, opts])  save final_video_url to a file (via path..".part",
---                                 renamed on success; removed on failure)
+--   jobs:download(job, path[, opts])  stream final_video_url to a file (via path..".part",
+--                                 renamed on success; resumes with Range; progress):
+--                                 ugen.resources.download
 --   jobs.is_finished(job)         -> "completed" | "failed" | "cancelled" | nil
 -- (get, list and each are generated from the endpoint table.)
 
@@ -135,46 +136,12 @@ function _M.extend(r, eps)
     end
   end
 
-  -- download(job_or_id, path[, opts]): fetch the job if given an id, then
-  -- stream final_video_url to `path`. Credentials are sent only when the URL
-  -- is on the API's own origin. -> {path =, size =, status =} | nil, err
-  function r.download(self, job, path, opts)
-    resources.client_of(self, eps.get)
-    if type(job) ~= "string" and type(job) ~= "table" then
-      argerror(1, "download", "job table or job id string expected, got " .. type(job), 2)
-    end
-    if type(path) ~= "string" or path == "" then
-      argerror(2, "download", "file path string expected, got " .. type(path), 2)
-    end
-    check_call_opts(opts, 3, "download", 2)
-    if type(job) == "string" then
-      local j, err = self:get(job, opts and { headers = opts.headers, max_retries = opts.max_retries })
-      if not j then return nil, err end
-      job = j
-    end
-    local url = job.final_video_url
-    if type(url) ~= "string" or url == "" then
-      return nil, errors.new{ kind = "api", code = "NO_VIDEO", retryable = false,
-        message = "job " .. tostring(job.job_id) .. " has no final_video_url (status " .. tostring(job.status) .. ")" }
-    end
-    if url:sub(1, 1) == "/" then url = client_mod.origin(client.base_url) .. url end
-    -- written to path .. ".part" and renamed on success: never a half-written file at `path`
-    local part = path .. ".part"
-    local res, err = client:_send{ method = "GET", url = url, output = part, opts = opts, idempotent = true,
-                                   follow = true }
-    if not res then
-      os.remove(part)
-      return nil, err
-    end
-    local ok, rerr = os.rename(part, path)
-    if not ok then
-      os.remove(part)
-      return nil, errors.new{ kind = "network", code = "IO_ERROR", retryable = false,
-        message = "cannot move the download into place: " .. tostring(rerr) }
-    end
-    res.path = path
-    return res, err
-  end
+  -- download(job_or_id, path[, {on_progress =, timeout =, ...}]): stream
+  -- final_video_url to a file, resuming broken transfers (ugen.resources.download)
+  require("ugen.resources.download").extend(r, eps)
+
+  -- wait_all / wait_any / as_finished (many jobs at once, ugen.scheduler)
+  require("ugen.resources.jobs_many").extend(r)
 end
 
 return _M

@@ -262,7 +262,14 @@ function _M.wait_all()
     progress[#progress + 1] = { id = id, i = i, stage = job.current_stage }
   end
   local t0 = now()
-  local ok, jobs, errs = pcall(ugen_ngx.wait_all, c, spec.ids, o)
+  local ok, jobs, errs
+  if spec.via == "jobs.wait_all" then        -- the client's own method hands off to ugen.ngx
+    ok, jobs, errs = pcall(c.jobs.wait_all, c.jobs, spec.ids, o)
+  elseif spec.via == "jobs.wait_any" then    -- refused: it would block the worker
+    ok, jobs = pcall(c.jobs.wait_any, c.jobs, spec.ids, o)
+  else
+    ok, jobs, errs = pcall(ugen_ngx.wait_all, c, spec.ids, o)
+  end
   if not ok then return reply(500, { raised = tostring(jobs), elapsed = now() - t0 }) end
   local out = {}
   for i = 1, #spec.ids do

@@ -1,0 +1,226 @@
+-- ugen.resources.download: client.jobs:download (hand-written: streaming,
+-- resume, progress).
+--
+--   client.jobs:download(job_or_id, path[, opts]) -> info, meta | nil, err
+--
+-- job_or_id: a job table (uses its final_video_url) or a job id (fetched
+-- with jobs:get first). The video is streamed by the transport straight to
+-- `path .. ".part"` (with the default curl transport: libcurl writes it, the
+-- body never becomes a Lua string), which is renamed to `path` only when the
+-- whole file is there. So `path` is either absent/untouched or complete.
+--
+-- Resume: when `path .. ".part"` already holds bytes (a transfer that broke
+-- earlier in this call or in an earlier call), only the rest is requested
+-- (`Range: bytes=<size>-`, libcurl appends). A server answer that cannot be
+-- resumed (416, or a 200 where a 206 was asked for) starts over from byte 0,
+-- once per call. The final size is checked against Content-Range/
+-- Content-Length; a short file is a broken transfer.
+--
+-- Failures: a broken transfer (network, timeout, stall, 5xx, 429) is retried
+-- up to opts.max_retries (default: the client's) with backoff, each retry
+-- resuming from the bytes already written; if it still fails the .part is
+-- kept (err.part = its path, err.part_bytes = its size) so the next call
+-- resumes. Any other failure (404, auth, a local file error, ...) removes the
+-- .part. Either way nothing is written at `path`.
+--
+-- opts (all optional):
+--   on_progress      function(done_bytes, total_bytes): called whenever either
+--                    changes; done counts the bytes already in the .part, total
+--                    is the whole file (nil while unknown). After a successful
+--                    download the last call is (size, size). An error raised by it
+--                    aborts the download and is re-raised (the .part is kept).
+--   timeout          seconds one transfer attempt may take (default
+--                    max(3600, client timeout))
+--   connect_timeout  as for every call
+--   headers          extra request headers (also on the jobs:get of an id)
+--   max_retries      retries of a broken transfer (default: the client's)
+-- A transfer that receives nothing for the client's `timeout` seconds (under
+-- 1 byte/s) is aborted as a timeout, then retried/resumed.
+--
+-- info = { path = path, size = <file bytes>, status = 200 | 206,
+--          resumed_from = <bytes kept from before, or nil> }
+
+local errors = require "ugen.errors"
+local retry = require "ugen.retry"
+local sched = require "ugen.sched"
+local client_mod = require "ugen.client"
+local resources = require "ugen.resources"
+
+local type, pairs, tostring, tonumber, error, pcall = type, pairs, tostring, tonumber, error, pcall
+local string_match, math_max, math_floor = string.match, math.max, math.floor
+local io_open, os_remove, os_rename = io.open, os.remove, os.rename
+
+local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
+
+local _M = { _VERSION = "0.1.0", MIN_TIMEOUT = 3600 }
+
+local DOWNLOAD_OPTS = { on_progress = true, timeout = true, connect_timeout = true, headers = true,
+                        max_retries = true }
+
+local function file_size(path)
+  local f = io_open(path, "rb")
+  if not f then return nil end
+  local size = f:seek("end")
+  f:close()
+  return size
+end
+
+-- "bytes 100-199/1000" -> 100, 1000 (total nil for "*")
+local function content_range(v)
+  if type(v) ~= "string" then return nil end
+  local first, total = string_match(v, "^%s*[Bb][Yy][Tt][Ee][Ss]%s+(%d+)%-%d+/([%d*]+)%s*$")
+  return tonumber(first), tonumber(total)
+end
+_M.content_range = content_range
+
+local function broken(message, code)
+  return errors.new{ kind = "network", code = code or "INCOMPLETE_DOWNLOAD", retryable = true, message = message }
+end
+
+function _M.extend(r, eps)
+  local client = r._client
+
+  function r.download(self, job, path, opts)
+    resources.client_of(self, eps.get)
+    if type(job) ~= "string" and type(job) ~= "table" then
+      argerror(1, "download", "job table or job id string expected, got " .. type(job), 2)
+    end
+    if type(path) ~= "string" or path == "" then
+      argerror(2, "download", "file path string expected, got " .. type(path), 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+      argerror(3, "download", "table expected, got " .. type(opts), 2)
+    end
+    opts = opts or {}
+    local call_opts = {}
+    for k, v in pairs(opts) do
+      if not DOWNLOAD_OPTS[k] then argerror(3, "download", "unknown option '" .. tostring(k) .. "'", 2) end
+      if k ~= "on_progress" then call_opts[k] = v end
+    end
+    local on_progress = opts.on_progress
+    if on_progress ~= nil and type(on_progress) ~= "function" then
+      argerror(3, "download", "opts.on_progress must be a function", 2)
+    end
+    check_call_opts(call_opts, 3, "download", 2)
+
+    if type(job) == "string" then
+      local j, err = self:get(job, { headers = opts.headers, max_retries = opts.max_retries,
+                                     connect_timeout = opts.connect_timeout })
+      if not j then return nil, err end
+      job = j
+    end
+    local url = job.final_video_url
+    if type(url) ~= "string" or url == "" then
+      return nil, errors.new{ kind = "api", code = "NO_VIDEO", retryable = false,
+        message = "job " .. tostring(job.job_id) .. " has no final_video_url (status " .. tostring(job.status) .. ")" }
+    end
+    if url:sub(1, 1) == "/" then url = client_mod.origin(client.base_url) .. url end
+
+    -- Video, not JSON; no content coding, so byte offsets are file offsets.
+    local headers = { Accept = "*/*", ["Accept-Encoding"] = "identity" }
+    for k, v in pairs(opts.headers or {}) do
+      for name in pairs(headers) do
+        if name:lower() == k:lower() then headers[name] = nil end
+      end
+      headers[k] = v
+    end
+    local attempt_opts = {
+      headers = headers, max_retries = 0, connect_timeout = opts.connect_timeout,
+      timeout = opts.timeout or math_max(_M.MIN_TIMEOUT, client.timeout),
+    }
+    local max_retries = opts.max_retries or client.max_retries
+    local part = path .. ".part"
+
+    local shown_done, shown_total
+    local function report(done, total)
+      if done ~= shown_done or total ~= shown_total then
+        shown_done, shown_total = done, total
+        on_progress(done, total)
+      end
+    end
+
+    local attempt, restarted, resumed_from = 0, false, nil
+    while true do
+      local offset = file_size(part) or 0
+      if resumed_from == nil and offset > 0 then resumed_from = offset end
+      local raised   -- {value} raised by on_progress
+      local progress
+      if on_progress then
+        progress = function(dltotal, dlnow)
+          local ok, e = pcall(report, offset + math_floor(dlnow),
+                              dltotal > 0 and offset + math_floor(dltotal) or nil)
+          if not ok then raised = { e }; return false end
+          return true
+        end
+      end
+      local res, meta = client:_send{
+        method = "GET", url = url, output = part, resume_from = offset > 0 and offset or nil,
+        on_progress = progress, low_speed_time = client.timeout, opts = attempt_opts,
+        idempotent = true, follow = true,
+      }
+      if raised then error(raised[1], 0) end
+
+      local err, restart
+      if res then
+        local size = file_size(part) or 0
+        local hdrs = meta.headers
+        local expected
+        if res.status == 206 then
+          local first, total = content_range(hdrs["content-range"])
+          if first ~= offset then
+            restart = true
+            err = broken("the server resumed at byte " .. tostring(first) .. " instead of " .. offset, "BAD_RANGE")
+          end
+          expected = total
+        elseif res.status == 200 then
+          local ce = hdrs["content-encoding"]
+          if ce == nil or ce:lower() == "identity" then expected = tonumber(hdrs["content-length"]) end
+        end
+        if not err and expected and size ~= expected then
+          err = broken(("download incomplete: %d of %d bytes"):format(size, expected))
+          if size > expected then restart = true end
+        end
+        if not err then
+          local ok, rerr = os_rename(part, path)
+          if not ok then
+            os_remove(part)
+            return nil, errors.new{ kind = "network", code = "IO_ERROR", retryable = false,
+              message = "cannot move the download into place: " .. tostring(rerr) }
+          end
+          if on_progress then report(size, size) end
+          return { path = path, size = size, status = res.status, resumed_from = resumed_from }, meta
+        end
+      else
+        err = meta
+        -- the server cannot continue from here (416; or a 200 to a Range request:
+        -- libcurl's CURLE_RANGE_ERROR, 33): start over from byte 0
+        restart = offset > 0 and (err.status == 416 or err.curl_code == 33)
+      end
+
+      if restart then os_remove(part); resumed_from = nil end
+      if restart and not restarted then
+        restarted = true                     -- one free start-over per call
+      else
+        attempt = attempt + 1
+        local wait
+        if err.retryable and attempt <= max_retries then
+          wait = err.retry_after or retry.backoff(attempt, client.rng)
+          if wait > retry.MAX_RETRY_AFTER then wait = nil end
+        end
+        if not wait then
+          err.attempts = attempt
+          local left = file_size(part) or 0
+          if err.retryable and not restart and left > 0 then
+            err.part, err.part_bytes = part, left    -- kept: the next call resumes
+          else
+            os_remove(part)
+          end
+          return nil, err
+        end
+        sched.sleep(wait)
+      end
+    end
+  end
+end
+
+return _M

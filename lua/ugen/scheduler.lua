@@ -1,0 +1,893 @@
+-- ugen.scheduler: many SDK calls in flight from one Lua thread.
+--
+-- One scheduler = one libcurl multi engine + one timer heap + one run queue.
+-- Tasks are Lua coroutines. While a scheduler runs (ugen.run) or a host pumps
+-- it (client:step), it is installed as the ugen.sched backend, so every wait
+-- of the SDK (requests, jobs:wait polls, retry backoff, pagination) made from
+-- one of its tasks yields to the scheduler instead of blocking; the process
+-- sleeps in curl_multi_poll (or nanosleep when only timers are pending) until
+-- the next transfer completes or the next timer is due. No busy waiting.
+--
+--   local scheduler = require "ugen.scheduler"
+--   scheduler.run(fn, ...)          -- ugen.run: run fn in a task, drive until every task ended;
+--                                   -- returns fn's results; re-raises fn's error (other tasks
+--                                   -- are cancelled first)
+--   scheduler.spawn(fn, ...)        -- client:spawn: start a task (in the running scheduler, else
+--                                   -- the default one) -> task
+--   scheduler.step([timeout])       -- client:step: pump the default scheduler once, waiting at
+--                                   -- most timeout seconds (default 0 = never block) -> live tasks
+--   scheduler.sleep(s)              -- yields inside a task, blocks elsewhere
+--   scheduler.now()                 -- monotonic seconds
+--   scheduler.current()             -- -> scheduler, task when called from a task, else nil
+--   scheduler.default()             -- the process-wide scheduler (shares ugen.sched's engine)
+--   scheduler.configure{max_concurrency =, on_error =}  -- the default scheduler's options
+--   scheduler.new{max_concurrency = 64, on_error = fn}  -- a private scheduler (own engine)
+--
+--   S:run(fn, ...)  S:spawn(fn, ...)  S:step([timeout])  S:configure(opts)  S:stats()
+--   S:tasks()       -- number of live tasks
+--   S:cancel_all()  -- cancel every live task -> how many
+--   S:close()       -- cancel every task, free the engine (idempotent)
+--
+-- Inside a task of the scheduler, run(fn, ...) just calls fn(...) (SDK calls
+-- there yield already); step() from a task raises (a task must not pump its
+-- own scheduler). Tasks start in spawn order at the scheduler's next round; a
+-- plain coroutine.yield() in a task gives the other tasks a turn.
+--
+--   task:cancel()   -- -> true if the task was still alive. Its in-flight transfer is closed
+--                   -- (or its queued request dropped, or its timer removed) and the SDK call
+--                   -- it waits in raises an ugen error with kind "cancelled" (code
+--                   -- "CANCELLED"), unwinding the task; later SDK calls in it raise again.
+--   task:status()   -- "ready" | "running" | "waiting" | "done" | "failed" | "cancelled"
+--   task:done()     -- finished in any way
+--   task:result()   -- nil while alive; true, ... (its return values) | false, err[, traceback]
+--   task:join()     -- waits for the end (yields in a task of the same scheduler, else pumps
+--                   -- the scheduler) -> as task:result()
+--
+-- Errors raised in a spawned task end that task only: they are kept on the
+-- task (task:result()) and passed to on_error(err, task, traceback); the
+-- default on_error prints the traceback to stderr. Cancellation is not an error.
+--
+-- Backpressure: at most max_concurrency (default 64) transfers per origin
+-- (scheme://host:port) are in flight; further requests wait in a FIFO queue
+-- (their timeouts start when they are sent). The engine keeps connections
+-- alive and reuses them (libcurl connection cache, max_host_connections =
+-- max_concurrency).
+--
+-- Calls from a coroutine the scheduler does not own (a coroutine created by
+-- user code, even inside a task) never yield into foreign code: they block as
+-- they do outside ugen.run (the request runs on this scheduler's engine, which
+-- keeps driving the other transfers). Outside any scheduler nothing changes:
+-- the SDK blocks as before.
+--
+-- Lua 5.1 (not LuaJIT) cannot yield across pcall: inside a task there, call
+-- the SDK outside pcall/xpcall (LuaJIT and Lua 5.2+ have no such limit).
+
+local sched = require "ugen.sched"
+local errors = require "ugen.errors"
+
+local co_create, co_resume, co_yield, co_running, co_status =
+  coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+local type, tostring, error, pcall, select, setmetatable, pairs =
+  type, tostring, error, pcall, select, setmetatable, pairs
+local math_floor, math_huge, string_format, string_match, string_lower =
+  math.floor, math.huge, string.format, string.match, string.lower
+local traceback = debug.traceback
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
+local _M = { _VERSION = "0.1.0", DEFAULT_MAX_CONCURRENCY = 64 }
+
+local MAX_POLL = 3600     -- longest single wait in curl_multi_poll / nanosleep (s)
+
+-- what a task yields when it registered a wait; what a cancelled task is woken with
+local WAIT = setmetatable({}, { __tostring = function() return "ugen.scheduler.WAIT" end })
+local CANCEL = setmetatable({}, { __tostring = function() return "ugen.scheduler.CANCEL" end })
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+local function now() return sched.now() end
+_M.now = now
+
+local S = {}
+local S_mt = { __index = S, __name = "ugen.scheduler" }
+local T = {}
+local T_mt = { __index = T, __name = "ugen.task" }
+
+-- schedulers currently inside step(), innermost last
+local actives = {}
+
+local default_scheduler
+
+---------------------------------------------------------------------------
+-- helpers
+
+local function cancelled_error()
+  return errors.new{ kind = "cancelled", code = "CANCELLED", message = "task cancelled", retryable = false }
+end
+
+local function raise_cancelled()
+  error(cancelled_error(), 0)
+end
+
+local function origin_of(url)
+  local o = type(url) == "string" and string_match(url, "^(%a[%w+.-]*://[^/?#]*)")
+  return o and string_lower(o) or "?"
+end
+
+local function default_on_error(err, task, tb)
+  local msg = tb or tostring(err)
+  io.stderr:write("ugen: error in ", tostring(task), ": ", msg, "\n")
+end
+
+local function check_max(v, fname, level)
+  if type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > 100000 then
+    error(string_format("bad argument #1 to '%s' (max_concurrency must be an integer 1..100000, got %s)",
+      fname, tostring(v)), level + 1)
+  end
+end
+
+local function check_opts(opts, fname, level)
+  level = level + 1
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(string_format("bad argument #1 to '%s' (table expected, got %s)", fname, type(opts)), level)
+  end
+  for k, v in pairs(opts) do
+    if k == "max_concurrency" then check_max(v, fname, level)
+    elseif k == "on_error" then
+      if type(v) ~= "function" and v ~= false then
+        error(string_format("bad argument #1 to '%s' (on_error must be a function or false)", fname), level)
+      end
+    elseif k == "engine" then
+      if type(v) ~= "userdata" then
+        error(string_format("bad argument #1 to '%s' (engine must be a ugen.core engine)", fname), level)
+      end
+    else
+      error(string_format("bad argument #1 to '%s' (unknown option '%s')", fname, tostring(k)), level)
+    end
+  end
+  return opts
+end
+
+-- the task of `self` running right now in this very coroutine, or nil
+local function current_in(self)
+  local t = self.current
+  if t ~= nil and t.co == co_running() then return t end
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- timer heap (min-heap on at, then seq: equal deadlines fire in FIFO order)
+
+local function less(a, b)
+  return a.at < b.at or (a.at == b.at and a.seq < b.seq)
+end
+
+local function heap_push(h, e)
+  local n = h.n + 1
+  h.n = n
+  while n > 1 do
+    local p = math_floor(n / 2)
+    local pe = h[p]
+    if not less(e, pe) then break end
+    h[n] = pe
+    n = p
+  end
+  h[n] = e
+end
+
+local function heap_pop(h)
+  local n = h.n
+  if n == 0 then return nil end
+  local top, last = h[1], h[n]
+  h[n] = nil
+  n = n - 1
+  h.n = n
+  if n > 0 then
+    local i = 1
+    while true do
+      local l = i * 2
+      if l > n then break end
+      local c = l
+      if l + 1 <= n and less(h[l + 1], h[l]) then c = l + 1 end
+      if less(h[c], last) then
+        h[i] = h[c]
+        i = c
+      else
+        break
+      end
+    end
+    h[i] = last
+  end
+  return top
+end
+
+-- the earliest live timer (dead ones: entry.task == nil, dropped here)
+local function next_timer(self)
+  local h = self.heap
+  while h.n > 0 and h[1].task == nil do heap_pop(h) end
+  return h[1]
+end
+
+---------------------------------------------------------------------------
+-- run queue
+
+local function wake(self, task, value)
+  if task.finished then return end
+  task.wake_value = value
+  if not task.in_ready then
+    task.in_ready = true
+    local tail = self.rq_tail + 1
+    self.rq_tail = tail
+    self.rq[tail] = task
+  end
+  if task.state ~= "running" then task.state = "ready" end
+end
+
+local function ready_count(self) return self.rq_tail - self.rq_head + 1 end
+
+---------------------------------------------------------------------------
+-- the engine and transfers
+
+local function engine(self)
+  local e = self.engine
+  if e == nil then
+    e = sched.core().engine{ max_host_connections = self.max }
+    self.engine, self.own_engine = e, true
+  end
+  return e
+end
+
+local function host_of(self, key)
+  local h = self.hosts[key]
+  if h == nil then
+    h = { key = key, inflight = 0, q = {}, qh = 1, qt = 0 }
+    self.hosts[key] = h
+  end
+  return h
+end
+
+local function submit(self, host, entry)
+  local t = engine(self):submit(entry.req)
+  entry.transfer = t
+  self.transfers[t] = entry
+  host.inflight = host.inflight + 1
+  self.inflight = self.inflight + 1
+  local st = self.stat
+  st.requests = st.requests + 1
+  if self.inflight > st.peak_inflight then st.peak_inflight = self.inflight end
+  if host.inflight > st.peak_host_inflight then st.peak_host_inflight = host.inflight end
+end
+
+-- send queued requests of `host` while it has free slots
+local function pump_host(self, host)
+  while host.inflight < self.max and host.qh <= host.qt do
+    local entry = host.q[host.qh]
+    host.q[host.qh] = nil
+    host.qh = host.qh + 1
+    self.queued = self.queued - 1
+    if entry.task ~= nil then
+      local ok, err = pcall(submit, self, host, entry)
+      if not ok then          -- a bad request: raise it in the task that made it
+        entry.raise = err
+        wake(self, entry.task, nil)
+      end
+    end
+  end
+  if host.qh > host.qt then host.qh, host.qt = 1, 0 end
+end
+
+-- a transfer the engine reports finished
+local function complete(self, t)
+  local entry = self.transfers[t]
+  if entry == nil then t:close(); return end
+  self.transfers[t] = nil
+  self.inflight = self.inflight - 1
+  local host = entry.host
+  host.inflight = host.inflight - 1
+  pump_host(self, host)
+  if entry.task ~= nil then wake(self, entry.task, nil) else t:close() end
+end
+
+-- drop whatever `task` waits on (cancel)
+local function abandon_wait(self, task)
+  local w = task.wait
+  task.wait = nil
+  if w == nil then return end
+  if w.kind == "transfer" then
+    w.task = nil
+    local t = w.transfer
+    if t ~= nil then
+      if self.transfers[t] ~= nil then
+        self.transfers[t] = nil
+        self.inflight = self.inflight - 1
+        w.host.inflight = w.host.inflight - 1
+        t:close()
+        pump_host(self, w.host)
+      else
+        t:close()
+      end
+    end
+  elseif w.kind == "timer" then
+    w.task = nil
+  elseif w.kind == "park" then
+    w.task = nil
+  end
+end
+
+---------------------------------------------------------------------------
+-- tasks
+
+local function report(self, task, err, tb)
+  local hook = self.on_error
+  if hook == false then return end
+  hook = hook or default_on_error
+  local ok, herr = pcall(hook, err, task, tb)
+  if not ok then
+    io.stderr:write("ugen: on_error hook raised: ", tostring(herr), "\n", "ugen: error in ", tostring(task),
+      ": ", tostring(tb or err), "\n")
+  end
+end
+
+local function finish(self, task, ok, r)
+  task.finished = true
+  task.wait = nil
+  self.live[task] = nil
+  self.ntasks = self.ntasks - 1
+  local err, tb
+  if ok then
+    task.state = "done"
+    r[1] = true
+    task.results = r
+  else
+    err = r
+    if task.cancelled and errors.is(err, "cancelled") then
+      task.state = "cancelled"
+    else
+      task.state = "failed"
+      tb = task.co and traceback(task.co, type(err) == "string" and err or tostring(err)) or nil
+      task.traceback = tb
+    end
+    task.results = { n = 3, false, err, tb }
+  end
+  self.stat.finished = self.stat.finished + 1
+  local cleanups = task.cleanups
+  task.cleanups = nil
+  if cleanups then
+    for _, fn in pairs(cleanups) do
+      local cok, cerr = pcall(fn, task)
+      if not cok then report(self, task, cerr, nil) end
+    end
+  end
+  local joiners = task.joiners
+  task.joiners = nil
+  if joiners then
+    for i = 1, #joiners do
+      local w = joiners[i]
+      if w.task ~= nil then
+        local jt = w.task
+        w.task = nil
+        jt.wait = nil
+        wake(self, jt, nil)
+      end
+    end
+  end
+  local handled = false
+  if task.on_exit then
+    local hok, h = pcall(task.on_exit, task)
+    if not hok then report(self, task, h, nil) else handled = h == true end
+  end
+  if task.state == "failed" and not handled and not task.is_main then report(self, task, err, tb) end
+end
+
+local function resume(self, task)
+  local value = task.wake_value
+  task.wake_value = nil
+  task.state = "running"
+  local prev = self.current
+  self.current = task
+  local r
+  if task.args then
+    local args = task.args
+    task.args = nil
+    r = pack(co_resume(task.co, unpack(args, 1, args.n)))
+  else
+    r = pack(co_resume(task.co, value))
+  end
+  self.current = prev
+  self.stat.resumes = self.stat.resumes + 1
+  if not r[1] then
+    finish(self, task, false, r[2])
+  elseif co_status(task.co) == "dead" then
+    finish(self, task, true, r)
+  elseif r[2] == WAIT then
+    if not task.in_ready then task.state = "waiting" end
+  else
+    wake(self, task, nil)   -- a plain coroutine.yield(): another turn later
+  end
+end
+
+-- resume the tasks that were ready when this pass began
+local function run_ready(self)
+  local n = ready_count(self)
+  local rq = self.rq
+  for _ = 1, n do
+    local h = self.rq_head
+    local task = rq[h]
+    rq[h] = nil
+    self.rq_head = h + 1
+    task.in_ready = false
+    if not task.finished then resume(self, task) end
+  end
+  if self.rq_head > self.rq_tail then self.rq_head, self.rq_tail = 1, 0 end
+end
+
+local function fire_timers(self)
+  local h = self.heap
+  if h.n == 0 then return end
+  local t = now()
+  while h.n > 0 do
+    local top = h[1]
+    if top.task == nil then
+      heap_pop(h)
+    elseif top.at <= t then
+      heap_pop(h)
+      local task = top.task
+      top.task = nil
+      task.wait = nil
+      wake(self, task, nil)
+    else
+      break
+    end
+  end
+end
+
+-- nothing can make progress: no ready task, no timer, no transfer, no queue
+local function idle(self)
+  return ready_count(self) == 0 and next_timer(self) == nil and self.inflight == 0 and self.queued == 0
+end
+
+-- one round: run the ready tasks, wait at most `timeout` s (less when a timer
+-- is due earlier, 0 when tasks are ready) for transfers or timers, collect
+-- them, run the tasks they woke.
+local function round(self, timeout)
+  run_ready(self)
+  fire_timers(self)
+  local wait = timeout
+  if ready_count(self) > 0 then
+    wait = 0
+  else
+    local tm = next_timer(self)
+    if tm then
+      local d = tm.at - now()
+      if d < wait then wait = d end
+    end
+    if wait < 0 then wait = 0 end
+    if wait > MAX_POLL then wait = MAX_POLL end
+  end
+  if self.inflight > 0 then
+    local done = self.engine:run(wait)
+    for i = 1, #done do complete(self, done[i]) end
+  elseif wait > 0 and next_timer(self) ~= nil then
+    sched.core().sleep(wait)   -- only timers pending: sleep until the earliest
+  end
+  self.stat.polls = self.stat.polls + 1
+  fire_timers(self)
+  run_ready(self)
+end
+
+-- install this scheduler as ugen.sched's backend around fn(...)
+local function with_backend(self, fn, ...)
+  self.stepping = true
+  actives[#actives + 1] = self
+  local prev = sched.set_backend(self.backend)
+  local r = pack(pcall(fn, ...))
+  sched.set_backend(prev)
+  actives[#actives] = nil
+  self.stepping = false
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+---------------------------------------------------------------------------
+-- the backend: coroutine-aware sleep and perform
+
+local function make_backend(self)
+  local b = {}
+
+  function b.sleep(s)
+    local task = current_in(self)
+    if task == nil then
+      if s > 0 then sched.core().sleep(s) end
+      return
+    end
+    if task.cancelled then raise_cancelled() end
+    if s <= 0 or s ~= s then
+      wake(self, task, nil)
+    else
+      self.seq = self.seq + 1
+      local entry = { kind = "timer", at = now() + s, seq = self.seq, task = task }
+      task.wait = entry
+      heap_push(self.heap, entry)
+    end
+    local v = co_yield(WAIT)
+    task.wait = nil
+    if v == CANCEL or task.cancelled then raise_cancelled() end
+  end
+
+  function b.perform(req)
+    local task = current_in(self)
+    if task == nil then
+      return engine(self):request(req)   -- a foreign coroutine: block (documented)
+    end
+    if task.cancelled then raise_cancelled() end
+    local host = host_of(self, origin_of(req.url))
+    local entry = { kind = "transfer", task = task, req = req, host = host }
+    if host.inflight < self.max then
+      submit(self, host, entry)          -- raises here on a bad request
+    else
+      local qt = host.qt + 1
+      host.qt = qt
+      host.q[qt] = entry
+      self.queued = self.queued + 1
+      if self.queued > self.stat.peak_queued then self.stat.peak_queued = self.queued end
+    end
+    task.wait = entry
+    local v = co_yield(WAIT)
+    task.wait = nil
+    if v == CANCEL or task.cancelled then
+      abandon_wait(self, task)
+      entry.task = nil
+      raise_cancelled()
+    end
+    if entry.raise ~= nil then error(entry.raise, 0) end
+    local t = entry.transfer
+    local res, err = t:result()
+    t:close()
+    return res, err
+  end
+
+  return b
+end
+
+---------------------------------------------------------------------------
+-- scheduler objects
+
+function _M.new(opts)
+  opts = check_opts(opts, "new", 2)
+  local self = setmetatable({
+    max = opts.max_concurrency or _M.DEFAULT_MAX_CONCURRENCY,
+    on_error = opts.on_error,
+    engine = opts.engine, own_engine = false,
+    rq = {}, rq_head = 1, rq_tail = 0,
+    heap = { n = 0 }, seq = 0,
+    transfers = {}, hosts = {}, inflight = 0, queued = 0,
+    live = {}, ntasks = 0,
+    current = nil, stepping = false, closed = false,
+    stat = { spawned = 0, finished = 0, resumes = 0, polls = 0, requests = 0, peak_inflight = 0,
+             peak_host_inflight = 0, peak_queued = 0 },
+  }, S_mt)
+  self.backend = make_backend(self)
+  return self
+end
+
+function S.configure(self, opts)
+  opts = check_opts(opts, "configure", 2)
+  if opts.on_error ~= nil then self.on_error = opts.on_error end
+  local max = opts.max_concurrency
+  if max ~= nil and max ~= self.max then
+    if self.inflight > 0 or self.queued > 0 then
+      error("ugen.scheduler: cannot change max_concurrency while requests are in flight", 2)
+    end
+    self.max = max
+    -- the engine's per-host connection limit follows max_concurrency
+    if self.own_engine and self.engine then self.engine:close() end
+    self.engine, self.own_engine = nil, false
+  end
+  if opts.engine ~= nil then
+    if self.inflight > 0 then error("ugen.scheduler: cannot change the engine while requests are in flight", 2) end
+    if self.own_engine and self.engine then self.engine:close() end
+    self.engine, self.own_engine = opts.engine, false
+  end
+  return self
+end
+
+function S.stats(self)
+  local s = {}
+  for k, v in pairs(self.stat) do s[k] = v end
+  s.tasks, s.inflight, s.queued, s.max_concurrency = self.ntasks, self.inflight, self.queued, self.max
+  local timers = 0
+  for i = 1, self.heap.n do if self.heap[i].task then timers = timers + 1 end end
+  s.timers = timers
+  return s
+end
+
+function S.tasks(self) return self.ntasks end
+
+local function spawn(self, fn, args, hooks)
+  if self.closed then error("ugen.scheduler: the scheduler is closed", 3) end
+  local task = setmetatable({
+    sched = self, co = co_create(fn), args = args, state = "ready", finished = false,
+    cancelled = false, in_ready = false,
+  }, T_mt)
+  if hooks then
+    task.on_exit, task.is_main = hooks.on_exit, hooks.is_main
+  end
+  self.live[task] = true
+  self.ntasks = self.ntasks + 1
+  self.stat.spawned = self.stat.spawned + 1
+  wake(self, task, nil)
+  return task
+end
+S._spawn = spawn
+
+function S.spawn(self, fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  return spawn(self, fn, pack(...))
+end
+
+local function check_timeout(timeout, fname)
+  if timeout == nil then return 0 end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+    error(string_format("bad argument #1 to '%s' (non-negative number of seconds expected, got %s)",
+      fname, type(timeout) == "number" and tostring(timeout) or type(timeout)), 3)
+  end
+  return timeout
+end
+
+function S.step(self, timeout)
+  timeout = check_timeout(timeout, "step")
+  if current_in(self) then
+    error("ugen: step() called from inside a task; SDK calls already yield there (do not pump the " ..
+          "scheduler from a task)", 2)
+  end
+  if self.stepping then
+    error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
+  end
+  if self.ntasks == 0 then return 0 end
+  with_backend(self, round, self, timeout)
+  return self.ntasks
+end
+
+function S.cancel_all(self)
+  local list = {}
+  for task in pairs(self.live) do list[#list + 1] = task end
+  for i = 1, #list do list[i]:cancel() end
+  return #list
+end
+
+-- pump (from outside any task) until cond() is true or nothing can progress.
+-- -> true | false (deadlock: tasks alive, none can make progress)
+local function pump_until(self, cond)
+  return with_backend(self, function()
+    while not cond() do
+      if idle(self) then return false end
+      round(self, math_huge)
+    end
+    return true
+  end)
+end
+S._pump_until = pump_until
+
+local function raise_task_error(task, fname)
+  local err = task.results[2]
+  if type(err) == "string" then
+    error(string_format("%s: %s", fname, task.traceback or err), 0)
+  end
+  error(err, 0)
+end
+
+function S.run(self, fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if current_in(self) then return fn(...) end   -- already inside this scheduler: just call
+  if self.stepping then
+    error("ugen.run: called while the scheduler is stepping (from a hook or a coroutine it does not own); " ..
+          "use client:spawn(fn) instead", 2)
+  end
+  local main = spawn(self, fn, pack(...), { is_main = true })
+  local ok = pump_until(self, function()
+    if main.finished and main.state ~= "done" then return true end
+    return main.finished and self.ntasks == 0
+  end)
+  if not ok then
+    local n = self.ntasks
+    self:cancel_all()
+    pump_until(self, function() return self.ntasks == 0 end)
+    error(string_format("ugen.run: %d task(s) wait for each other and nothing else can wake them (deadlock)",
+      n), 2)
+  end
+  if main.state ~= "done" then
+    self:cancel_all()
+    pump_until(self, function() return self.ntasks == 0 end)
+    raise_task_error(main, "ugen.run")
+  end
+  return unpack(main.results, 2, main.results.n)
+end
+
+function S.close(self)
+  if self.closed then return end
+  if self.stepping then error("ugen.scheduler: cannot close a scheduler while it steps", 2) end
+  self:cancel_all()
+  pump_until(self, function() return self.ntasks == 0 end)
+  self.closed = true
+  if self.own_engine and self.engine then self.engine:close() end
+  self.engine = nil
+end
+
+function S_mt.__tostring(self)
+  return string_format("ugen.scheduler(tasks=%d, inflight=%d, queued=%d, max_concurrency=%d)",
+    self.ntasks, self.inflight, self.queued, self.max)
+end
+
+-- park the current task until _unpark(token) (used by join and group waits)
+function S._park(_, task)
+  local token = { kind = "park", task = task }
+  task.wait = token
+  local v = co_yield(WAIT)
+  task.wait = nil
+  if v == CANCEL or task.cancelled then raise_cancelled() end
+end
+
+function S._unpark(self, task)
+  local w = task.wait
+  if w and w.kind == "park" and w.task == task then
+    w.task = nil
+    task.wait = nil
+    wake(self, task, nil)
+  end
+end
+
+---------------------------------------------------------------------------
+-- task objects
+
+function T.cancel(self)
+  if self.finished then return false end
+  local s = self.sched
+  if self.cancelled then return true end
+  self.cancelled = true
+  if self.args then                    -- never started: ends now
+    self.args = nil
+    finish(s, self, false, cancelled_error())
+    return true
+  end
+  if s.current == self then return true end   -- cancelling itself: the next SDK wait raises
+  abandon_wait(s, self)
+  wake(s, self, CANCEL)
+  return true
+end
+
+function T.status(self) return self.state end
+function T.done(self) return self.finished end
+
+function T.result(self)
+  if not self.finished then return nil end
+  local r = self.results
+  return unpack(r, 1, r.n)
+end
+
+-- run fn(task) when the task ends (any way); key: to remove it again
+function T.add_cleanup(self, key, fn)
+  if self.finished then fn(self); return end
+  local c = self.cleanups or {}
+  c[key] = fn
+  self.cleanups = c
+end
+
+function T.remove_cleanup(self, key)
+  if self.cleanups then self.cleanups[key] = nil end
+end
+
+function T.join(self)
+  local s = self.sched
+  if not self.finished then
+    local me = current_in(s)
+    if me == self then error("ugen: a task cannot join itself", 2) end
+    if me then
+      local token = { kind = "park", task = me }
+      local j = self.joiners or {}
+      j[#j + 1] = token
+      self.joiners = j
+      me.wait = token
+      local v = co_yield(WAIT)
+      me.wait = nil
+      if v == CANCEL or me.cancelled then raise_cancelled() end
+    else
+      if s.stepping then
+        error("ugen: task:join() from a hook or a foreign coroutine while the scheduler steps; " ..
+              "join from a task or from the main thread", 2)
+      end
+      if not pump_until(s, function() return self.finished end) then
+        error("ugen: task:join(): the task can never finish (deadlock)", 2)
+      end
+    end
+  end
+  return self:result()
+end
+
+function T_mt.__tostring(self)
+  return string_format("ugen.task(%s)", self.state)
+end
+
+---------------------------------------------------------------------------
+-- module-level API (the default scheduler)
+
+function _M.default()
+  if default_scheduler == nil then
+    -- shares ugen.sched's engine (connection reuse with blocking calls) while
+    -- max_concurrency is the engine's default of 64
+    default_scheduler = _M.new()
+    default_scheduler.engine = sched.engine()
+  end
+  return default_scheduler
+end
+
+function _M.configure(opts)
+  local d = _M.default()
+  check_opts(opts, "configure", 2)
+  d:configure(opts)
+  if d.engine == nil and d.max == _M.DEFAULT_MAX_CONCURRENCY then d.engine = sched.engine() end
+  return d
+end
+
+-- -> scheduler, task when called from one of a running scheduler's tasks
+function _M.current()
+  for i = #actives, 1, -1 do
+    local s = actives[i]
+    local t = current_in(s)
+    if t then return s, t end
+  end
+  return nil
+end
+
+function _M.run(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local s = _M.current()
+  if s then return fn(...) end
+  s = _M.default()
+  if s.stepping then
+    error("ugen.run: called while the scheduler is stepping (from a hook or a coroutine it does not own); " ..
+          "use client:spawn(fn) instead", 2)
+  end
+  return s:run(fn, ...)
+end
+
+function _M.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local s = _M.current() or _M.default()
+  return spawn(s, fn, pack(...))
+end
+
+function _M.step(timeout)
+  timeout = check_timeout(timeout, "step")
+  local s = _M.default()
+  if current_in(s) then
+    error("ugen: step() called from inside a task; SDK calls already yield there", 2)
+  end
+  if s.stepping then
+    error("ugen: step() called while the scheduler is already stepping (from a hook or a foreign coroutine)", 2)
+  end
+  if s.ntasks == 0 then return 0 end
+  with_backend(s, round, s, timeout)
+  return s.ntasks
+end
+
+function _M.sleep(s)
+  if type(s) ~= "number" or s ~= s then
+    error("bad argument #1 to 'sleep' (number expected, got " .. type(s) .. ")", 2)
+  end
+  return sched.sleep(s)
+end
+
+-- internal: for tests
+_M._origin_of = origin_of
+_M._heap = { push = heap_push, pop = heap_pop }
+_M._idle = idle
+
+return _M
