@@ -24,19 +24,8 @@ local function header(res, name)
   return found[1], found
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local util = require "support.util"
+local read_file, write_file = util.read_file, util.write_file
 
 describe("ugen.core HTTP over loopback", function()
   local srv, e

@@ -11,23 +11,8 @@ local INTERP = (type(jit) == "table") and "luajit" or ("lua" .. _VERSION:match("
 local LAUNCHER = "spec/support/ugen.lua"
 local SPEED = 10 -- sandbox clock: a default job takes about 2 s
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local util = require "support.util"
+local q, read, write = util.q, util.read_file, util.write_file
 
 local function sh(cmd)
   local r1, _, r3 = os.execute(cmd)

@@ -23,38 +23,9 @@ local socket = require "socket"
 
 local M = {}
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-M.q = q
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-M.read_file = read_file
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-M.write_file = write_file
-
-local function run(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("*a")
-  p:close()
-  return s
-end
-M.capture = capture
+local util = require "support.util"
+local q, read_file, write_file, run, capture = util.q, util.read_file, util.write_file, util.run, util.capture
+M.q, M.read_file, M.write_file, M.capture = q, read_file, write_file, capture
 
 local function repo_root()
   local src = debug.getinfo(1, "S").source:sub(2)          -- spec/support/nginx.lua

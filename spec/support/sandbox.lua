@@ -21,24 +21,9 @@ M.SEED = "spec-seed"
 
 local info, dir
 
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-M.q = sh_quote
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-M.read_file = read_file
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-M.write_file = write_file
+local util = require "support.util"
+local sh_quote, read_file, write_file = util.q, util.read_file, util.write_file
+M.q, M.read_file, M.write_file = sh_quote, read_file, write_file
 
 
 local function self_pid()
