@@ -172,11 +172,16 @@ local function list_jobs(env)
   return by_key, n, ids
 end
 
+-- The ledger is paged newest first while finishing jobs keep adding release/
+-- consume entries at its head: items shift to later pages and can be seen
+-- twice (never skipped), so entries are counted once by id.
 local function count_reserves(env)
-  local per_job, n = {}, 0
+  local per_job, n, seen = {}, 0, {}
   for tx, err in env.admin.credits:each_transaction{ page_size = 100 } do
     assert(tx, tostring(err))
-    if tx.type == "reserve" then
+    assert(tx.id, "ledger entry without an id")
+    if tx.type == "reserve" and not seen[tx.id] then
+      seen[tx.id] = true
       n = n + 1
       per_job[tx.job_id] = (per_job[tx.job_id] or 0) + 1
     end
