@@ -70,22 +70,13 @@ step_asan_build() {
 }
 
 step_asan() {
-  note "ASan+UBSan build -> build/asan/ugen/core.so"
+  step_asan_build || return
   cc=${CC_SAN:-gcc}
   # the ASan runtime is preloaded into the (uninstrumented) lua5.4 binary
   case $($cc --version 2>/dev/null | head -n 1) in
-    *clang*) rt_name=libclang_rt.asan-x86_64.so; san_extra=-shared-libasan ;;
-    *) rt_name=libasan.so; san_extra= ;;
+    *clang*) rt_name=libclang_rt.asan-x86_64.so ;;
+    *) rt_name=libasan.so ;;
   esac
-  mkdir -p build/asan/ugen
-  # shellcheck disable=SC2086
-  if ! $cc $WARN -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -O1 -g $san_extra \
-      -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
-      -I"$LUA54_INCDIR" $CURL_CFLAGS $OPENSSL_CFLAGS $SRCS -shared \
-      -o build/asan/ugen/core.so $CURL_LIBS $OPENSSL_LIBS; then
-    fail asan-build
-    return
-  fi
   asan_rt=$($cc -print-file-name=$rt_name)
   if [ ! -f "$asan_rt" ]; then
     fail "asan (no runtime $asan_rt)"
