@@ -27,7 +27,7 @@ SRCS := $(sort $(wildcard csrc/*.c))
 HDRS := $(wildcard csrc/*.h)
 
 # Outputs side by side: build/<lua>/ugen/core.so
-TARGETS := build/5.4/ugen/core.so build/luajit/ugen/core.so build/5.1/ugen/core.so
+TARGETS := build/5.4/ugen/core.so build/luajit/ugen/core.so build/5.1/ugen/core.so build/5.3/ugen/core.so
 
 .PHONY: all deps build test check asan valgrind cppcheck strict luacheck demo sandbox sandbox-stop \
         asan-integration valgrind-integration \

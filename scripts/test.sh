@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs the whole suite: C core, unit and sandbox integration specs on Lua 5.4
-# and LuaJIT, then the nginx (OpenResty-style) integration specs.
+# and LuaJIT, the nginx (OpenResty-style) integration specs, then the C core
+# and unit specs on Lua 5.3 and 5.1.
 # Prints "N passed, N failed" as its last line; exits non-zero on any failure.
 # Usage: scripts/test.sh [busted args...]   (e.g. --tags=core)
 set -u
@@ -40,8 +41,11 @@ run_suite() {
 run_suite lua5.4 lua5.4 "$@" $SPECS
 # shellcheck disable=SC2086
 run_suite luajit luajit "$@" $SPECS
-if [ -d spec/nginx ] && [ -z "${UGEN_SPECS:-}" ]; then
-  run_suite nginx luajit "$@" spec/nginx
+if [ -z "${UGEN_SPECS:-}" ]; then
+  if [ -d spec/nginx ]; then run_suite nginx luajit "$@" spec/nginx; fi
+  # The other supported Lua versions: the C core and the unit specs.
+  run_suite lua5.3 lua5.3 "$@" spec/core spec/unit
+  run_suite lua5.1 lua5.1 "$@" spec/core spec/unit
 fi
 
 awk '{ p += $2; f += $3; s += $4 } END {
