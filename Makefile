@@ -77,8 +77,9 @@ demo: deps
 	@$(MAKE) --no-print-directory build
 	@sh scripts/demo.sh
 
+# stdout carries only the two export lines: eval "$(make -s sandbox)" works.
 sandbox: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory -s build >&2
 	@bin/ugen sandbox start
 
 sandbox-stop:
