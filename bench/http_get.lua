@@ -62,6 +62,12 @@ local ok, err = pcall(function()
     for _ = 1, N * 10 do assert(json.decode(body)) end
     return B.now() - t0, N * 10
   end
+  -- the least any SDK returning a decoded table must add to the raw loop: plain cjson.decode
+  function fns.cjson()
+    local t0 = B.now()
+    for _ = 1, N * 10 do assert(cjson.decode(body)) end
+    return B.now() - t0, N * 10
+  end
   local NC = math.max(20, math.floor(N / 40))
   function fns.cli()
     local cmd = "curl -sf -o /dev/null -H 'Accept: application/json' -H " .. B.q("X-API-Key: " .. KEY) .. " "
@@ -83,7 +89,7 @@ local ok, err = pcall(function()
     return B.now() - t0, NS
   end
 
-  local med, median = B.compare(ROUNDS, fns, { "sdk", "raw", "cli", "socket", "engine", "decode" })
+  local med, median = B.compare(ROUNDS, fns, { "sdk", "raw", "cli", "socket", "engine", "decode", "cjson" })
   print(string.format("%-8s GET job, us/request best of %d (median): sdk %.1f (%.1f), raw libcurl C %.1f (%.1f), "
     .. "curl CLI %.0f (%.0f), socket.http %.1f (%.1f)", B.interp(), ROUNDS, med.sdk * 1e6, median.sdk * 1e6,
     med.raw * 1e6, median.raw * 1e6, med.cli * 1e6, median.cli * 1e6, med.socket * 1e6, median.socket * 1e6))
@@ -93,6 +99,8 @@ local ok, err = pcall(function()
   print(string.format("%-8s   (diagnostics: C engine alone %.1f us = %.3fx raw; JSON decode of the body %.1f us; "
     .. "SDK layer over the engine %.1f us)", B.interp(), med.engine * 1e6, med.raw / med.engine, med.decode * 1e6,
     (med.sdk - med.engine) * 1e6))
+  print(string.format("%-8s   (bound: raw libcurl + plain cjson.decode of each body, nothing else, would be %.3fx raw)",
+    B.interp(), med.raw / (med.raw + med.cjson)))
 end)
 srv.stop()
 if not ok then error(err, 0) end

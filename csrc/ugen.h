@@ -23,10 +23,11 @@
 /* metatable (class) names, also used in error messages and tostring */
 #define UGEN_ENGINE_CLASS "ugen.engine"
 #define UGEN_TRANSFER_CLASS "ugen.transfer"
+#define UGEN_HMAC_KEY_CLASS "ugen.hmac_key"
 
 UGEN_API int luaopen_ugen_core(lua_State *L);
 
-/* ugen_hmac.c: hmac_sha256, consteq, random_bytes, hex */
+/* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq, random_bytes, hex */
 void ugen_hmac_register(lua_State *L);
 /* lowercase hex of n bytes into out (2n bytes, not terminated) */
 void ugen_hmac_tohex(const unsigned char *in, size_t n, char *out);

@@ -1,15 +1,16 @@
 /*
  * fuzz/fuzz_hmac.c -- libFuzzer target for the C core's crypto entry points as Lua calls them
  * (the values come from outside: webhook secrets, timestamps, bodies and signature headers):
- * core.hmac_sha256(key, msg [, raw]), core.consteq(a, b), core.hex(s), and the webhook check
- * shape consteq(hmac_sha256(secret, ts .. "." .. body), signature). The whole core
+ * core.hmac_sha256(key, msg [, raw]), core.consteq(a, b), core.hex(s), the webhook check
+ * shape consteq(hmac_sha256(secret, ts .. "." .. body), signature), and keyed HMAC objects
+ * (core.hmac_key(secret):hex(part, ...), reused, then closed: what ugen.webhook.verify runs). The whole core
  * (every csrc .c file) is compiled with the sanitizers and loaded into a real Lua 5.4 state through
  * luaopen_ugen_core; each call runs under lua_pcall.
  *
  * Input: byte 0 = operation, bytes 1-2 = split point; the rest is cut there into two strings.
  * Checked against OpenSSL called directly: HMAC hex == hex(raw) == HMAC(); consteq(a, b) ==
  * (a equals b); consteq(a, a); hex is 2n lowercase digits; the webhook check accepts exactly
- * the right signature.
+ * the right signature; a keyed object gives HMAC() of the concatenated parts on every reuse.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -77,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   if (size < 3)
     return 0;
-  op = data[0] % 4;
+  op = data[0] % 5;
   cut = ((size_t)data[1] << 8 | data[2]) % (size - 2);
   a = (const char *)data + 3;
   alen = cut;
@@ -136,7 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lua_pop(L, 1);
     break;
   }
-  default: { /* the webhook check: secret = a, "ts.body" = b, signature = first 64 bytes of b */
+  case 3: { /* the webhook check: secret = a, "ts.body" = b, signature = first 64 bytes of b */
     size_t sl = blen < 64 ? blen : 64;
     int want;
     if (alen == 0)
@@ -158,6 +159,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lua_pushlstring(L, hex, 64);
     call("consteq", 2, 1);
     CHECK(lua_toboolean(L, -1) == 1);
+    lua_pop(L, 1);
+    break;
+  }
+  default: { /* keyed: k = hmac_key(a); k:hex(b[0, half), ".", b[half, n)) twice == HMAC(a, b1 . b2) */
+    size_t half = blen / 2, round;
+    unsigned char *msg;
+    const char *h;
+    size_t hl;
+    if (alen == 0)
+      break;
+    msg = (unsigned char *)malloc(blen + 1);
+    CHECK(msg != NULL);
+    memcpy(msg, b, half);
+    msg[half] = '.';
+    memcpy(msg + half + 1, b + half, blen - half);
+    CHECK(HMAC(EVP_sha256(), a, (int)alen, msg, blen + 1, md, &mdlen) != NULL && mdlen == 32);
+    free(msg);
+    tohex(md, 32, hex);
+    lua_pushlstring(L, a, alen);
+    call("hmac_key", 1, 1);
+    CHECK(lua_isuserdata(L, -1));
+    for (round = 0; round < 2; round++) {
+      lua_getfield(L, -1, "hex");
+      lua_pushvalue(L, -2);
+      lua_pushlstring(L, b, half);
+      lua_pushliteral(L, ".");
+      lua_pushlstring(L, b + half, blen - half);
+      CHECK(lua_pcall(L, 4, 1, 0) == LUA_OK);
+      h = lua_tolstring(L, -1, &hl);
+      CHECK(h != NULL && hl == 64 && memcmp(h, hex, 64) == 0);
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, -1, "close");
+    lua_pushvalue(L, -2);
+    CHECK(lua_pcall(L, 1, 0, 0) == LUA_OK);
     lua_pop(L, 1);
     break;
   }

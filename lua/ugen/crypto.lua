@@ -1,6 +1,8 @@
 -- ugen.crypto: the SDK's primitives over the C core (OpenSSL).
 --
 --   crypto.hmac_sha256(key, msg)  -> 64 lowercase hex characters
+--   crypto.hmac_hex(key, part, ...) -> the same over the concatenated parts,
+--                                    with the key's schedule cached (a few keys)
 --   crypto.consteq(a, b)          -> boolean, time independent of content
 --   crypto.random_bytes(n)        -> n CSPRNG bytes | nil, err
 --   crypto.uuid4()                -> "xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx"
@@ -8,6 +10,7 @@
 
 local sched = require "ugen.sched"
 
+local type, pairs, error = type, pairs, error
 local string_byte, string_char, string_format, string_sub = string.byte, string.char, string.format, string.sub
 
 local _M = { _VERSION = "0.1.0" }
@@ -16,6 +19,32 @@ local function core() return sched.core() end
 
 function _M.hmac_sha256(key, msg)
   return core().hmac_sha256(key, msg)
+end
+
+-- Keyed contexts (ugen.hmac_key) for the last few keys: a webhook receiver checks every delivery
+-- with the same secret (two while rotating), and setting a key up costs more than hashing 1 KiB.
+-- Bounded: at KEYS_MAX keys all are closed (their key material cleansed) and the cache restarts.
+local KEYS_MAX = 8
+local keys, nkeys = {}, 0
+
+function _M.hmac_hex(key, ...)
+  local k = keys[key]
+  if not k then
+    if type(key) ~= "string" or key == "" then
+      local got = key == "" and "empty string" or type(key)
+      error("bad argument #1 to 'hmac_hex' (non-empty string expected, got " .. got .. ")", 2)
+    end
+    local err
+    k, err = core().hmac_key(key)
+    if not k then return nil, err end
+    if nkeys >= KEYS_MAX then
+      for _, old in pairs(keys) do old:close() end
+      keys, nkeys = {}, 0
+    end
+    keys[key] = k
+    nkeys = nkeys + 1
+  end
+  return k:hex(...)
 end
 
 function _M.consteq(a, b)

@@ -145,6 +145,14 @@ if tointeger then
   end
 end
 
+-- A lua-cjson that decodes integers as integers (OpenResty's 2.1.0.9+, on 5.3+)
+-- leaves only the nulls to remove: then the pass runs only when the text has one.
+local math_type = rawget(math, "type")
+local native_integers = tointeger ~= nil and math_type ~= nil
+  and math_type((cjson.decode("[1]") or {})[1]) == "integer"
+_M.native_integers = native_integers
+local numbers_fixed = tointeger == nil or native_integers
+
 function _M.decode(s, keep_null)
   if type(s) ~= "string" then return nil, "expected a string to decode, got " .. type(s) end
   local v, err = cjson.decode(s)
@@ -154,8 +162,9 @@ function _M.decode(s, keep_null)
     return nil
   end
   if type(v) == "table" then
-    -- one number type (5.1/LuaJIT) and no null in the text: nothing to change
-    if not tointeger and (keep_null or not string_find(s, "null", 1, true)) then return v end
+    -- numbers already right (one number type on 5.1/LuaJIT, or a cjson that
+    -- keeps integers) and no null in the text: nothing to change
+    if numbers_fixed and (keep_null or not string_find(s, "null", 1, true)) then return v end
     return walk(v, keep_null)
   end
   if type(v) == "number" then return fix_number(v) end

@@ -202,7 +202,8 @@ function _M.webhook_handler(opts)
     end
 
     local ts = webhook.header_values(headers, "x-ugen-timestamp")[1]
-    local signature = crypto.hmac_sha256(list[matched], ts .. "." .. body)
+    local signature, herr = crypto.hmac_hex(list[matched], ts, ".", body)
+    if not signature then return answer(500, "CRYPTO_FAILED", herr and herr.message or "HMAC-SHA256 failed") end
     local ekey = event_key(event)
     local delivery = webhook.header_values(headers, "x-ugen-delivery")[1]
     ctx.event_key = ekey

@@ -1,8 +1,8 @@
 -- ugen.webhook: the receiving side of U-Gen webhooks (and the sending side's
 -- signature, for tests and the sandbox).
 --
---   webhook.verify(secret, headers, raw_body[, {tolerance = 300, now = <epoch s>}])
---       -> event table | nil, err
+--   webhook.verify(secret, headers, raw_body[, {tolerance = 300, now = <epoch s>, decode = true}])
+--       -> event table (true with decode = false) | nil, err
 --   webhook.sign(secret, timestamp, raw_body) -> lowercase hex signature
 --   webhook.headers(secret, raw_body[, timestamp]) -> {["X-UGen-Timestamp"]=, ["X-UGen-Signature"]=}
 --   webhook.new_secret() -> 64 hex characters (32 CSPRNG bytes)
@@ -16,7 +16,11 @@
 -- outside the tolerance is `nil, err` with err.kind == "signature" and err.code
 -- one of SIGNATURE_MISSING, SIGNATURE_INVALID, SIGNATURE_MISMATCH,
 -- TIMESTAMP_MISSING, TIMESTAMP_INVALID, TIMESTAMP_OUT_OF_TOLERANCE, BODY_INVALID.
--- A correctly signed body that is not JSON is err.kind == "decode".
+-- A correctly signed body that is not JSON is err.kind == "decode". With
+-- opts.decode == false the body is authenticated only and verify returns true
+-- (for receivers that queue the raw body, or decode it with their own JSON).
+-- The secret's HMAC key schedule is cached (crypto.hmac_hex), so checking
+-- every delivery with the same secret does not set the key up again.
 --
 -- Headers are looked up case-insensitively in any of the shapes servers give:
 -- a plain table {["X-UGen-Signature"] = "..."}; nginx's ngx.req.get_headers()
@@ -171,9 +175,6 @@ end
 -- Candidate signatures from the header values: split on commas/whitespace,
 -- strip a sha256= / v1= prefix, lowercase; nil when one is not 64 hex digits.
 local function candidates(values)
-  local v1 = values[1]
-  -- one plain lowercase hex signature: the common case
-  if #values == 1 and #v1 == 64 and not string_find(v1, "[^0-9a-f]") then return { v1 } end
   local out = {}
   for _, v in ipairs(values) do
     for item in string_gmatch(v, "[^,%s]+") do
@@ -186,62 +187,111 @@ local function candidates(values)
   return out
 end
 
-function _M.verify(secret, headers, raw_body, opts)
-  check_secret(secret, "verify")
-  if type(headers) ~= "table" then
-    error("bad argument #2 to 'verify' (table expected, got " .. type(headers) .. ")", 2)
+local SIG_NAME, TS_NAME = "x-ugen-signature", "x-ugen-timestamp"
+
+-- The common shape in one pass: a map with exactly one string value for each of
+-- the two headers. Returns sig, ts (either may be nil when absent), or false
+-- when the table needs the general path (list shapes, repeated or non-string
+-- values), which then decides with header_values.
+local function simple_headers(headers)
+  if rawget(headers, 1) ~= nil then return false end
+  local sig, ts
+  for k, v in pairs(headers) do
+    if type(k) == "string" then
+      local n = norm_cache[k] or norm_name(k)
+      if n == SIG_NAME then
+        if sig ~= nil or type(v) ~= "string" then return false end
+        sig = v
+      elseif n == TS_NAME then
+        if ts ~= nil or type(v) ~= "string" then return false end
+        ts = v
+      end
+    end
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #4 to 'verify' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  return sig, ts
+end
+
+local function check_opts(opts)
   local tolerance, now = _M.DEFAULT_TOLERANCE, nil
-  if opts then
+  local decode = true
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("bad argument #4 to 'verify' (table expected, got " .. type(opts) .. ")", 3)
+    end
     if opts.tolerance ~= nil then
       tolerance = opts.tolerance
       if tolerance ~= false and (type(tolerance) ~= "number" or tolerance < 0 or tolerance ~= tolerance) then
-        error("bad argument #4 to 'verify' (opts.tolerance must be a number >= 0 or false)", 2)
+        error("bad argument #4 to 'verify' (opts.tolerance must be a number >= 0 or false)", 3)
       end
     end
     if opts.now ~= nil then
       now = opts.now
       if type(now) ~= "number" then
-        error("bad argument #4 to 'verify' (opts.now must be a number, got " .. type(now) .. ")", 2)
+        error("bad argument #4 to 'verify' (opts.now must be a number, got " .. type(now) .. ")", 3)
       end
     end
+    if opts.decode ~= nil then
+      if type(opts.decode) ~= "boolean" then
+        error("bad argument #4 to 'verify' (opts.decode must be a boolean, got " .. type(opts.decode) .. ")", 3)
+      end
+      decode = opts.decode
+    end
   end
+  return tolerance, now, decode
+end
+
+function _M.verify(secret, headers, raw_body, opts)
+  check_secret(secret, "verify")
+  if type(headers) ~= "table" then
+    error("bad argument #2 to 'verify' (table expected, got " .. type(headers) .. ")", 2)
+  end
+  local tolerance, now, decode = check_opts(opts)
 
   if type(raw_body) ~= "string" then
     return fail("BODY_INVALID", "webhook body must be the raw request body string, got " .. type(raw_body))
   end
 
-  local sig_values = header_values(headers, "x-ugen-signature")
-  if #sig_values == 0 then
+  -- sig_values/ts_raw: the header values; sig1: the only signature value when there is one
+  local sig1, ts_raw = simple_headers(headers)
+  local sig_values, ts_conflict
+  if sig1 == false then
+    sig_values = header_values(headers, SIG_NAME)
+    sig1 = #sig_values == 1 and sig_values[1] or nil
+    local ts_values = header_values(headers, TS_NAME)
+    for i = 2, #ts_values do
+      if ts_values[i] ~= ts_values[1] then ts_conflict = true end
+    end
+    ts_raw = ts_values[1]
+    if #sig_values == 0 then
+      return fail("SIGNATURE_MISSING", "missing X-UGen-Signature header")
+    end
+  elseif sig1 == nil then
     return fail("SIGNATURE_MISSING", "missing X-UGen-Signature header")
   end
-  local ts_values = header_values(headers, "x-ugen-timestamp")
-  if #ts_values == 0 then
+  if ts_raw == nil then
     return fail("TIMESTAMP_MISSING", "missing X-UGen-Timestamp header")
   end
-  for i = 2, #ts_values do
-    if ts_values[i] ~= ts_values[1] then
-      return fail("TIMESTAMP_INVALID", "several different X-UGen-Timestamp headers")
-    end
+  if ts_conflict then
+    return fail("TIMESTAMP_INVALID", "several different X-UGen-Timestamp headers")
   end
-  local ts_raw = ts_values[1]
   local ts = parse_timestamp(ts_raw)
   if not ts then
     return fail("TIMESTAMP_INVALID", "X-UGen-Timestamp is neither unix seconds nor ISO-8601")
   end
-  local sigs = candidates(sig_values)
-  if not sigs or #sigs == 0 then
-    return fail("SIGNATURE_INVALID", "X-UGen-Signature is not a hex HMAC-SHA256 signature")
-  end
 
-  local expected = crypto.hmac_sha256(secret, ts_raw .. "." .. raw_body)
-  local ok = false
-  for _, s in ipairs(sigs) do
-    -- no early exit: every candidate is compared
-    if crypto.consteq(expected, s) then ok = true end
+  local expected, herr = crypto.hmac_hex(secret, ts_raw, ".", raw_body)
+  if not expected then return nil, herr end
+  -- one signature as sent by U-Gen (64 lowercase hex digits): compared as it is;
+  -- otherwise (prefixes, uppercase, several) every candidate is compared, with no early exit
+  local ok = sig1 ~= nil and crypto.consteq(expected, sig1)
+  if not ok then
+    local sigs = candidates(sig_values or { sig1 })
+    if not sigs or #sigs == 0 then
+      return fail("SIGNATURE_INVALID", "X-UGen-Signature is not a hex HMAC-SHA256 signature")
+    end
+    for _, s in ipairs(sigs) do
+      if crypto.consteq(expected, s) then ok = true end
+    end
   end
   if not ok then
     return fail("SIGNATURE_MISMATCH", "X-UGen-Signature does not match the body and timestamp")
@@ -257,6 +307,7 @@ function _M.verify(secret, headers, raw_body, opts)
     end
   end
 
+  if not decode then return true end
   local event, derr = json.decode(raw_body)
   if derr ~= nil or type(event) ~= "table" then
     return nil, errors.new{ kind = "decode", code = "BODY_INVALID", retryable = false,

@@ -4,6 +4,7 @@
 -- for the sanitizer and valgrind runs).
 local SLOW = tonumber(os.getenv("UGEN_TIME_FACTOR")) or 1
 local core = require "ugen.core"
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local function unhex(h)
   return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
@@ -76,6 +77,85 @@ describe("core.hmac_sha256", function()
     local ok, err = pcall(core.hmac_sha256, "k", {})
     assert.is_false(ok)
     assert.matches("bad argument #2", err)
+  end)
+end)
+
+describe("core.hmac_key", function()
+  local long_key = string.rep("\170", 131)
+  it("matches RFC 4231 and one-shot HMAC, over split parts, on every reuse", function()
+    local cases = {
+      { "Jefe", { "what do ya want ", "for nothing?" },
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843" },
+      { long_key, { "Test Using Larger Than Block-Size Key", " - Hash Key First" },
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54" },
+      { string.rep("\11", 20), { "Hi There" },
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7" },
+    }
+    for _, c in ipairs(cases) do
+      local k = core.hmac_key(c[1])
+      for _ = 1, 3 do  -- the context is re-initialised with the same key each time
+        assert.equal(c[3], k:hex(unpack(c[2])))
+      end
+      assert.equal(c[3], k:hex(table.concat(c[2])))
+      k:close()
+    end
+  end)
+
+  it("agrees with core.hmac_sha256 on random keys and messages, NULs included", function()
+    for i = 1, 200 do
+      local key = core.random_bytes(1 + i % 150)
+      local a, b = core.random_bytes(1 + i * 7 % 300), core.random_bytes(1 + i * 13 % 2000)
+      local k = core.hmac_key(key)
+      assert.equal(core.hmac_sha256(key, a .. "." .. b), k:hex(a, ".", b))
+      assert.equal(core.hmac_sha256(key, ""), k:hex())
+      assert.equal(core.hmac_sha256(key, a .. b), k:hex(a, "", b))
+    end
+  end)
+
+  it("keeps its key apart from other keys' objects", function()
+    local k1, k2 = core.hmac_key("one"), core.hmac_key("two")
+    assert.equal(core.hmac_sha256("one", "m"), k1:hex("m"))
+    assert.equal(core.hmac_sha256("two", "m"), k2:hex("m"))
+    assert.equal(core.hmac_sha256("one", "m"), k1:hex("m"))
+  end)
+
+  it("has one idempotent close (close, __gc, __close) and refuses use after it", function()
+    local k = core.hmac_key("secret-key")
+    local mt = getmetatable(k)
+    k:close(); k:close(); mt.__gc(k); mt.__close(k); k:close()
+    local ok, err = pcall(k.hex, k, "m")
+    assert.is_false(ok)
+    assert.matches("ugen.hmac_key: handle is closed", err, 1, true)
+    assert.equal("ugen.hmac_key (closed)", tostring(k))
+  end)
+
+  it("never shows its key in tostring", function()
+    local k = core.hmac_key("whsec_do_not_print_me")
+    assert.matches("^ugen%.hmac_key %(", tostring(k))
+    assert.is_nil(tostring(k):find("print_me", 1, true))
+    k:close()
+  end)
+
+  it("raises on bad arguments, naming them, before hashing anything", function()
+    local ok, err = pcall(core.hmac_key, "")
+    assert.is_false(ok); assert.matches("bad argument #1.*key is empty", err)
+    ok, err = pcall(core.hmac_key, {})
+    assert.is_false(ok); assert.matches("bad argument #1", err)
+    local k = core.hmac_key("k")
+    ok, err = pcall(k.hex, k, "a", {}, "c")
+    assert.is_false(ok); assert.matches("bad argument #3", err)
+    ok, err = pcall(function() return k:hex("a", {}) end)
+    assert.is_false(ok); assert.matches("bad argument #%d", err)
+    -- a refused call leaves nothing half-hashed behind
+    assert.equal(core.hmac_sha256("k", "ac"), k:hex("a", "c"))
+    ok = pcall(k.hex, "not a key", "m")
+    assert.is_false(ok)
+    k:close()
+  end)
+
+  it("frees its context when collected (no leak under the sanitizers)", function()
+    for _ = 1, 2000 do core.hmac_key("k"):hex("m") end
+    collectgarbage(); collectgarbage()
   end)
 end)
 

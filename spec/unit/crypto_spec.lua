@@ -31,6 +31,21 @@ describe("ugen.crypto", function()
       crypto.hmac_sha256("Jefe", "what do ya want for nothing?"))
   end)
 
+  it("hmac_hex: HMAC-SHA256 over the concatenated parts, any number of keys", function()
+    assert.equal(crypto.hmac_sha256("Jefe", "what do ya want for nothing?"),
+      crypto.hmac_hex("Jefe", "what do ya want ", "for nothing?"))
+    for round = 1, 2 do
+      for i = 1, 30 do  -- more keys than the cache holds: evicted keys come back right
+        local key = "key-" .. i
+        assert.equal(crypto.hmac_sha256(key, "a.b" .. round), crypto.hmac_hex(key, "a", ".", "b" .. round))
+      end
+    end
+    assert.has_error(function() crypto.hmac_hex("", "m") end,
+      "bad argument #1 to 'hmac_hex' (non-empty string expected, got empty string)")
+    assert.has_error(function() crypto.hmac_hex(nil, "m") end,
+      "bad argument #1 to 'hmac_hex' (non-empty string expected, got nil)")
+  end)
+
   it("compares strings", function()
     assert.is_true(crypto.consteq("abc", "abc"))
     assert.is_false(crypto.consteq("abc", "abd"))

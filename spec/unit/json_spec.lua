@@ -88,4 +88,17 @@ describe("ugen.json numbers", function()
     assert.equal(1e300, v.d)
     assert.equal("7", tostring(json.decode("7")))
   end)
+
+  it("knows whether the installed cjson keeps integers (then only nulls need a pass)", function()
+    local plain = require("cjson.safe").new()
+    local math_type = rawget(math, "type")
+    local native = math_type ~= nil and rawget(math, "tointeger") ~= nil
+      and math_type(plain.decode("[1]")[1]) == "integer"
+    assert.equal(native, json.native_integers)
+    -- either way the result is the same
+    local v = json.decode('{"a":14,"b":null,"c":{"d":2,"e":null}}')
+    assert.equal("14", tostring(v.a)); assert.is_nil(v.b)
+    assert.equal("2", tostring(v.c.d)); assert.is_nil(v.c.e)
+    assert.equal("3", tostring(json.decode('{"x":3}').x))
+  end)
 end)

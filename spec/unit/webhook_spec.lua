@@ -170,6 +170,50 @@ describe("ugen.webhook.verify", function()
     assert.is_nil(webhook.parse_timestamp("2026-13-02T09:12:44Z"))
   end)
 
+  it("with decode = false authenticates only and returns true", function()
+    assert.is_true(webhook.verify(SECRET, signed(), BODY, { now = TS, decode = false }))
+    local body = "not json, but signed"
+    assert.is_true(webhook.verify(SECRET, signed(TS, body), body, { now = TS, decode = false }))
+    fails("SIGNATURE_MISMATCH", SECRET, signed(), BODY .. " ", { now = TS, decode = false })
+    fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(TS - 301, body), body, { now = TS, decode = false })
+    assert.has_error(function() webhook.verify(SECRET, signed(), BODY, { decode = "no" }) end,
+      "bad argument #4 to 'verify' (opts.decode must be a boolean, got string)")
+  end)
+
+  it("takes a header given under two spellings as two values", function()
+    local h = signed()
+    local good = h["X-UGen-Signature"]
+    -- a bad and a good signature: any match passes, in either key
+    local ev = webhook.verify(SECRET, { ["X-UGen-Timestamp"] = h["X-UGen-Timestamp"],
+      ["X-UGen-Signature"] = ("0"):rep(64), ["x-ugen-signature"] = good }, BODY, { now = TS })
+    assert.is_table(ev)
+    fails("SIGNATURE_MISMATCH", SECRET, { ["X-UGen-Timestamp"] = h["X-UGen-Timestamp"],
+      ["X-UGen-Signature"] = ("0"):rep(64), ["x-ugen-signature"] = ("1"):rep(64) }, BODY, { now = TS })
+    -- two different timestamps are refused, the same one twice is fine
+    fails("TIMESTAMP_INVALID", SECRET, { ["X-UGen-Timestamp"] = tostring(TS), ["x-ugen-timestamp"] = tostring(TS + 1),
+      ["X-UGen-Signature"] = good }, BODY, { now = TS })
+    assert.is_table(webhook.verify(SECRET, { ["X-UGen-Timestamp"] = tostring(TS), ["x-ugen-timestamp"] = tostring(TS),
+      ["X-UGen-Signature"] = good }, BODY, { now = TS }))
+    -- a number value is taken as its decimal text
+    assert.is_table(webhook.verify(SECRET, { ["X-UGen-Timestamp"] = TS, ["X-UGen-Signature"] = good }, BODY,
+      { now = TS }))
+  end)
+
+  it("checks against the right secret while many secrets are in use (key cache)", function()
+    local secrets = {}
+    for i = 1, 20 do secrets[i] = SECRET .. i end
+    for round = 1, 3 do
+      for i, sec in ipairs(secrets) do
+        local h = { ["X-UGen-Timestamp"] = tostring(TS), ["X-UGen-Signature"] = webhook.sign(sec, TS, BODY) }
+        assert.is_table(webhook.verify(sec, h, BODY, { now = TS }), "round " .. round .. " secret " .. i)
+        local other = secrets[i % #secrets + 1]
+        local ev, err = webhook.verify(other, h, BODY, { now = TS })
+        assert.is_nil(ev)
+        assert.equal("SIGNATURE_MISMATCH", err.code)
+      end
+    end
+  end)
+
   it("gives kind decode for a correctly signed body that is not JSON", function()
     local body = "not json"
     local ev, err = webhook.verify(SECRET, signed(TS, body), body, { now = TS })
