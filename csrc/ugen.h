@@ -27,6 +27,10 @@
 
 UGEN_API int luaopen_ugen_core(lua_State *L);
 
+/* ugen_core.c: registers (or refreshes) the metatable `name` with the
+ * metamethods `meta`, `methods` as its __index table, and __name */
+void ugen_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
 /* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq, random_bytes, hex */
 void ugen_hmac_register(lua_State *L);
 /* lowercase hex of n bytes into out (2n bytes, not terminated) */

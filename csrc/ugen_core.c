@@ -30,6 +30,18 @@ static int ugen_core_global_init(lua_State *L)
   return 0;
 }
 
+void ugen_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods)
+{
+  (void)luaL_newmetatable(L, name); /* reused when it exists already */
+  ugen_setfuncs(L, meta);
+  lua_newtable(L);
+  ugen_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
 UGEN_API int luaopen_ugen_core(lua_State *L)
 {
   const curl_version_info_data *cv;

@@ -1387,23 +1387,10 @@ static const luaL_Reg ugen_transfer_meta[] = {
   { NULL, NULL },
 };
 
-static void ugen_engine_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                              const luaL_Reg *methods)
-{
-  (void)luaL_newmetatable(L, name); /* reused when it exists already */
-  ugen_setfuncs(L, meta);
-  lua_newtable(L);
-  ugen_setfuncs(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-}
-
 void ugen_engine_register(lua_State *L)
 {
-  ugen_engine_class(L, UGEN_ENGINE_CLASS, ugen_engine_meta, ugen_engine_methods);
-  ugen_engine_class(L, UGEN_TRANSFER_CLASS, ugen_transfer_meta, ugen_transfer_methods);
+  ugen_class(L, UGEN_ENGINE_CLASS, ugen_engine_meta, ugen_engine_methods);
+  ugen_class(L, UGEN_TRANSFER_CLASS, ugen_transfer_meta, ugen_transfer_methods);
   lua_pushcfunction(L, ugen_engine_new);
   lua_setfield(L, -2, "engine");
 }

@@ -271,13 +271,6 @@ static const luaL_Reg ugen_hmac_funcs[] = {
 
 void ugen_hmac_register(lua_State *L)
 {
-  (void)luaL_newmetatable(L, UGEN_HMAC_KEY_CLASS); /* reused when it exists already */
-  ugen_setfuncs(L, ugen_hmac_key_meta);
-  lua_newtable(L);
-  ugen_setfuncs(L, ugen_hmac_key_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushstring(L, UGEN_HMAC_KEY_CLASS);
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
+  ugen_class(L, UGEN_HMAC_KEY_CLASS, ugen_hmac_key_meta, ugen_hmac_key_methods);
   ugen_setfuncs(L, ugen_hmac_funcs);
 }
