@@ -551,6 +551,7 @@ static void ugen_engine_push_res(lua_State *L, ugen_transfer *t)
 {
   const char *ver = ugen_engine_version_name(t->http_version);
   size_t off = 0, i = 1;
+  int map_ok;
 
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, (lua_Integer)t->status);
@@ -559,13 +560,40 @@ static void ugen_engine_push_res(lua_State *L, ugen_transfer *t)
     lua_pushstring(L, ver);
     lua_setfield(L, -2, "http_version");
   }
+  /* the flat list, and the same headers as a map while every name is unique
+   * and already in ugen.headers' normal form (lowercase, no '_') */
   lua_createtable(L, (int)(t->nheaders * 2), 0);
+  lua_createtable(L, 0, (int)t->nheaders);
+  map_ok = 1;
   while (off < t->hdrs.len) {
-    size_t n = strlen(t->hdrs.p + off);
-    lua_pushlstring(L, t->hdrs.p + off, n);
-    lua_rawseti(L, -2, (int)i++);
-    off += n + 1;
+    size_t nlen = strlen(t->hdrs.p + off), vlen;
+    const char *name = t->hdrs.p + off;
+    off += nlen + 1;
+    if (off >= t->hdrs.len) /* records are name\0value\0: never cut, but stay in bounds */
+      break;
+    vlen = strlen(t->hdrs.p + off);
+    lua_pushlstring(L, name, nlen);
+    lua_pushlstring(L, t->hdrs.p + off, vlen);
+    off += vlen + 1;
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -5, (int)i++);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -5, (int)i++);
+    if (map_ok) {
+      lua_pushvalue(L, -2);
+      lua_rawget(L, -4);
+      map_ok = lua_isnil(L, -1) && memchr(name, '_', nlen) == NULL;
+      lua_pop(L, 1);
+    }
+    if (map_ok)
+      lua_rawset(L, -3);
+    else
+      lua_pop(L, 2);
   }
+  if (map_ok)
+    lua_setfield(L, -3, "header_map");
+  else
+    lua_pop(L, 1);
   lua_setfield(L, -2, "headers");
   if (t->out_mode != OUT_FILE) {
     lua_pushlstring(L, t->body.p != NULL ? t->body.p : "", t->body.len);

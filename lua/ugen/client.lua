@@ -245,7 +245,8 @@ local function handle_response(self, res, spec)
     return nil, errors.new{ kind = "network", retryable = true,
       message = "transport returned an invalid HTTP status (" .. tostring(res.status) .. ")" }
   end
-  local hdrs = headers_mod.new(res.headers)
+  local hmap = res.header_map
+  local hdrs = hmap and headers_mod.adopt(hmap) or headers_mod.new(res.headers)
   local request_id = hdrs["x-request-id"]
   local meta = { status = status, headers = hdrs, request_id = request_id }
   if status >= 200 and status <= 299 then
@@ -289,6 +290,15 @@ _M.origin = origin
 --          secrets (extra strings) }
 local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
 
+-- hdrs[k] = v, replacing a header of the same name in any letter case
+local function put_header(hdrs, k, v)
+  local lk = string_lower(k)
+  for name in pairs(hdrs) do
+    if string_lower(name) == lk then hdrs[name] = nil end
+  end
+  hdrs[k] = tostring(v)
+end
+
 function _M._send(self, spec)
   local opts = spec.opts or NO_OPTS
   local hdrs = {
@@ -321,17 +331,10 @@ function _M._send(self, spec)
     hdrs["Content-Type"] = "application/json"
   end
   -- default, then per-call headers replace same-named ones whatever their case
-  local function put(k, v)
-    local lk = string_lower(k)
-    for name in pairs(hdrs) do
-      if string_lower(name) == lk then hdrs[name] = nil end
-    end
-    hdrs[k] = tostring(v)
-  end
   if next(self.default_headers) ~= nil then
-    for k, v in pairs(self.default_headers) do put(k, v) end
+    for k, v in pairs(self.default_headers) do put_header(hdrs, k, v) end
   end
-  if opts.headers then for k, v in pairs(opts.headers) do put(k, v) end end
+  if opts.headers then for k, v in pairs(opts.headers) do put_header(hdrs, k, v) end end
 
   local req = {
     method = spec.method,

@@ -7,6 +7,8 @@
 --   h["Retry-After"], h["retry-after"], h.retry_after   -> value (repeated
 --          headers joined with ", ", RFC 9110 5.3), or nil
 --   headers.all(h, name) -> list of every value of that header (maybe empty)
+--   headers.adopt(map) -> h over the core's res.header_map, which is already
+--          normalized (lowercase names without "_", each once): no copy
 --   pairs(h) gives lowercase names and joined values.
 
 local type, pairs, ipairs, tostring, rawget, rawset, setmetatable, getmetatable =
@@ -100,6 +102,12 @@ function _M.new(src)
     lists[h] = multi
   end
   return setmetatable(h, mt)
+end
+
+-- The core's header_map (names already lowercase without "_", each once,
+-- string values): taken as it is, no copy.
+function _M.adopt(map)
+  return setmetatable(map, mt)
 end
 
 function _M.all(h, name)

@@ -108,6 +108,25 @@ describe("ugen.core HTTP over loopback", function()
     assert.equal("Value With  Spaces", header(res, "x-mixed-case"))
     assert.equal("first second", header(res, "x-folded"))
     assert.equal("set-cookie", res.headers[1])
+    assert.is_nil(res.header_map)  -- a repeated name: only the list
+  end)
+
+  it("gives header_map when every name is unique and needs no normalizing", function()
+    local res = assert(e:request { url = srv.base .. "/echo" })
+    local n = 0
+    assert.is_table(res.header_map)
+    for i = 1, #res.headers, 2 do
+      assert.equal(res.headers[i + 1], res.header_map[res.headers[i]])
+      n = n + 1
+    end
+    for _ in pairs(res.header_map) do n = n - 1 end
+    assert.equal(0, n)
+    res = assert(e:request { url = srv.base .. "/headers?variant=unique" })
+    assert.same({ ["set-cookie"] = "a=1", ["x-mixed-case"] = "Value With  Spaces", ["x-folded"] = "first second",
+                  ["content-length"] = "2" }, res.header_map)
+    res = assert(e:request { url = srv.base .. "/headers?variant=underscore" })
+    assert.is_nil(res.header_map)   -- "x_under_score" would be "x-under-score" in ugen.headers
+    assert.equal("u", header(res, "x_under_score"))
   end)
 
   it("collects only the final response's headers (redirects, 100-continue)", function()

@@ -15,6 +15,8 @@
 --   /bytes?n=N            N bytes of the pattern (see pattern() below)
 --   /range?n=N            like /bytes, honours "Range: bytes=X-" (206 / 416)
 --   /headers              repeated Set-Cookie, mixed-case names, folded value
+--                         (?variant=unique: Set-Cookie once; ?variant=underscore: that and
+--                         an X_Under_Score header)
 --   /reset                reads the request, closes without a response
 --   /chunked?n=N          N pattern bytes in chunked encoding
 --   /redirect?to=PATH     302 to PATH (n=K: K hops of /redirect)
@@ -218,12 +220,14 @@ function routes.range(sock, req)
     pattern(n - from, from))
 end
 
-function routes.headers(sock)
+function routes.headers(sock, req)
+  local variant = req.query.variant
   return send_all(sock, table.concat({
     "HTTP/1.1 200 OK\r\n",
     "Set-Cookie: a=1\r\n",
     "X-Mixed-CASE: Value With  Spaces  \r\n",
-    "Set-Cookie: b=2\r\n",
+    variant and "" or "Set-Cookie: b=2\r\n",
+    variant == "underscore" and "X_Under_Score: u\r\n" or "",
     "X-Folded: first\r\n",
     "  second\r\n",
     "Content-Length: 2\r\n",

@@ -34,4 +34,18 @@ describe("ugen.headers", function()
     table.sort(names)
     assert.same({ "x-one", "x-two" }, names)
   end)
+  it("adopt: the core's header_map behaves exactly like the same headers through new", function()
+    local list = { "x-request-id", "r1", "retry-after", "3", "content-type", "application/json" }
+    local map = {}
+    for i = 1, #list, 2 do map[list[i]] = list[i + 1] end
+    local a, b = headers.adopt(map), headers.new(list)
+    assert.equal(map, a)             -- no copy
+    assert.is_true(headers.is(a))
+    for _, k in ipairs({ "X-Request-ID", "x-request-id", "retry_after", "Content-Type", "x-missing" }) do
+      assert.equal(b[k], a[k], k)
+      assert.same(headers.all(b, k), headers.all(a, k), k)
+    end
+    a["X-New"] = "v"
+    assert.equal("v", a["x-new"])
+  end)
 end)

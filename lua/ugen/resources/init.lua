@@ -47,19 +47,22 @@ local function client_of(self, ep)
 end
 _M.client_of = client_of
 
-local function takes_params(ep)
-  if ep.open_body then return true end
-  for _, p in ipairs(ep.params) do
-    if p["in"] ~= "path" then return true end
-  end
-  return false
-end
+-- Per endpoint, computed once: whether the method takes a params table, and
+-- whether that table is required (the endpoint tables never change).
+local shapes = setmetatable({}, { __mode = "k" })
 
-local function params_required(ep)
+local function shape_of(ep)
+  local sh = shapes[ep]
+  if sh then return sh end
+  sh = { takes = ep.open_body and true or false, required = false }
   for _, p in ipairs(ep.params) do
-    if p["in"] ~= "path" and p.required then return true end
+    if p["in"] ~= "path" then
+      sh.takes = true
+      if p.required then sh.required = true end
+    end
   end
-  return false
+  shapes[ep] = sh
+  return sh
 end
 
 -- Parse the arguments of a generated method; raises at the method's caller
@@ -73,9 +76,10 @@ local function parse_args(ep, ...)
   end
   local np = #ep.path_params
   local params, opts, opts_n
-  if takes_params(ep) then
+  local sh = shape_of(ep)
+  if sh.takes then
     params, opts = select(np + 1, ...)
-    if params == nil and params_required(ep) then
+    if params == nil and sh.required then
       argerror(np + 1, ep.name, "table expected, got nil", 3)
     elseif params ~= nil and type(params) ~= "table" then
       argerror(np + 1, ep.name, "table expected, got " .. type(params), 3)
