@@ -39,7 +39,6 @@
 -- luacheck: globals ngx
 local ngx = ngx  -- ngx.status, ngx.header and ngx.ctx are written below
 local webhook = require "ugen.webhook"
-local crypto = require "ugen.crypto"
 local json = require "ugen.json"
 local errors = require "ugen.errors"
 
@@ -202,7 +201,7 @@ function _M.webhook_handler(opts)
     end
 
     local ts = webhook.header_values(headers, "x-ugen-timestamp")[1]
-    local signature, herr = crypto.hmac_hex(list[matched], ts, ".", body)
+    local signature, herr = webhook.sign(list[matched], ts, body)
     if not signature then return answer(500, "CRYPTO_FAILED", herr and herr.message or "HMAC-SHA256 failed") end
     local ekey = event_key(event)
     local delivery = webhook.header_values(headers, "x-ugen-delivery")[1]

@@ -133,6 +133,12 @@ local function check_secret(secret, fname)
   end
 end
 
+-- The scheme: hex HMAC-SHA256(secret, timestamp .. "." .. body), the key set up
+-- once per secret (crypto.hmac_hex), no concatenated copy of the body.
+local function signature(secret, ts, raw_body)
+  return crypto.hmac_hex(secret, ts, ".", raw_body)
+end
+
 local function ts_string(ts)
   if type(ts) == "number" then
     if ts == math_floor(ts) and math_abs(ts) < 2^53 then return string_format("%d", ts) end
@@ -149,7 +155,7 @@ function _M.sign(secret, timestamp, raw_body)
   if type(raw_body) ~= "string" then
     error("bad argument #3 to 'sign' (string expected, got " .. type(raw_body) .. ")", 2)
   end
-  return crypto.hmac_sha256(secret, ts_string(timestamp) .. "." .. raw_body)
+  return signature(secret, ts_string(timestamp), raw_body)
 end
 
 function _M.headers(secret, raw_body, timestamp)
@@ -164,7 +170,7 @@ function _M.headers(secret, raw_body, timestamp)
   local ts = ts_string(timestamp)
   return {
     [_M.TIMESTAMP_HEADER] = ts,
-    [_M.SIGNATURE_HEADER] = crypto.hmac_sha256(secret, ts .. "." .. raw_body),
+    [_M.SIGNATURE_HEADER] = signature(secret, ts, raw_body),
   }
 end
 
@@ -279,7 +285,7 @@ function _M.verify(secret, headers, raw_body, opts)
     return fail("TIMESTAMP_INVALID", "X-UGen-Timestamp is neither unix seconds nor ISO-8601")
   end
 
-  local expected, herr = crypto.hmac_hex(secret, ts_raw, ".", raw_body)
+  local expected, herr = signature(secret, ts_raw, raw_body)
   if not expected then return nil, herr end
   -- one signature as sent by U-Gen (64 lowercase hex digits): compared as it is;
   -- otherwise (prefixes, uppercase, several) every candidate is compared, with no early exit
