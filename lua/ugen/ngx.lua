@@ -135,8 +135,8 @@ function _M.webhook_handler(opts)
   if type(on_event) ~= "function" then argerr(F, "on_event must be a function, got " .. type(on_event), 2) end
   local tolerance = opts.tolerance
   if tolerance == nil then tolerance = webhook.DEFAULT_TOLERANCE end
-  if tolerance ~= false and (type(tolerance) ~= "number" or tolerance ~= tolerance or tolerance < 0) then
-    argerr(F, "tolerance must be a number >= 0 or false", 2)
+  if not webhook.valid_tolerance(tolerance) then
+    argerr(F, "tolerance must be a finite number >= 0 or false", 2)   -- the rule verify applies
   end
   local max_body = opts.max_body or _M.DEFAULT_MAX_BODY
   if type(max_body) ~= "number" or max_body < 1 or max_body ~= math_floor(max_body) then

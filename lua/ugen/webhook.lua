@@ -16,9 +16,15 @@
 -- outside the tolerance is `nil, err` with err.kind == "signature" and err.code
 -- one of SIGNATURE_MISSING, SIGNATURE_INVALID, SIGNATURE_MISMATCH,
 -- TIMESTAMP_MISSING, TIMESTAMP_INVALID, TIMESTAMP_OUT_OF_TOLERANCE, BODY_INVALID.
--- A correctly signed body that is not JSON is err.kind == "decode". With
--- opts.decode == false the body is authenticated only and verify returns true
--- (for receivers that queue the raw body, or decode it with their own JSON).
+-- A unix-seconds timestamp of 2^53 or more (no real time; not exact as a
+-- double) is TIMESTAMP_INVALID on every Lua version.
+-- A correctly signed body that is not a JSON object (not JSON, or an array,
+-- string, number, true/false or null) is err.kind == "decode", code BODY_INVALID.
+-- With opts.decode == false the body is authenticated only and verify returns
+-- true (for receivers that queue the raw body, or decode it with their own JSON).
+-- opts are checked first and raise at the call site: opts.now must be a finite
+-- number (epoch seconds), opts.tolerance a finite number >= 0 or false (false
+-- is the one way to turn the age check off; NaN, +-inf and negatives raise).
 -- The secret's HMAC key schedule is cached (crypto.hmac_hex), so checking
 -- every delivery with the same secret does not set the key up again.
 --
@@ -37,8 +43,9 @@ local retry = require "ugen.retry"
 local sched = require "ugen.sched"
 
 local type, pairs, ipairs, tostring, tonumber, error, rawget = type, pairs, ipairs, tostring, tonumber, error, rawget
-local math_floor, math_abs, string_lower, string_gsub, string_match, string_gmatch, string_format, string_sub =
-  math.floor, math.abs, string.lower, string.gsub, string.match, string.gmatch, string.format, string.sub
+local math_floor, math_abs, math_huge, string_lower, string_gsub, string_match, string_gmatch, string_format,
+  string_sub = math.floor, math.abs, math.huge, string.lower, string.gsub, string.match, string.gmatch,
+  string.format, string.sub
 local string_find = string.find
 
 local _M = {
@@ -99,12 +106,22 @@ local function header_values(headers, want)
 end
 _M.header_values = header_values
 
+-- Unix seconds at or above this are no time at all (and 2^63 and up do not
+-- fit a 5.3/5.4 integer): refused as invalid, identically on every version.
+local TS_LIMIT = 2^53
+
+local function unix_seconds(s)
+  local t = tonumber(s)
+  if t and t < TS_LIMIT then return t end                  -- false for inf too
+  return nil
+end
+
 -- Timestamp header -> epoch seconds, or nil. Unix seconds (integer or
--- decimal), or ISO-8601 UTC / with offset (2026-05-02T09:12:44Z).
+-- decimal, below 2^53), or ISO-8601 UTC / with offset (2026-05-02T09:12:44Z).
 local function parse_timestamp(s)
-  if string_find(s, "^%d+$") then return tonumber(s) end   -- unix seconds: the common case
+  if string_find(s, "^%d+$") then return unix_seconds(s) end   -- unix seconds: the common case
   s = string_match(s, "^%s*(.-)%s*$")
-  if string_match(s, "^%d+%.?%d*$") then return tonumber(s) end
+  if string_match(s, "^%d+%.?%d*$") then return unix_seconds(s) end
   local y, mo, d, hh, mm, ss, frac, zone = string_match(s,
     "^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(%.?%d*)(.*)$")
   if not y then return nil end
@@ -217,6 +234,17 @@ local function simple_headers(headers)
   return sig, ts
 end
 
+local function finite(x)
+  return type(x) == "number" and x == x and x ~= math_huge and x ~= -math_huge
+end
+
+-- A tolerance as verify and ugen.ngx.webhook_handler take it: a finite number
+-- >= 0, or false (no age check). NaN would disable the check silently, inf is
+-- the same in disguise, and a negative one refuses everything.
+function _M.valid_tolerance(t)
+  return t == false or (finite(t) and t >= 0)
+end
+
 local function check_opts(opts)
   local tolerance, now = _M.DEFAULT_TOLERANCE, nil
   local decode = true
@@ -226,14 +254,16 @@ local function check_opts(opts)
     end
     if opts.tolerance ~= nil then
       tolerance = opts.tolerance
-      if tolerance ~= false and (type(tolerance) ~= "number" or tolerance < 0 or tolerance ~= tolerance) then
-        error("bad argument #4 to 'verify' (opts.tolerance must be a number >= 0 or false)", 3)
+      if not _M.valid_tolerance(tolerance) then
+        error("bad argument #4 to 'verify' (opts.tolerance must be a finite number >= 0 or false, got "
+          .. (type(tolerance) == "number" and tostring(tolerance) or type(tolerance)) .. ")", 3)
       end
     end
     if opts.now ~= nil then
       now = opts.now
-      if type(now) ~= "number" then
-        error("bad argument #4 to 'verify' (opts.now must be a number, got " .. type(now) .. ")", 3)
+      if not finite(now) then
+        error("bad argument #4 to 'verify' (opts.now must be a finite number (epoch seconds), got "
+          .. (type(now) == "number" and tostring(now) or type(now)) .. ")", 3)
       end
     end
     if opts.decode ~= nil then
@@ -282,6 +312,9 @@ function _M.verify(secret, headers, raw_body, opts)
   end
   local ts = parse_timestamp(ts_raw)
   if not ts then
+    if string_find(ts_raw, "^%s*%d+%.?%d*%s*$") then
+      return fail("TIMESTAMP_INVALID", "X-UGen-Timestamp is out of range (unix seconds must be below 2^53)")
+    end
     return fail("TIMESTAMP_INVALID", "X-UGen-Timestamp is neither unix seconds nor ISO-8601")
   end
 
@@ -304,18 +337,19 @@ function _M.verify(secret, headers, raw_body, opts)
   end
 
   if tolerance ~= false then
-    now = now or sched.time()
-    local age = now - ts
+    -- in floats: no 5.3/5.4 integer wrap-around, and %.0f formats any finite age
+    local age = (now or sched.time()) + 0.0 - ts
     if age > tolerance or -age > tolerance then
       return fail("TIMESTAMP_OUT_OF_TOLERANCE", string_format(
-        "X-UGen-Timestamp is %ds %s the current time (tolerance %gs)",
-        math_floor(math_abs(age) + 0.5), age >= 0 and "before" or "after", tolerance))
+        "X-UGen-Timestamp is %.0fs %s the current time (tolerance %gs)",
+        math_abs(age), age >= 0 and "before" or "after", tolerance))
     end
   end
 
   if not decode then return true end
+  -- an event is a JSON object: the decoded table alone cannot tell [..] from {..}
   local event, derr = json.decode(raw_body)
-  if derr ~= nil or type(event) ~= "table" then
+  if derr ~= nil or type(event) ~= "table" or not string_find(raw_body, "^[ \t\r\n]*{") then
     return nil, errors.new{ kind = "decode", code = "BODY_INVALID", retryable = false,
       message = "webhook body is signed but is not a JSON object" .. (derr and (" (" .. derr .. ")") or "") }
   end

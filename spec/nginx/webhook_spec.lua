@@ -138,6 +138,24 @@ describe("ugen.ngx.webhook_handler (nginx)", function()
     for _, s in ipairs({ secret_new, secret_old }) do assert.is_nil(r.body:find(s, 1, true)) end
   end)
 
+  it("the same verdicts as webhook.verify: a signed JSON array is 400 BODY_INVALID, a signed timestamp of 2^63 "
+    .. "or 20 digits is 400 TIMESTAMP_INVALID (not a 500); on_event never runs", function()
+    local before, log0 = #events(), #srv.log()
+    for _, body in ipairs({ "[1,2]", '[{"event":"job.completed","job_id":"j-arr"}]', "[]" }) do
+      local r = post("/hooks/ugen", body, signed(secret_new, body))
+      assert.equal(400, r.status, r.body); assert.equal("BODY_INVALID", r.json.error)
+      assert.matches("not a JSON object", r.json.message)
+    end
+    for _, ts in ipairs({ "9223372036854775808", "12345678901234567890" }) do
+      local body = synthetic()
+      local r = post("/hooks/ugen", body, signed(secret_new, body, ts))
+      assert.equal(400, r.status, r.body); assert.equal("TIMESTAMP_INVALID", r.json.error)
+    end
+    assert.equal(before, #events())
+    local log = srv.log():sub(log0 + 1)
+    assert.is_nil(log:find("webhook.lua", 1, true), log)   -- verify did not raise inside nginx
+  end)
+
   it("only POST: 405 with Allow", function()
     local r = srv.request{ path = "/hooks/ugen" }
     assert.equal(405, r.status); assert.equal("POST", r.headers.allow)
@@ -184,5 +202,12 @@ describe("ugen.ngx.webhook_handler (nginx)", function()
       "bad argument #1 to 'webhook_handler' (on_event must be a function, got number)")
     assert.has_error(function() h.webhook_handler{ secret = { "a", "" }, on_event = print } end,
       "bad argument #1 to 'webhook_handler' (secret #2 must be a non-empty string)")
+    -- the tolerance rule of webhook.verify, checked here: never a raise per request
+    for _, tol in ipairs({ math.huge, -math.huge, 0 / 0, -1, "300" }) do
+      assert.has_error(function() h.webhook_handler{ secret = "s", on_event = print, tolerance = tol } end,
+        "bad argument #1 to 'webhook_handler' (tolerance must be a finite number >= 0 or false)", tostring(tol))
+    end
+    assert.is_function(h.webhook_handler{ secret = "s", on_event = print, tolerance = false })
+    assert.is_function(h.webhook_handler{ secret = "s", on_event = print, tolerance = 0 })
   end)
 end)

@@ -229,6 +229,97 @@ describe("ugen.webhook.verify", function()
     assert.has_error(function() webhook.verify(SECRET, "x", BODY) end,
       "bad argument #2 to 'verify' (table expected, got string)")
     assert.has_error(function() webhook.verify(SECRET, {}, BODY, { tolerance = "5" }) end,
-      "bad argument #4 to 'verify' (opts.tolerance must be a number >= 0 or false)")
+      "bad argument #4 to 'verify' (opts.tolerance must be a finite number >= 0 or false, got string)")
+  end)
+end)
+
+-- Edge cases from the adversarial review (issue 12, item 10): identical results
+-- on 5.1, 5.3, 5.4 and LuaJIT, never an error raised from inside verify.
+describe("ugen.webhook.verify edge cases", function()
+  local function signed_ts(ts, body)
+    return { ["X-UGen-Timestamp"] = ts, ["X-UGen-Signature"] = webhook.sign(SECRET, ts, body or BODY) }
+  end
+
+  it("a correctly signed unix timestamp of 2^53 or more is nil, err TIMESTAMP_INVALID (no raise)", function()
+    -- 2^53, 2^63 - 1 (an integer on 5.3+), 2^63 (a float there), 2^64, 20 digits, 400 digits (inf)
+    local huge = { "9007199254740992", "9223372036854775807", "9223372036854775808", "18446744073709551616",
+                   "12345678901234567890", "1" .. ("0"):rep(400), "9223372036854775808.5", " 9223372036854775808 " }
+    for _, ts in ipairs(huge) do
+      for _, opts in ipairs({ { now = TS }, { tolerance = false }, {} }) do
+        local ok, ev, err = pcall(webhook.verify, SECRET, signed_ts(ts), BODY, opts)
+        assert.is_true(ok, ts .. ": " .. tostring(ev))
+        assert.is_nil(ev, ts)
+        assert.equal("signature", err.kind, ts)
+        assert.equal("TIMESTAMP_INVALID", err.code, ts)
+        assert.matches("out of range", err.message)
+      end
+      assert.is_nil(webhook.parse_timestamp(ts), ts)
+    end
+    -- just below: a time (out of tolerance unless the check is off)
+    local max = "9007199254740991"
+    local e = fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed_ts(max), BODY, { now = TS })
+    assert.matches("^X%-UGen%-Timestamp is 9007197477027827s after", e.message)
+    assert.is_table(webhook.verify(SECRET, signed_ts(max), BODY, { tolerance = false }))
+  end)
+
+  it("formats any finite age without raising, in floats (no integer wrap-around on 5.3/5.4)", function()
+    local e = fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = 1e300 })
+    assert.matches("^X%-UGen%-Timestamp is %d+s before the current time", e.message)
+    e = fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = -1e300 })
+    assert.matches("^X%-UGen%-Timestamp is %d+s after the current time", e.message)
+    -- an integer now: math.mininteger - TS wraps to a large positive integer on 5.3/5.4
+    e = fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = rawget(math, "mininteger") or -2^63 })
+    assert.matches("^X%-UGen%-Timestamp is %d+s after the current time", e.message)
+    e = fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = rawget(math, "maxinteger") or 2^63 })
+    assert.matches("^X%-UGen%-Timestamp is %d+s before the current time", e.message)
+    assert.is_table(webhook.verify(SECRET, signed(), BODY, { now = TS + 1e15, tolerance = 1e300 }))
+  end)
+
+  it("opts.now NaN or +-inf is a bad-argument error raised at the call site", function()
+    local stale = signed(TS - 10 ^ 6)     -- would be refused by any real clock
+    for _, now in ipairs({ 0 / 0, -(0 / 0), math.huge, -math.huge }) do
+      local ok, msg = pcall(webhook.verify, SECRET, stale, BODY, { now = now })
+      assert.is_false(ok, tostring(now))
+      assert.matches("bad argument #4 to 'verify' %(opts.now must be a finite number %(epoch seconds%), got %-?n?[ai]n",
+        msg)
+      -- a direct call: the position is this file's line, not webhook.lua's
+      ok, msg = pcall(function()
+        local ev = webhook.verify(SECRET, stale, BODY, { now = now })   -- not a tail call: a line to name
+        return ev
+      end)
+      assert.is_false(ok)
+      assert.matches("webhook_spec%.lua:%d+: bad argument #4", msg)
+    end
+    assert.has_error(function() webhook.verify(SECRET, stale, BODY, { now = "1" }) end,
+      "bad argument #4 to 'verify' (opts.now must be a finite number (epoch seconds), got string)")
+  end)
+
+  it("opts.tolerance NaN, +-inf or negative raises; false is the one way to turn the check off", function()
+    for _, tol in ipairs({ 0 / 0, math.huge, -math.huge, -1, -0.5 }) do
+      local ok, msg = pcall(webhook.verify, SECRET, signed(), BODY, { now = TS, tolerance = tol })
+      assert.is_false(ok, tostring(tol))
+      assert.matches("bad argument #4 to 'verify' %(opts.tolerance must be a finite number >= 0 or false, got ", msg)
+    end
+    assert.is_table(webhook.verify(SECRET, signed(), BODY, { now = TS, tolerance = 0 }))
+    fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, signed(), BODY, { now = TS + 1, tolerance = 0 })
+    assert.is_true(webhook.valid_tolerance(false))
+    assert.is_false(webhook.valid_tolerance(true))
+    assert.is_false(webhook.valid_tolerance(math.huge))
+  end)
+
+  it("a correctly signed body that is not a JSON object (array, scalar) is nil, err kind decode", function()
+    for _, body in ipairs({ "[1,2]", "[]", ' [{"event":"job.completed","job_id":"j"}]', '"job.completed"', "1",
+                            "true", "null", "" }) do
+      local ev, err = webhook.verify(SECRET, signed(TS, body), body, { now = TS })
+      assert.is_nil(ev, body)
+      assert.equal("decode", err.kind, body)
+      assert.equal("BODY_INVALID", err.code, body)
+      assert.matches("not a JSON object", err.message)
+      -- authenticated only: decode = false does not look at the JSON
+      assert.is_true(webhook.verify(SECRET, signed(TS, body), body, { now = TS, decode = false }))
+    end
+    for _, body in ipairs({ "{}", ' \t\r\n{"event":"job.completed"}' }) do
+      assert.is_table(webhook.verify(SECRET, signed(TS, body), body, { now = TS }), body)
+    end
   end)
 end)
