@@ -1,6 +1,9 @@
 #!/bin/sh
 # Install the Debian packages lua-ugen needs to build, test and run the demo.
 # Idempotent: prints nothing and touches nothing when everything is present.
+# It includes every command the specs run (spec/support/tools.lua lists them
+# with their packages; spec/unit/tools_spec.lua checks this list): a spec whose
+# tool is missing fails, it is never skipped.
 # Note: nginx's Lua module is built against Debian's luajit2 (the OpenResty
 # fork), which conflicts with the plain "luajit" package, so we use luajit2.
 set -eu
@@ -8,8 +11,9 @@ set -eu
 PKGS="make gcc pkg-config ca-certificates curl
 lua5.4 liblua5.4-dev lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev
 lua-cjson lua-cjson-dev lua-busted lua-check lua-socket luarocks
-libcurl4-openssl-dev libssl-dev
+libcurl4-openssl-dev libssl-dev openssl
 nginx libnginx-mod-http-lua
+bsdutils util-linux
 valgrind cppcheck clang libclang-rt-14-dev"
 
 missing=""

@@ -12,6 +12,7 @@ local LAUNCHER = "spec/support/ugen.lua"
 local SPEED = 10 -- sandbox clock: a default job takes about 2 s
 
 local util = require "support.util"
+local tools = require "support.tools"
 local q, read, write = util.q, util.read_file, util.write_file
 
 local function sh(cmd)
@@ -294,13 +295,13 @@ describe("ugen CLI", function()
       local sig = r.out:match("X%-UGen%-Signature: (%x+)\n")
       assert.equal("X-UGen-Timestamp: 1778000000\nX-UGen-Signature: " .. sig .. "\n", r.out)
       assert.equal(webhook.sign(secret, "1778000000", body), sig)
-      -- independent check with the openssl command when present
+      -- independent check with the openssl command
+      tools.need("openssl")
       local f = tmpfile("body")
       write(f, "1778000000." .. body)
       local o = tmpfile("openssl")
-      if sh("openssl dgst -sha256 -hmac " .. q(secret) .. " <" .. f .. " >" .. o .. " 2>/dev/null") then
-        assert.equal(sig, read(o):match("(%x+)%s*$"))
-      end
+      assert.is_true(sh("openssl dgst -sha256 -hmac " .. q(secret) .. " <" .. f .. " >" .. o .. " 2>/dev/null"))
+      assert.equal(sig, read(o):match("(%x+)%s*$"))
       -- the secret never appears in the output
       assert.falsy(r.out:find(secret, 1, true))
       assert.falsy(r.err:find(secret, 1, true))
@@ -447,7 +448,7 @@ describe("ugen CLI", function()
     end)
 
     it("detects a real terminal (a pty from script(1)) without UGEN_TTY", function()
-      if not sh("command -v script >/dev/null 2>&1") then return end
+      tools.need("script")    -- util-linux's script(1), from bsdutils: missing is a failure
       local base = tmpfile("pty")
       local inner = string.format("%s %s %s %s", env_prefix(api_env()), INTERP, LAUNCHER,
         argv_text(with(job_args("jobs", "create"), "--wait", "--interval", "0.05")))

@@ -1,0 +1,37 @@
+-- spec/support/tools.lua: the external commands the specs run, with the Debian
+-- package that provides each. scripts/deps.sh (make deps) installs them all, so
+-- a missing one FAILS the spec that needs it: no block is skipped quietly.
+--   local tools = require "support.tools"
+--   tools.need("openssl")    -- raises "openssl is not installed (...)" when absent
+local M = {}
+
+M.PACKAGES = {
+  openssl = "openssl",      -- certificates and s_server (spec/core/http_spec.lua, spec/support/nginx.lua), dgst
+  script = "bsdutils",      -- a real pty for the CLI (spec/integration/cli_spec.lua)
+  setsid = "util-linux",    -- the demo in its own process group (spec/integration/cli_spec.lua)
+  curl = "curl",            -- requests from outside the SDK (spec/support/sandbox.lua, cli_spec.lua)
+  nginx = "nginx",          -- the sandbox and the OpenResty specs
+  luarocks = "luarocks",    -- `luarocks make` (spec/unit/rockspec_spec.lua)
+  ["lua5.4"] = "lua5.4",    -- spec/support/httpd.lua always runs on 5.4
+  busted = "lua-busted",    -- scripts/test.sh, and spec/unit/summary_spec.lua runs it on small specs
+}
+
+-- the command's path, or nil when `name` is not a command on PATH
+function M.have(name)
+  local p = io.popen("command -v '" .. name:gsub("'", "") .. "' 2>/dev/null")
+  local out = p and p:read("*a") or ""
+  if p then p:close() end
+  return out:match("^(/%S+)") or nil
+end
+
+-- the command's path; raises (naming the package and the fix) when it is missing
+function M.need(name)
+  local path = M.have(name)
+  if not path then
+    error(("%s is not installed (Debian package %s): run scripts/deps.sh (make deps)")
+      :format(name, M.PACKAGES[name] or "?"), 2)
+  end
+  return path
+end
+
+return M
