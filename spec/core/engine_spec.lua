@@ -245,7 +245,9 @@ describe("ugen.core engine lifecycle", function()
     e:close()
   end)
 
-  if _VERSION == "Lua 5.4" then
+  if _VERSION ~= "Lua 5.4" then
+    pending("supports <close> variables on Lua 5.4")      -- listed in spec/allowed_pending.lua
+  else
     it("supports <close> variables on Lua 5.4", function()
       local chunk = assert(load([[
         local core, url = ...

@@ -168,7 +168,9 @@ describe("ugen.scheduler (unit)", function()
     assert.is_false(ran)
   end)
 
-  if _VERSION ~= "Lua 5.1" or type(jit) == "table" then
+  if _VERSION == "Lua 5.1" and type(jit) ~= "table" then
+    pending("a cancelled task that catches the error gets it again at its next wait")  -- spec/allowed_pending.lua
+  else
     it("a cancelled task that catches the error gets it again at its next wait", function()
       local S = quiet()
       local caught = {}
