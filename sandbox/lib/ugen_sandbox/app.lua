@@ -1051,6 +1051,10 @@ H["templates.create"] = function(T, b)
     for _, d in ipairs(details) do insert(d.loc, 2, "config") end
     return unprocessable(details)
   end
+  if config.webhook_url ~= nil then
+    local msg = webhooks.check_url(config.webhook_url)
+    if msg then return value_error({ "body", "config", "webhook_url" }, msg, config.webhook_url) end
+  end
   if config.product_name ~= nil or config.product_image_url ~= nil then
     return value_error({ "body", "config" }, "Value error, templates hold no product data "
                        .. "(product_name, product_image_url)", b.config)
