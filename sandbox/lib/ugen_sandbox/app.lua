@@ -22,8 +22,8 @@ local webhooks = require "ugen_sandbox.webhooks"
 
 local ngx = ngx
 local json, null, array, crypto = util.json, util.null, util.array, util.crypto
-local type, pairs, ipairs, tostring, tonumber, floor, ceil, min, max =
-  type, pairs, ipairs, tostring, tonumber, math.floor, math.ceil, math.min, math.max
+local type, pairs, ipairs, tostring, tonumber, floor, ceil, min, max, huge =
+  type, pairs, ipairs, tostring, tonumber, math.floor, math.ceil, math.min, math.max, math.huge
 local concat, sort, insert = table.concat, table.sort, table.insert
 
 local _M = { _VERSION = "0.1.0" }
@@ -521,6 +521,21 @@ local function is_json_type(ct)
   return ct == nil or ct == "application/json" or (ct:match("^application/[%w.%-]+%+json$") ~= nil)
 end
 
+local function is_finite(x) return x == x and x ~= huge and x ~= -huge end
+
+-- Does a decoded JSON value hold a NaN or an infinity anywhere? (Nesting is
+-- bounded by the decoder's depth limit.)
+local function has_non_finite(v)
+  local tv = type(v)
+  if tv == "number" then return not is_finite(v) end
+  if tv == "table" then
+    for k, x in pairs(v) do
+      if has_non_finite(x) or (type(k) == "number" and not is_finite(k)) then return true end
+    end
+  end
+  return false
+end
+
 -- Decode a JSON request body -> table | nil, resp
 local function json_body()
   if not is_json_type(ngx.var.http_content_type) then
@@ -530,6 +545,11 @@ local function json_body()
   if not data then return nil, resp end
   if data:match("^%s*$") then return {} end
   local v, err = json.decode(data, true)
+  if v ~= nil and has_non_finite(v) then
+    -- cjson accepts NaN, Infinity, -Infinity (and 1e999 overflows to inf):
+    -- none is a JSON number, and no handler or response can carry one.
+    v, err = nil, "NaN, Infinity or a number out of range is not a JSON number"
+  end
   if v == nil then
     return nil, unprocessable({ { type = "json_invalid", loc = { "body", 0 }, msg = "JSON decode error",
                                   input = {}, ctx = { error = tostring(err) } } })
@@ -860,7 +880,18 @@ H["credits.transactions"] = function(T, p)
   return R(200, util.page(list, p.page or 1, p.page_size or 20))
 end
 
-H["credits.estimate"] = function(_, b)
+-- jobs.create's rules for the extra fields POST /credits/estimate honours.
+local ESTIMATE_EXTRA_EP
+do
+  local params = {}
+  for _, name in ipairs({ "segment_duration", "video_resolution", "voice_settings", "custom_caption_options",
+                          "qai_enabled" }) do
+    params[#params + 1] = endpoints.by_name["jobs.create"].by_param[name]
+  end
+  ESTIMATE_EXTRA_EP = { params = params }
+end
+
+H["credits.estimate"] = function(_, b, ctx)
   local model_id = b.model_id or "kling3_std"
   local model = MODELS_BY_ID[model_id]
   if not model then
@@ -870,7 +901,11 @@ H["credits.estimate"] = function(_, b)
     return value_error({ "body", "model_id" }, "Value error, '" .. model_id .. "' cannot be used for jobs",
                        model_id)
   end
-  local sd = tonumber(b.segment_duration)
+  -- The job fields the estimate honours beyond the documented ones, checked
+  -- with the jobs.create rules (segment_duration: an integer 3-10).
+  local details, extra = validate.check(ESTIMATE_EXTRA_EP, b, { null = null, body = ctx.body })
+  if details then return unprocessable(details) end
+  local sd = extra.segment_duration
   if model.capabilities.fixed_duration and sd and sd ~= model.capabilities.fixed_duration then
     return value_error({ "body", "segment_duration" }, ("Value error, %s segments have a fixed duration of %d seconds")
       :format(model_id, model.capabilities.fixed_duration), sd)
@@ -1175,6 +1210,12 @@ end
 -- /_sandbox admin endpoints (not part of the U-Gen API)
 ----------------------------------------------------------------------------
 
+-- Bounds of the admin numbers: every value the clock, the ledger and the
+-- limits hold stays finite and exact (no NaN, no infinity, no 1e308 that
+-- makes the next arithmetic overflow or lose the sandbox clock's precision).
+local ADMIN_MAX, ADMIN_MAX_TEXT = 1e9, "1000000000"
+local SPEED_MAX, SPEED_MAX_TEXT = 1e6, "1000000"
+
 local function admin(method, path)
   if path == "/_sandbox/health" then
     if method ~= "GET" then return E(405, "METHOD_NOT_ALLOWED", "Use GET", nil, { Allow = "GET, HEAD" }) end
@@ -1226,11 +1267,13 @@ local function admin(method, path)
   elseif path == "/_sandbox/clock" then
     if method == "POST" then
       local adv, speed = b.advance, b.speed
-      if adv ~= nil and (type(adv) ~= "number" or adv < 0 or adv ~= adv or adv == math.huge) then
-        return value_error({ "body", "advance" }, "Value error, advance must be a number of seconds >= 0", adv)
+      if adv ~= nil and not (type(adv) == "number" and adv >= 0 and adv <= ADMIN_MAX) then
+        return value_error({ "body", "advance" }, "Value error, advance must be a number of seconds from 0 to "
+                           .. ADMIN_MAX_TEXT, adv)
       end
-      if speed ~= nil and (type(speed) ~= "number" or speed ~= speed or speed <= 0 or speed == math.huge) then
-        return value_error({ "body", "speed" }, "Value error, speed must be a positive number", speed)
+      if speed ~= nil and not (type(speed) == "number" and speed > 0 and speed <= SPEED_MAX) then
+        return value_error({ "body", "speed" }, "Value error, speed must be a number above 0, at most "
+                           .. SPEED_MAX_TEXT, speed)
       end
       if speed then
         -- continue the sandbox clock from where it is at the new rate
@@ -1242,9 +1285,10 @@ local function admin(method, path)
     end
     return R(200, { sim_time = sim_now(), speed = cfg.speed })
   elseif path == "/_sandbox/credits" then
-    local n = tonumber(b.amount)
-    if not n or n ~= floor(n) or n == 0 then
-      return value_error({ "body", "amount" }, "Value error, amount must be a non-zero integer", b.amount)
+    local n = b.amount
+    if not (type(n) == "number" and n == floor(n) and n ~= 0 and n >= -ADMIN_MAX and n <= ADMIN_MAX) then
+      return value_error({ "body", "amount" }, "Value error, amount must be a non-zero integer from -"
+                         .. ADMIN_MAX_TEXT .. " to " .. ADMIN_MAX_TEXT, b.amount)
     end
     ledger(T, n > 0 and "bonus" or "refund", n, nil, "Sandbox adjustment")
     return H["credits.balance"](T)
@@ -1252,8 +1296,8 @@ local function admin(method, path)
     for _, k in ipairs({ "concurrent_limit", "daily_limit" }) do
       local n = b[k]
       if n ~= nil then
-        if type(n) ~= "number" or n ~= floor(n) or n < 0 then
-          return value_error({ "body", k }, "Value error, must be an integer >= 0", n)
+        if not (type(n) == "number" and n == floor(n) and n >= 0 and n <= ADMIN_MAX) then
+          return value_error({ "body", k }, "Value error, must be an integer from 0 to " .. ADMIN_MAX_TEXT, n)
         end
         T[k] = n
       end
@@ -1337,8 +1381,10 @@ local NGINX_CODES = {
   [411] = { "LENGTH_REQUIRED", "Length required" },
   [413] = { "PAYLOAD_TOO_LARGE", "Request body too large" }, [414] = { "URI_TOO_LONG", "URI too long" },
   [494] = { "HEADERS_TOO_LARGE", "Request headers too large" },
-  [500] = { "INTERNAL_ERROR", "Internal sandbox error" }, [502] = { "BAD_GATEWAY", "Bad gateway" },
-  [503] = { "SERVICE_UNAVAILABLE", "Service unavailable" }, [504] = { "GATEWAY_TIMEOUT", "Gateway timeout" },
+  [500] = { "INTERNAL_ERROR", "Internal sandbox error" }, [501] = { "NOT_IMPLEMENTED", "Not implemented" },
+  [502] = { "BAD_GATEWAY", "Bad gateway" }, [503] = { "SERVICE_UNAVAILABLE", "Service unavailable" },
+  [504] = { "GATEWAY_TIMEOUT", "Gateway timeout" },
+  [505] = { "HTTP_VERSION_NOT_SUPPORTED", "HTTP version not supported" },
 }
 
 -- nginx's own errors (body too large, bad requests, static 404s, ...) in the
