@@ -7,8 +7,12 @@
 -- path, 405 for another method, 411/413 for a missing or oversized body.
 -- Deliveries are deduplicated on (job_id, event): a retried delivery is
 -- answered 200 again and reported as a duplicate, not counted twice.
--- One connection is served at a time (each bounded by a 10 s deadline, the
--- time the API gives a receiver); it stops after `count` events or `timeout`
+-- Connections are served concurrently: each runs in a coroutine over a
+-- non-blocking socket, and one socket.select waits for all of them, so a
+-- client that connects and sends nothing (or half a request) delays no one.
+-- Each connection has 10 s (the time the API gives a receiver) from accept to
+-- its answer, then it is closed; at most MAX_CONNS are open at once (a new one
+-- over that closes the oldest). It stops after `count` events or `timeout`
 -- seconds when asked to.
 
 local output = require "ugen.cli.output"
@@ -19,11 +23,63 @@ local _M = { _VERSION = "0.1.0" }
 local type, tostring, tonumber, ipairs = type, tostring, tonumber, ipairs
 local concat = table.concat
 local string_format = string.format
+local co_create, co_resume, co_status, co_yield =
+  coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
+local min, max = math.min, math.max
 
 local MAX_BODY = 1024 * 1024
 local MAX_HEADERS = 100
 local MAX_LINE = 8192
 local CONN_DEADLINE = 10
+local MAX_CONNS = 64
+local IDLE_WAIT = 0.2 -- longest select wait (checks the overall timeout)
+
+----------------------------------------------------------------------------
+-- A connection: the luasocket client in non-blocking mode, read and written
+-- from the connection's coroutine, which records what it waits for (want =
+-- "r" or "w") and yields whenever the socket would block; the server loop
+-- resumes it when select says the socket is ready or its deadline has passed.
+----------------------------------------------------------------------------
+
+local conn_mt = {}
+conn_mt.__index = conn_mt
+
+local function new_conn(sock, now, deadline)
+  sock:settimeout(0)
+  return setmetatable({ sock = sock, now = now, deadline = deadline, want = "r" }, conn_mt)
+end
+
+-- sock:receive with a deadline -> data | nil, err, partial ("timeout" once the
+-- deadline has passed; "too long" for a line over MAX_LINE).
+function conn_mt:receive(pattern)
+  local partial = ""
+  while true do
+    local data, err, part = self.sock:receive(pattern, partial)
+    if data then return data end
+    if err ~= "timeout" then return nil, err, part end
+    partial = part or ""
+    if pattern == "*l" and #partial > MAX_LINE then return nil, "too long" end
+    if self.now() >= self.deadline then return nil, "timeout", partial end
+    self.want = "r"
+    co_yield()
+  end
+end
+
+-- sock:send with a deadline -> last index | nil, err
+function conn_mt:send(data)
+  local i = 1
+  while true do
+    local last, err, sent = self.sock:send(data, i)
+    if last then return last end
+    if err ~= "timeout" then return nil, err end
+    i = (sent or i - 1) + 1
+    if self.now() >= self.deadline then return nil, "timeout" end
+    self.want = "w"
+    co_yield()
+  end
+end
+
+function conn_mt:getpeername() return self.sock:getpeername() end
 
 local REASONS = {
   [100] = "Continue", [200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
@@ -137,7 +193,6 @@ function _M.run(opts)
   if not server then
     return 1, "network: cannot listen on 127.0.0.1:" .. tostring(opts.port or 0) .. ": " .. tostring(berr)
   end
-  server:settimeout(0.2)
   local _, port = server:getsockname()
   local path = opts.path or "/"
   local url = string_format("http://127.0.0.1:%s%s", tostring(port), path)
@@ -159,7 +214,6 @@ function _M.run(opts)
   end
 
   local function handle(sock)
-    sock:settimeout(CONN_DEADLINE)
     local peer = sock:getpeername() or "?"
     local req, status = read_request(sock)
     if not req then
@@ -219,25 +273,76 @@ function _M.run(opts)
     out:flush()
   end
 
+  local conns = {} -- open connections, oldest first
+
+  local function drop(c)
+    for i, x in ipairs(conns) do
+      if x == c then table.remove(conns, i); break end
+    end
+    c.sock:close()
+  end
+
+  -- Run c's coroutine until it blocks or ends; an "interrupted" error (Ctrl-C)
+  -- is raised again, others are reported.
+  local function step(c)
+    local ok, perr = co_resume(c.co, c)
+    if not ok then
+      if tostring(perr):find("interrupted", 1, true) then
+        for _, x in ipairs(conns) do x.sock:close() end
+        server:close()
+        error(perr, 0)
+      end
+      note("error handling a delivery: " .. tostring(perr))
+    end
+    if co_status(c.co) == "dead" then drop(c) end
+  end
+
+  local function accept_all()
+    while true do
+      local sock = server:accept()
+      if not sock then return end
+      if #conns >= MAX_CONNS then drop(conns[1]) end -- the oldest makes room
+      local c = new_conn(sock, now, now() + CONN_DEADLINE)
+      c.co = co_create(handle)
+      conns[#conns + 1] = c
+      step(c)
+    end
+  end
+
+  server:settimeout(0)
   while true do
     if opts.count and received >= opts.count then break end
-    if deadline and now() >= deadline then
+    local t = now()
+    if deadline and t >= deadline then
+      for _, c in ipairs(conns) do c.sock:close() end
       server:close()
       if opts.count then
         return 1, string_format("timeout: received %d of %d event(s) in %gs", received, opts.count, opts.timeout)
       end
       return 0
     end
-    local sock = server:accept()
-    if sock then
-      local ok, perr = pcall(handle, sock)
-      sock:close()
-      if not ok then
-        if tostring(perr):find("interrupted", 1, true) then server:close(); error(perr, 0) end
-        note("error handling a delivery: " .. tostring(perr))
+    local recvt, sendt = { server }, {}
+    local wait = IDLE_WAIT
+    if deadline then wait = min(wait, deadline - t) end
+    for _, c in ipairs(conns) do
+      if c.want == "w" then sendt[#sendt + 1] = c.sock else recvt[#recvt + 1] = c.sock end
+      wait = min(wait, c.deadline - t)
+    end
+    local readable, writable = opts.socket.select(recvt, sendt, max(wait, 0))
+    if readable[server] then accept_all() end
+    -- a copy: step() removes finished connections from conns
+    local list = {}
+    for i, c in ipairs(conns) do list[i] = c end
+    t = now()
+    for _, c in ipairs(list) do
+      if c.co and co_status(c.co) == "suspended"
+        and (readable[c.sock] or writable[c.sock] or t >= c.deadline) then
+        step(c)
       end
+      if opts.count and received >= opts.count then break end
     end
   end
+  for _, c in ipairs(conns) do c.sock:close() end
   server:close()
   return 0
 end

@@ -9,7 +9,10 @@
 -- --speed), then the delivery is abandoned (status "failed").
 -- Only loopback receivers are contacted (127.0.0.0/8, localhost; http:// or
 -- https:// without certificate verification); other URLs are logged as
--- "skipped".
+-- "skipped". URLs are checked twice: by check_url at the API boundary (a
+-- 422), and by request_bytes, which builds every delivery request and refuses
+-- (never sends) a target, Host or header holding anything but URL characters
+-- and control-free values.
 
 local util = require "ugen_sandbox.util"
 local signing = require "ugen.webhook" -- the SDK's own signing code
@@ -18,7 +21,8 @@ local _M = {}
 
 local json = util.json
 local ngx = ngx
-local tostring, tonumber, floor = tostring, tonumber, math.floor
+local type, ipairs, tostring, tonumber, floor, concat, format =
+  type, ipairs, tostring, tonumber, math.floor, table.concat, string.format
 
 _M.SCHEDULE = { 1, 4, 16 }       -- seconds before retry 1, 2, 3
 _M.TIMEOUT = 10                  -- seconds the receiver has to answer
@@ -29,22 +33,35 @@ function _M.init(conf)
   cfg = conf
 end
 
---- -> scheme, host, port, path | nil
+-- Webhook URLs: one absolute http(s) URL of RFC 3986 characters only (no
+-- spaces, no controls, no raw non-ASCII: those must be %-escaped), every "%"
+-- a %XX escape, no user info, a host name or IPv4 address, an optional port
+-- 1-65535. The fragment is not sent. These are the only bytes a delivery
+-- puts on its request line and Host header.
+local URL_CHARS = "^[%w%-%._~:/%?#%[%]@!%$&'%(%)%*%+,;=%%]*$"
+local MAX_URL = 2048
+
+--- -> scheme, host, port, target (path and query) | nil, message
 function _M.parse_url(url)
-  if type(url) ~= "string" then return nil end
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil end
+  if type(url) ~= "string" then return nil, "must be a string" end
+  if #url > MAX_URL then return nil, "is longer than " .. MAX_URL .. " characters" end
+  if not url:find(URL_CHARS) then
+    return nil, "holds a character that is not allowed in a URL (space, control character or raw non-ASCII byte)"
+  end
+  if url:gsub("%%%x%x", ""):find("%", 1, true) then return nil, "holds a '%' that is not a %XX escape" end
+  local scheme, authority, target = url:match("^(%a[%w+.-]*)://([^/?#]*)([^#]*)")
+  if not scheme then return nil, "must be an absolute http(s) URL" end
   scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then return nil end
-  local hostport, path = rest:match("^([^/?#]*)(.*)$")
-  local host, port = hostport:match("^([^:@]+):(%d+)$")
-  if not host then host = hostport end
-  if host == "" or host:find("[%s@]") then return nil end
+  if scheme ~= "http" and scheme ~= "https" then return nil, "must be an absolute http(s) URL" end
+  if authority:find("@", 1, true) then return nil, "must not hold user credentials" end
+  local host, port = authority:match("^([^:]*):(%d*)$")
+  if not host then host, port = authority, nil end
+  if not host:find("^[%w][%w%-%.]*$") then return nil, "must name a host" end
+  if port == "" then return nil, "has an empty port" end
   port = tonumber(port) or (scheme == "https" and 443 or 80)
-  if port < 1 or port > 65535 then return nil end
-  if path == "" then path = "/" end
-  if path:sub(1, 1) ~= "/" then path = "/" .. path end
-  return scheme, host:lower(), port, path
+  if port < 1 or port > 65535 then return nil, "has a port outside 1-65535" end
+  if target == "" or target:sub(1, 1) == "?" then target = "/" .. target end
+  return scheme, host:lower(), port, target
 end
 
 function _M.is_loopback(host)
@@ -53,16 +70,51 @@ end
 
 --- nil when the URL is acceptable as a webhook target, else a message.
 function _M.check_url(url)
-  local scheme, host = _M.parse_url(url)
-  if not scheme then return "Value error, webhook_url must be an absolute http(s) URL" end
+  local scheme, host_or_err = _M.parse_url(url)
+  if not scheme then
+    return "Value error, webhook_url must be an absolute http(s) URL without spaces or control "
+      .. "characters (it " .. host_or_err .. ")"
+  end
+  local host = host_or_err
   if scheme == "http" and not _M.is_loopback(host) then
     return "Value error, webhook_url must use https (the sandbox also accepts http:// loopback URLs)"
   end
   return nil
 end
 
+-- The last line of defence before bytes go on the wire: whatever reached the
+-- delivery code, nothing but visible ASCII goes on the request line, and
+-- header names are tokens and values free of controls (no CR/LF).
+local TARGET_OK = "^/[%w%-%._~:/%?%[%]@!%$&'%(%)%*%+,;=%%]*$"
+local TOKEN_OK = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
+
+--- The whole POST request for url -> string | nil, message (nothing is sent).
+-- headers: list of { name, value }.
+function _M.request_bytes(url, headers, body)
+  local scheme, host, port, target = _M.parse_url(url)
+  if not scheme then return nil, "refused URL: it " .. host end
+  if not target:find(TARGET_OK) or not host:find("^[%w%-%.]+$") then
+    return nil, "refused URL: unsafe request target"
+  end
+  local req = { "POST ", target, " HTTP/1.1\r\nHost: ", host, ":", tostring(port), "\r\n" }
+  for _, h in ipairs(headers) do
+    local name, value = h[1], tostring(h[2])
+    if type(name) ~= "string" or not name:find(TOKEN_OK) then
+      return nil, "refused header name " .. format("%q", tostring(name))
+    end
+    if value:find("[%c\127]") then return nil, "refused header " .. name .. ": control character in the value" end
+    req[#req + 1] = name .. ": " .. value .. "\r\n"
+  end
+  req[#req + 1] = "Content-Length: " .. #body .. "\r\nConnection: close\r\n\r\n"
+  req[#req + 1] = body
+  return concat(req)
+end
+
+-- -> status | nil, message, permanent (true: retrying cannot help)
 local function post(url, headers, body, timeout)
-  local scheme, host, port, path = _M.parse_url(url)
+  local req, rerr = _M.request_bytes(url, headers, body)
+  if not req then return nil, rerr, true end
+  local scheme, host, port = _M.parse_url(url)
   local sock = ngx.socket.tcp()
   local ms = floor(timeout * 1000)
   sock:settimeouts(ms, ms, ms)
@@ -72,10 +124,6 @@ local function post(url, headers, body, timeout)
     ok, err = sock:sslhandshake(nil, host, false)
     if not ok then sock:close(); return nil, "tls: " .. tostring(err) end
   end
-  local req = { "POST ", path, " HTTP/1.1\r\nHost: ", host, ":", tostring(port), "\r\n" }
-  for _, h in ipairs(headers) do req[#req + 1] = h[1] .. ": " .. h[2] .. "\r\n" end
-  req[#req + 1] = "Content-Length: " .. #body .. "\r\nConnection: close\r\n\r\n"
-  req[#req + 1] = body
   ok, err = sock:send(req)
   if not ok then sock:close(); return nil, "send: " .. tostring(err) end
   local line
@@ -108,7 +156,7 @@ attempt = function(premature, d, secret, body, n)
   ngx.update_time()
   local started = ngx.now()
   local timeout = math.max(1, _M.TIMEOUT / cfg.speed)
-  local status, err = post(d.url, headers, body, timeout)
+  local status, err, permanent = post(d.url, headers, body, timeout)
   ngx.update_time()
   local a = { attempt = n, at = util.iso(started), timestamp = tonumber(ts),
               response_status = util.orNull(status), error = util.orNull(err),
@@ -120,7 +168,7 @@ attempt = function(premature, d, secret, body, n)
     d.next_attempt_at = json.null
     return
   end
-  if n <= #_M.SCHEDULE then
+  if n <= #_M.SCHEDULE and not permanent then
     local delay = _M.SCHEDULE[n] / cfg.speed
     d.status = "retrying"
     d.next_attempt_at = util.iso(ngx.now() + delay)
@@ -146,8 +194,13 @@ function _M.dispatch(log, event, payload, url, secret)
     next_attempt_at = json.null, payload = body,
   }
   log[#log + 1] = d
-  local _, host = _M.parse_url(url)
-  if not host or not _M.is_loopback(host) then
+  local scheme, host_or_err = _M.parse_url(url)
+  if not scheme then
+    d.status = "skipped"
+    d.reason = "not a valid webhook URL: it " .. host_or_err
+    return d
+  end
+  if not _M.is_loopback(host_or_err) then
     d.status = "skipped"
     d.reason = "the sandbox only delivers to loopback receivers (127.0.0.0/8, localhost)"
     return d
