@@ -318,12 +318,22 @@ static int ugen_transfer_open_output(ugen_transfer *t)
   return 1;
 }
 
+/* the path argument of the output_* functions (a NUL byte would name another file) */
+static const char *ugen_output_path(lua_State *L, int idx)
+{
+  size_t len;
+  const char *path = luaL_checklstring(L, idx, &len);
+  if (strlen(path) != len)
+    luaL_argerror(L, idx, "path contains a NUL byte");
+  return path;
+}
+
 /* core.output_size(path) -> bytes | nil: the size of the file at path when
  * it is one the engine would resume (a regular file with one link, the name
  * not followed when it is a symbolic link); nil when absent or anything else. */
 static int ugen_output_size(lua_State *L)
 {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = ugen_output_path(L, 1);
   struct stat st;
 
   if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
@@ -340,7 +350,7 @@ static int ugen_output_size(lua_State *L)
  * by a new empty file (see ugen_output_open). */
 static int ugen_output_prepare(lua_State *L)
 {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = ugen_output_path(L, 1);
   lua_Number keep = luaL_optnumber(L, 2, 0);
   char msg[UGEN_MSG_SIZE];
   int fd;
@@ -363,7 +373,7 @@ static int ugen_output_prepare(lua_State *L)
  * that must be a regular file with one link (never through a symbolic link). */
 static int ugen_output_append(lua_State *L)
 {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = ugen_output_path(L, 1);
   size_t n, off = 0;
   const char *data = luaL_checklstring(L, 2, &n);
   struct stat st;
@@ -424,7 +434,16 @@ static size_t ugen_engine_write_cb(char *ptr, size_t size, size_t nmemb, void *u
         return 0;
       t->out_mode = OUT_FILE;
     } else {
+      curl_off_t cl = -1;
       t->out_mode = OUT_MEMORY;
+      /* an error body announced over the cap: refused before any of it is kept
+       * (without an output file CURLOPT_MAXFILESIZE does this) */
+      if (t->max_body >= 0 &&
+          curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+          cl > t->max_body) {
+        t->fail = F_TOO_LARGE;
+        return 0;
+      }
     }
   }
   if (t->out_mode == OUT_FILE) {

@@ -70,6 +70,17 @@ describe("ugen.core output files", function()
     assert.is_nil(ok); assert.matches("shorter", err)
   end)
 
+  it("a FIFO at the name: output_size nil, resuming refused at once, starting over replaces it", function()
+    seq = seq + 1
+    local fifo = dir .. "/fifo" .. seq
+    assert(run("mkfifo " .. q(fifo)))
+    assert.is_nil(core.output_size(fifo))
+    local ok, err = core.output_prepare(fifo, 1)         -- no reader: must not wait for one
+    assert.is_nil(ok); assert.is_string(err)
+    assert(core.output_prepare(fifo))
+    assert.is_true(run("test -f " .. q(fifo)))
+  end)
+
   it("output_append never writes through a symbolic or hard link", function()
     local name, victim = planted("VICTIM")
     local ok, err = core.output_append(name, "more")

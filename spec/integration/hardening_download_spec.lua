@@ -255,6 +255,12 @@ describe("downloads (curl transport, hostile servers)", function()
       assert.is_true(run("test -d " .. q(path .. ".part/sub")))
     end)
 
+    it("a path with a NUL byte (which would name another file) raises, naming the argument", function()
+      local c = client()
+      assert.has_error(function() download(c, B("/video?n=10"), dir .. "/x.mp4\0/../../elsewhere") end,
+        "bad argument #2 to 'download' (file path contains a NUL byte)")
+    end)
+
     it("a regular .part still resumes", function()
       local path = fresh_path()
       write_file(path .. ".part", pattern(100))
@@ -265,21 +271,24 @@ describe("downloads (curl transport, hostile servers)", function()
   end)
 
   describe("item 5: the in-memory cap also holds for a request that streams to a file", function()
-    it("a huge error body to a download is TOO_LARGE, not read whole", function()
+    it("a huge error body to a download is TOO_LARGE, not read whole (chunked, or announced)", function()
       local curl = require "ugen.transport.curl"
-      local saved = curl.MAX_BODY
-      curl.MAX_BODY = 100000
-      srv.log()
-      local path = fresh_path()
-      local ok, r, err = pcall(download, client(), B("/big?status=404&chunked=1&n=8000000&pause=2"), path)
-      curl.MAX_BODY = saved
-      assert(ok, r)
-      assert.is_nil(r)
-      assert.equal("decode", err.kind); assert.equal("TOO_LARGE", err.code)
-      assert.equal("response body larger than 100000 bytes", err.message)
-      assert.is_false(exists(path)); assert.is_false(exists(path .. ".part"))
-      local entry = srv.log()[1]
-      assert.is_false(entry.complete)
+      for _, url in ipairs{ B("/big?status=404&chunked=1&n=8000000&pause=2"),
+                            B("/big?status=404&n=8000000&pause=2") } do
+        local saved = curl.MAX_BODY
+        curl.MAX_BODY = 100000
+        srv.log()
+        local path = fresh_path()
+        local ok, r, err = pcall(download, client(), url, path)
+        curl.MAX_BODY = saved
+        assert(ok, r)
+        assert.is_nil(r)
+        assert.equal("decode", err.kind); assert.equal("TOO_LARGE", err.code)
+        assert.equal("response body larger than 100000 bytes", err.message)
+        assert.is_false(exists(path)); assert.is_false(exists(path .. ".part"))
+        local entry = srv.log()[1]
+        assert.is_false(entry.complete)
+      end
     end)
   end)
 end)

@@ -101,6 +101,7 @@ function _M.extend(r, eps)
     if type(path) ~= "string" or path == "" then
       argerror(2, "download", "file path string expected, got " .. type(path), 2)
     end
+    if path:find("\0", 1, true) then argerror(2, "download", "file path contains a NUL byte", 2) end
     if opts ~= nil and type(opts) ~= "table" then
       argerror(3, "download", "table expected, got " .. type(opts), 2)
     end
