@@ -58,7 +58,8 @@ enum ugen_fail {
   F_IO,
   F_NOMEM,
   F_ENGINE_CLOSED,
-  F_SETUP
+  F_SETUP,
+  F_INSECURE_REDIRECT
 };
 
 enum ugen_out { OUT_UNDECIDED, OUT_FILE, OUT_MEMORY };
@@ -77,6 +78,7 @@ typedef struct ugen_transfer {
   struct curl_slist *headers;
   curl_mime *mime;
   int state, fail, sync, anchored, in_multi, has_progress, out_mode;
+  int https_only;         /* follows redirects to https URLs only */
   CURLcode code;
   int fd;                 /* output file, -1 when none is open */
   const char *out_path;   /* pinned in UV_OUTPUT */
@@ -246,41 +248,174 @@ static void ugen_transfer_set_msg(ugen_transfer *t, int fail, const char *what, 
     (void)snprintf(t->msg, sizeof t->msg, "%s: %s", what, path);
 }
 
-/* Opens the output file: truncated, or positioned at resume_from (the file
- * must already hold at least that many bytes; longer files are cut). */
+/* ---- output files ----------------------------------------------------- */
+
+/* An output file (a download's ".part") is written only when it is a
+ * regular file with a single link: nothing is ever written through a
+ * symbolic link (O_NOFOLLOW), a hard link, a FIFO or a device planted at
+ * that name.
+ *   keep < 0: start over. The name is unlinked first (a link itself, never
+ *             its target; a directory there is an error) and a new file is
+ *             created exclusively (O_EXCL | O_NOFOLLOW).
+ *   keep >= 0: resume. The file must already be a regular file with one
+ *             link holding at least keep bytes; it is cut to keep bytes and
+ *             positioned there (nothing is created).
+ * Returns the descriptor, or -1 with msg = "what: path: detail". */
+static int ugen_output_open(const char *path, curl_off_t keep, char *msg, size_t msgsize)
+{
+  struct stat st;
+  int fd, fl;
+
+  if (keep < 0) {
+    if (unlink(path) != 0 && errno != ENOENT) {
+      (void)snprintf(msg, msgsize, "cannot replace output file: %s: %s", path, strerror(errno));
+      return -1;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0) {
+      (void)snprintf(msg, msgsize, "cannot open output file: %s: %s", path, strerror(errno));
+      return -1;
+    }
+    return fd;
+  }
+  /* O_NONBLOCK: opening a FIFO must not wait for a reader (fstat refuses it) */
+  fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    (void)snprintf(msg, msgsize, "cannot open output file: %s: %s", path,
+                   errno == ELOOP ? "is a symbolic link" : strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    (void)close(fd);
+    (void)snprintf(msg, msgsize, "output file is not a regular file with one link: %s", path);
+    return -1;
+  }
+  if ((curl_off_t)st.st_size < keep) {
+    (void)close(fd);
+    (void)snprintf(msg, msgsize, "output file is shorter than resume_from: %s", path);
+    return -1;
+  }
+  if ((fl = fcntl(fd, F_GETFL)) == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1 ||
+      ftruncate(fd, (off_t)keep) != 0 || lseek(fd, (off_t)keep, SEEK_SET) == (off_t)-1) {
+    (void)snprintf(msg, msgsize, "cannot position output file: %s: %s", path, strerror(errno));
+    (void)close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Opens t's output file (see ugen_output_open). */
 static int ugen_transfer_open_output(ugen_transfer *t)
 {
-  int flags = O_WRONLY | O_CREAT;
-  int fd;
+  int fd = ugen_output_open(t->out_path, t->resume_from, t->msg, sizeof t->msg);
 
-  if (t->resume_from < 0)
-    flags |= O_TRUNC;
-#ifdef O_CLOEXEC
-  flags |= O_CLOEXEC;
-#endif
-  fd = open(t->out_path, flags, 0666);
   if (fd < 0) {
-    ugen_transfer_set_msg(t, F_IO, "cannot open output file", t->out_path, strerror(errno));
+    if (t->fail == F_NONE || t->fail == F_SETUP)
+      t->fail = F_IO;
     return 0;
-  }
-  if (t->resume_from >= 0) {
-    struct stat st;
-    if (fstat(fd, &st) != 0 || (curl_off_t)st.st_size < t->resume_from) {
-      (void)close(fd);
-      ugen_transfer_set_msg(t, F_IO, "output file is shorter than resume_from", t->out_path,
-                            NULL);
-      return 0;
-    }
-    if (ftruncate(fd, (off_t)t->resume_from) != 0 ||
-        lseek(fd, (off_t)t->resume_from, SEEK_SET) == (off_t)-1) {
-      ugen_transfer_set_msg(t, F_IO, "cannot position output file", t->out_path,
-                            strerror(errno));
-      (void)close(fd);
-      return 0;
-    }
   }
   t->fd = fd;
   return 1;
+}
+
+/* the path argument of the output_* functions (a NUL byte would name another file) */
+static const char *ugen_output_path(lua_State *L, int idx)
+{
+  size_t len;
+  const char *path = luaL_checklstring(L, idx, &len);
+  if (strlen(path) != len)
+    luaL_argerror(L, idx, "path contains a NUL byte");
+  return path;
+}
+
+/* core.output_size(path) -> bytes | nil: the size of the file at path when
+ * it is one the engine would resume (a regular file with one link, the name
+ * not followed when it is a symbolic link); nil when absent or anything else. */
+static int ugen_output_size(lua_State *L)
+{
+  const char *path = ugen_output_path(L, 1);
+  struct stat st;
+
+  if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  return 1;
+}
+
+/* core.output_prepare(path[, keep]) -> true | nil, message
+ * keep > 0: the file must be a regular file with one link of at least keep
+ * bytes; it is cut to keep bytes. Otherwise: whatever is at path is replaced
+ * by a new empty file (see ugen_output_open). */
+static int ugen_output_prepare(lua_State *L)
+{
+  const char *path = ugen_output_path(L, 1);
+  lua_Number keep = luaL_optnumber(L, 2, 0);
+  char msg[UGEN_MSG_SIZE];
+  int fd;
+
+  luaL_argcheck(L, keep >= 0 && keep <= 9.0e15 && (double)(long long)keep == (double)keep, 2,
+                "must be a non-negative integer");
+  fd = ugen_output_open(path, keep > 0 ? (curl_off_t)keep : -1, msg, sizeof msg);
+  if (fd < 0 || close(fd) != 0) {
+    if (fd >= 0)
+      (void)snprintf(msg, sizeof msg, "cannot write output file: %s: %s", path, strerror(errno));
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.output_append(path, data) -> true | nil, message: appends to a file
+ * that must be a regular file with one link (never through a symbolic link). */
+static int ugen_output_append(lua_State *L)
+{
+  const char *path = ugen_output_path(L, 1);
+  size_t n, off = 0;
+  const char *data = luaL_checklstring(L, 2, &n);
+  struct stat st;
+  int fd, fl;
+
+  fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot open output file: %s: %s", path,
+                    errno == ELOOP ? "is a symbolic link" : strerror(errno));
+    return 2;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    (void)close(fd);
+    lua_pushnil(L);
+    lua_pushfstring(L, "output file is not a regular file with one link: %s", path);
+    return 2;
+  }
+  if ((fl = fcntl(fd, F_GETFL)) == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)
+    goto fail;
+  while (off < n) {
+    ssize_t w = write(fd, data + off, n - off);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      goto fail;
+    }
+    off += (size_t)w;
+  }
+  fl = close(fd);
+  fd = -1;
+  if (fl != 0)
+    goto fail;
+  lua_pushboolean(L, 1);
+  return 1;
+fail:
+  fl = errno;
+  if (fd >= 0)
+    (void)close(fd);
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot write output file: %s: %s", path, strerror(fl));
+  return 2;
 }
 
 /* ---- libcurl callbacks (never raise) ---------------------------------- */
@@ -299,7 +434,16 @@ static size_t ugen_engine_write_cb(char *ptr, size_t size, size_t nmemb, void *u
         return 0;
       t->out_mode = OUT_FILE;
     } else {
+      curl_off_t cl = -1;
       t->out_mode = OUT_MEMORY;
+      /* an error body announced over the cap: refused before any of it is kept
+       * (without an output file CURLOPT_MAXFILESIZE does this) */
+      if (t->max_body >= 0 &&
+          curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+          cl > t->max_body) {
+        t->fail = F_TOO_LARGE;
+        return 0;
+      }
     }
   }
   if (t->out_mode == OUT_FILE) {
@@ -626,6 +770,9 @@ static int ugen_engine_push_result(lua_State *L, ugen_transfer *t, int uv)
     return luaL_error(L, "not enough memory for the response");
   if (fail == F_NONE && t->code == CURLE_FILESIZE_EXCEEDED)
     fail = F_TOO_LARGE;
+  /* PROTOCOLS allows http and https: only REDIR_PROTOCOLS refuses a URL */
+  if (fail == F_NONE && t->https_only && t->code == CURLE_UNSUPPORTED_PROTOCOL)
+    fail = F_INSECURE_REDIRECT;
   if (fail == F_NONE && t->code == CURLE_OK) {
     ugen_engine_push_res(L, t);
     return 1;
@@ -640,6 +787,9 @@ static int ugen_engine_push_result(lua_State *L, ugen_transfer *t, int uv)
     break;
   case F_ENGINE_CLOSED:
     ugen_err_new(L, "aborted", "engine closed");
+    break;
+  case F_INSECURE_REDIRECT:
+    ugen_err_new(L, "insecure_redirect", "refused a redirect from https to a URL that is not https");
     break;
   case F_IO:
     ugen_err_new(L, "io", t->msg);
@@ -889,6 +1039,21 @@ static int ugen_engine_token(const char *s)
   return 1;
 }
 
+/* "https://..." in any letter case */
+static int ugen_engine_is_https(const char *url)
+{
+  static const char https[] = "https://";
+  size_t i;
+  for (i = 0; i < sizeof https - 1; i++) {
+    char c = url[i];
+    if (c >= 'A' && c <= 'Z')
+      c = (char)(c - 'A' + 'a');
+    if (c != https[i])
+      return 0;
+  }
+  return 1;
+}
+
 #define UGEN_SETOPT(t, opt, val)                                 \
   do {                                                           \
     CURLcode rc_ = curl_easy_setopt((t)->easy, (opt), (val));    \
@@ -1025,6 +1190,15 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
   if (follow) {
     UGEN_SETOPT(t, CURLOPT_FOLLOWLOCATION, 1L);
     UGEN_SETOPT(t, CURLOPT_MAXREDIRS, UGEN_MAX_REDIRS);
+    /* a request made over TLS is never redirected off it (https -> http) */
+    if (ugen_engine_is_https(url)) {
+      t->https_only = 1;
+#if UGEN_HAVE_CURL_PROTOCOLS_STR
+      UGEN_SETOPT(t, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+#else
+      UGEN_SETOPT(t, CURLOPT_REDIR_PROTOCOLS, (long)CURLPROTO_HTTPS);
+#endif
+    }
   }
   if (t->resume_from > 0)
     UGEN_SETOPT(t, CURLOPT_RESUME_FROM_LARGE, t->resume_from);
@@ -1421,4 +1595,10 @@ void ugen_engine_register(lua_State *L)
   ugen_class(L, UGEN_TRANSFER_CLASS, ugen_transfer_meta, ugen_transfer_methods);
   lua_pushcfunction(L, ugen_engine_new);
   lua_setfield(L, -2, "engine");
+  lua_pushcfunction(L, ugen_output_size);
+  lua_setfield(L, -2, "output_size");
+  lua_pushcfunction(L, ugen_output_prepare);
+  lua_setfield(L, -2, "output_prepare");
+  lua_pushcfunction(L, ugen_output_append);
+  lua_setfield(L, -2, "output_append");
 }

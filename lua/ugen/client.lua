@@ -287,7 +287,7 @@ _M.origin = origin
 
 -- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
 --          output, resume_from, on_progress, low_speed_time, idempotent, opts (per-call),
---          secrets (extra strings) }
+--          secrets (extra strings), headers (the SDK's own, sent to any origin) }
 local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
 
 -- hdrs[k] = v, replacing a header of the same name in any letter case
@@ -330,11 +330,15 @@ function _M._send(self, spec)
     end
     hdrs["Content-Type"] = "application/json"
   end
-  -- default, then per-call headers replace same-named ones whatever their case
-  if next(self.default_headers) ~= nil then
-    for k, v in pairs(self.default_headers) do put_header(hdrs, k, v) end
+  if spec.headers then for k, v in pairs(spec.headers) do put_header(hdrs, k, v) end end
+  -- default, then per-call headers replace same-named ones whatever their case;
+  -- like credentials, the user's headers go only to the API's own origin
+  if not foreign then
+    if next(self.default_headers) ~= nil then
+      for k, v in pairs(self.default_headers) do put_header(hdrs, k, v) end
+    end
+    if opts.headers then for k, v in pairs(opts.headers) do put_header(hdrs, k, v) end end
   end
-  if opts.headers then for k, v in pairs(opts.headers) do put_header(hdrs, k, v) end end
 
   local req = {
     method = spec.method,
@@ -346,8 +350,9 @@ function _M._send(self, spec)
     resume_from = spec.resume_from,       -- downloads: append to output's first N bytes (Range)
     on_progress = spec.on_progress,       -- downloads: function(dltotal, dlnow, ultotal, ulnow)
     low_speed_time = spec.low_speed_time, -- downloads: stall detection (seconds under 1 byte/s)
-    -- redirects are followed only by credential-less downloads (a redirect must
-    -- never carry the API key to another host)
+    -- redirects are followed only by downloads from another origin, which carry
+    -- neither credentials nor the user's headers (nothing of them can follow a
+    -- redirect to yet another host)
     follow = (foreign and spec.follow) or nil,
     timeout = opts.timeout or self.timeout,
     connect_timeout = opts.connect_timeout or self.connect_timeout,

@@ -8,13 +8,24 @@
 -- `path .. ".part"` (with the default curl transport: libcurl writes it, the
 -- body never becomes a Lua string), which is renamed to `path` only when the
 -- whole file is there. So `path` is either absent/untouched or complete.
+-- Nothing is written anywhere but `path .. ".part"` and, by the rename,
+-- `path`: the .part is never written through a symbolic link, hard link or
+-- other non-regular file planted there (such an entry is replaced, not
+-- resumed), and rename() replaces a link at `path` instead of following it.
+--
+-- Complete means: the transfer ended cleanly (the transports fail a body
+-- shorter than its Content-Length, a chunked body without its last chunk and
+-- a connection reset) and the file's size is what the server announced:
+--   200  its Content-Length (without one, the body ended at a clean close);
+--   206  Content-Range "bytes <offset>-<last>/<total>": the file ends at
+--        <last>, and at <total> when that is not "*".
+-- Anything else is a broken transfer (retried, resuming).
 --
 -- Resume: when `path .. ".part"` already holds bytes (a transfer that broke
 -- earlier in this call or in an earlier call), only the rest is requested
 -- (`Range: bytes=<size>-`, libcurl appends). A server answer that cannot be
 -- resumed (416, or a 200 where a 206 was asked for) starts over from byte 0,
--- once per call. The final size is checked against Content-Range/
--- Content-Length; a short file is a broken transfer.
+-- once per call.
 --
 -- Failures: a broken transfer (network, timeout, stall, 5xx, 429) is retried
 -- up to opts.max_retries (default: the client's) with backoff, each retry
@@ -32,7 +43,9 @@
 --   timeout          seconds one transfer attempt may take (default
 --                    max(3600, client timeout))
 --   connect_timeout  as for every call
---   headers          extra request headers (also on the jobs:get of an id)
+--   headers          extra request headers (also on the jobs:get of an id); like
+--                    the client's headers and credentials, sent only when the
+--                    video is on the API's own origin
 --   max_retries      retries of a broken transfer (default: the client's)
 -- A transfer that receives nothing for the client's `timeout` seconds (under
 -- 1 byte/s) is aborted as a timeout, then retried/resumed.
@@ -48,7 +61,7 @@ local resources = require "ugen.resources"
 
 local type, pairs, tostring, tonumber, error, pcall = type, pairs, tostring, tonumber, error, pcall
 local string_match, math_max, math_floor = string.match, math.max, math.floor
-local io_open, os_remove, os_rename = io.open, os.remove, os.rename
+local os_remove, os_rename = os.remove, os.rename
 
 local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
 
@@ -57,19 +70,19 @@ local _M = { _VERSION = "0.1.0", MIN_TIMEOUT = 3600 }
 local DOWNLOAD_OPTS = { on_progress = true, timeout = true, connect_timeout = true, headers = true,
                         max_retries = true }
 
-local function file_size(path)
-  local f = io_open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
-  f:close()
-  return size
+-- Size of the .part when it may be resumed: a regular file with one link
+-- (lstat: a symbolic link there is not followed); nil for anything else.
+local function part_size(path)
+  return sched.core().output_size(path)
 end
 
--- "bytes 100-199/1000" -> 100, 1000 (total nil for "*")
+-- "bytes 100-199/1000" -> 100, 1000, 199 (total nil for "*"); nil when malformed
 local function content_range(v)
   if type(v) ~= "string" then return nil end
-  local first, total = string_match(v, "^%s*[Bb][Yy][Tt][Ee][Ss]%s+(%d+)%-%d+/([%d*]+)%s*$")
-  return tonumber(first), tonumber(total)
+  local first, last, total = string_match(v, "^%s*[Bb][Yy][Tt][Ee][Ss]%s+(%d+)%-(%d+)/([%d*]+)%s*$")
+  first, last = tonumber(first), tonumber(last)
+  if not first or last < first then return nil end
+  return first, tonumber(total), last
 end
 _M.content_range = content_range
 
@@ -88,6 +101,7 @@ function _M.extend(r, eps)
     if type(path) ~= "string" or path == "" then
       argerror(2, "download", "file path string expected, got " .. type(path), 2)
     end
+    if path:find("\0", 1, true) then argerror(2, "download", "file path contains a NUL byte", 2) end
     if opts ~= nil and type(opts) ~= "table" then
       argerror(3, "download", "table expected, got " .. type(opts), 2)
     end
@@ -117,15 +131,11 @@ function _M.extend(r, eps)
     if url:sub(1, 1) == "/" then url = client_mod.origin(client.base_url) .. url end
 
     -- Video, not JSON; no content coding, so byte offsets are file offsets.
-    local headers = { Accept = "*/*", ["Accept-Encoding"] = "identity" }
-    for k, v in pairs(opts.headers or {}) do
-      for name in pairs(headers) do
-        if name:lower() == k:lower() then headers[name] = nil end
-      end
-      headers[k] = v
-    end
+    -- (the SDK's own headers, sent to any host; opts.headers go, like the
+    -- client's headers and credentials, only to the API's own origin)
+    local sdk_headers = { Accept = "*/*", ["Accept-Encoding"] = "identity" }
     local attempt_opts = {
-      headers = headers, max_retries = 0, connect_timeout = opts.connect_timeout,
+      headers = opts.headers, max_retries = 0, connect_timeout = opts.connect_timeout,
       timeout = opts.timeout or math_max(_M.MIN_TIMEOUT, client.timeout),
     }
     local max_retries = opts.max_retries or client.max_retries
@@ -141,7 +151,7 @@ function _M.extend(r, eps)
 
     local attempt, restarted, resumed_from = 0, false, nil
     while true do
-      local offset = file_size(part) or 0
+      local offset = part_size(part) or 0
       if resumed_from == nil and offset > 0 then resumed_from = offset end
       local raised   -- {value} raised by on_progress
       local progress
@@ -154,7 +164,7 @@ function _M.extend(r, eps)
         end
       end
       local res, meta = client:_send{
-        method = "GET", url = url, output = part, resume_from = offset > 0 and offset or nil,
+        method = "GET", url = url, output = part, resume_from = offset > 0 and offset or nil, headers = sdk_headers,
         on_progress = progress, low_speed_time = client.timeout, opts = attempt_opts,
         idempotent = true, follow = true,
       }
@@ -162,16 +172,20 @@ function _M.extend(r, eps)
 
       local err, restart
       if res then
-        local size = file_size(part) or 0
+        local size = part_size(part)
         local hdrs = meta.headers
-        local expected
-        if res.status == 206 then
-          local first, total = content_range(hdrs["content-range"])
+        local expected, total
+        if size == nil then
+          err = errors.new{ kind = "network", code = "IO_ERROR", retryable = false,
+            message = "the download's .part is missing or no longer a regular file" }
+        elseif res.status == 206 then
+          local first, last
+          first, total, last = content_range(hdrs["content-range"])
           if first ~= offset then
             restart = true
             err = broken("the server resumed at byte " .. tostring(first) .. " instead of " .. offset, "BAD_RANGE")
           end
-          expected = total
+          expected = last and last + 1
         elseif res.status == 200 then
           local ce = hdrs["content-encoding"]
           if ce == nil or ce:lower() == "identity" then expected = tonumber(hdrs["content-length"]) end
@@ -179,6 +193,11 @@ function _M.extend(r, eps)
         if not err and expected and size ~= expected then
           err = broken(("download incomplete: %d of %d bytes"):format(size, expected))
           if size > expected then restart = true end
+        end
+        if not err and total and size ~= total then
+          -- a complete range that is not the whole file: go on from here
+          err = broken(("download incomplete: %d of %d bytes"):format(size, total))
+          if size > total then restart = true end
         end
         if not err then
           local ok, rerr = os_rename(part, path)
@@ -209,7 +228,7 @@ function _M.extend(r, eps)
         end
         if not wait then
           err.attempts = attempt
-          local left = file_size(part) or 0
+          local left = part_size(part) or 0
           if err.retryable and not restart and left > 0 then
             err.part, err.part_bytes = part, left    -- kept: the next call resumes
           else

@@ -11,7 +11,11 @@ local type, pairs, tostring, sort = type, pairs, tostring, table.sort
 
 local _M = {
   _VERSION = "0.1.0",
-  MAX_BODY = 64 * 1024 * 1024,   -- cap on an in-memory (JSON) response body; downloads stream to a file
+  -- Cap on a response body held in memory (every body except a 2xx streamed
+  -- to req.output): a body announced larger is refused before it is read, one
+  -- without a length fails as soon as it passes the cap. kind "decode", code
+  -- "TOO_LARGE". The ngx transport has the same field and default.
+  MAX_BODY = 64 * 1024 * 1024,
 }
 
 function _M.version()
@@ -66,13 +70,19 @@ function _M.request(req)
     cainfo = req.cainfo,
     capath = req.capath,
   }
-  if not req.output then creq.max_body = _M.MAX_BODY end
+  -- (the core applies it to the bodies it keeps in memory; a 2xx written to
+  -- req.output is not capped)
+  creq.max_body = _M.MAX_BODY
   local res, err = sched.perform(creq)
   if not res then
     if type(err) ~= "table" then err = { kind = "network", message = tostring(err) } end
     if err.kind == "too_large" then
       return nil, { kind = "decode", code = "TOO_LARGE", retryable = false, sent = true,
-                    message = "response body larger than " .. _M.MAX_BODY .. " bytes" }
+                    message = "response body larger than " .. creq.max_body .. " bytes" }
+    end
+    if err.kind == "insecure_redirect" then
+      return nil, { kind = "tls", code = "INSECURE_REDIRECT", retryable = false, sent = true,
+                    message = err.message }
     end
     local kind = err.kind
     -- "io": the output or mime file cannot be opened/read/written; trying again will not help

@@ -23,27 +23,40 @@
 --     req.timeout bounds the whole exchange (a deadline; every send/receive
 --     gets what is left of it), like CURLOPT_TIMEOUT.
 --   * Bodies: Content-Length, chunked, or until close; none for HEAD, 1xx,
---     204 and 304. A body cut short is kind "network" (code "PARTIAL_BODY").
+--     204 and 304. A body cut short (fewer bytes than Content-Length, a chunked
+--     body without its last chunk) is kind "network" (code "PARTIAL_BODY"); a
+--     body until close ends only at a clean close (a reset is RECV_FAILED).
+--   * A body kept in memory (all but a 2xx streamed to req.output) is capped at
+--     _M.MAX_BODY bytes (64 MiB, the curl transport's cap): one announced larger
+--     is refused before it is read, chunked or until-close bodies fail as soon as
+--     they pass it: kind "decode", code "TOO_LARGE", message "response body
+--     larger than N bytes" (as with the curl transport).
 --   * err.sent is false only when no request byte was written (connect, DNS,
 --     TLS failures, deadline already passed); true from the first send on.
 --   * A pooled connection that turns out dead before any response byte is
 --     retried on a fresh connection only when req.idempotent (default: by
 --     method) allows it: nothing is sent twice that should be sent once.
 --   * req.mime (multipart) and req.output (2xx body streamed to a file) work as
---     with the C core; file parts are streamed from disk.
+--     with the C core; file parts are streamed from disk. The output file is
+--     written through the C core's output_* functions, as the curl engine
+--     writes it: never through a symbolic link, hard link, FIFO or device at
+--     that name (such an entry is replaced by a new regular file, never resumed).
 --   * req.follow: up to 5 redirects (303, and 301/302 after POST, become GET);
 --     credential headers (Authorization, X-API-Key, Cookie) are dropped when a
 --     redirect leaves the origin. More -> "network", code TOO_MANY_REDIRECTS.
---   * req.resume_from = N with req.output: when the file holds exactly N bytes,
---     "Range: bytes=N-" is sent and a 206 is appended; otherwise (or on a 200)
---     the whole body is written from byte 0.
+--     A redirect from https to anything but https is refused: kind "tls", code
+--     INSECURE_REDIRECT (as with the curl transport).
+--   * req.resume_from = N with req.output: when the file is a regular file
+--     holding exactly N bytes, "Range: bytes=N-" is sent and a 206 is appended;
+--     otherwise (or on a 200) the whole body is written from byte 0.
 --   * req.on_progress(dltotal, dlnow, ultotal, ulnow) after every body chunk;
 --     returning false or raising aborts ("network", code ABORTED).
 --   * req.low_speed_time = s: no body byte for s seconds -> "timeout", code LOW_SPEED.
 -- Error codes (err.code, instead of curl's CURLE_n): CONNECT_FAILED,
 -- CONNECT_TIMEOUT, RESOLVE_FAILED, TLS_HANDSHAKE, CAINFO_UNSUPPORTED,
 -- SEND_FAILED, SEND_TIMEOUT, RECV_FAILED, RECV_TIMEOUT, PARTIAL_BODY,
--- BAD_RESPONSE, BAD_URL, TOO_MANY_REDIRECTS, ABORTED, LOW_SPEED, IO.
+-- BAD_RESPONSE, BAD_URL, TOO_MANY_REDIRECTS, INSECURE_REDIRECT, ABORTED,
+-- LOW_SPEED, IO, TOO_LARGE.
 
 local ngx = ngx
 if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.socket.tcp) ~= "function"
@@ -59,7 +72,10 @@ local concat, sort, math_floor, math_min, io_open = table.concat, table.sort, ma
 local tcp, get_phase, ngx_now, update_time, ngx_sleep = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time,
   ngx.sleep
 
-local _M = { _VERSION = "0.1.0" }
+local _M = {
+  _VERSION = "0.1.0",
+  MAX_BODY = 64 * 1024 * 1024,   -- cap on a body held in memory: the curl transport's MAX_BODY
+}
 
 local CHUNK = 65536
 local MAX_HEADER_LINES = 500
@@ -154,6 +170,18 @@ end
 
 local function fail(kind, code, message, sent)
   return { kind = kind, code = code, message = message, sent = sent == true }
+end
+
+-- the C core writes output files (no symbolic links followed); loaded on first use
+local core_mod
+local function core()
+  if not core_mod then core_mod = require("ugen.sched").core() end
+  return core_mod
+end
+
+local function too_large(max)
+  return { kind = "decode", code = "TOO_LARGE", retryable = false, sent = true,
+           message = "response body larger than " .. max .. " bytes" }
 end
 
 -- "https://user@Host:8443/p?q" -> {scheme, host, port, target, host_header, sni}
@@ -282,12 +310,17 @@ local function read_line(sock, deadline, what)
     partial == nil or partial == ""
 end
 
--- Sink for the body: memory, or a file for a 2xx with req.output.
--- opts: { on_progress = fn(dltotal, dlnow, ultotal, ulnow), total = announced
--- length, upload = request body bytes, low = low_speed_time }. write() returns
--- nil, message, code ("IO" or "ABORTED": on_progress returned false or raised).
+-- Sink for the body: memory (at most opts.max bytes), or a file for a 2xx with
+-- req.output. opts: { on_progress = fn(dltotal, dlnow, ultotal, ulnow), total =
+-- announced length, upload = request body bytes, low = low_speed_time, max =
+-- cap of a memory body, keep = bytes of the output file to keep (append) }.
+-- write() returns nil, message, code ("IO", "TOO_LARGE" or "ABORTED":
+-- on_progress returned false or raised). fits(n): n more bytes stay under the cap.
 local function new_sink(output, append, opts)
   local s = { size = 0, low = opts.low }
+  local max = not output and opts.max or nil
+  s.max = max
+  function s.fits(n) return max == nil or s.size + n <= max end
   local on_progress = opts.on_progress
   local function progress()
     if not on_progress then return true end
@@ -300,6 +333,7 @@ local function new_sink(output, append, opts)
   if not output then
     local buf = {}
     function s.write(data)
+      if max and s.size + #data > max then return nil, too_large(max).message, "TOO_LARGE" end
       buf[#buf + 1] = data
       s.size = s.size + #data
       return progress()
@@ -308,35 +342,42 @@ local function new_sink(output, append, opts)
     function s.abort() end
     return s
   end
-  local f
+  -- The file is (re)created or cut to `keep` bytes once, then appended to
+  -- chunk by chunk; every step refuses anything but a regular file with one
+  -- link at that name (see core.output_prepare / output_append).
+  local ready = false
+  local function prepare()
+    ready = true
+    return core().output_prepare(output, append and opts.keep or 0)
+  end
   function s.write(data)
     if data == "" then return true end
-    if not f then
-      local ferr
-      f, ferr = io_open(output, append and "ab" or "wb")
-      if not f then return nil, "cannot open output file: " .. tostring(ferr), "IO" end
+    if not ready then
+      local ok, perr = prepare()
+      if not ok then return nil, perr, "IO" end
     end
-    local ok, werr = f:write(data)
-    if not ok then return nil, "cannot write output file: " .. tostring(werr), "IO" end
+    local ok, werr = core().output_append(output, data)
+    if not ok then return nil, werr, "IO" end
     s.size = s.size + #data
     return progress()
   end
   function s.finish()
-    if not f then
-      local ferr
-      f, ferr = io_open(output, append and "ab" or "wb")
-      if not f then return nil, "cannot open output file: " .. tostring(ferr) end
+    if not ready then
+      local ok, perr = prepare()
+      if not ok then return nil, perr end
     end
-    local ok, cerr = f:close()
-    f = nil
-    if not ok then return nil, "cannot write output file: " .. tostring(cerr) end
     return true, nil
   end
-  function s.abort() if f then f:close(); f = nil end end
+  function s.abort() end
   return s
 end
 
 local function io_error(message, code)
+  if code == "TOO_LARGE" then
+    local e = fail("decode", code, message, true)
+    e.retryable = false
+    return e
+  end
   return fail("network", code or "IO", message, true)
 end
 
@@ -402,6 +443,7 @@ local function read_chunked(sock, sink, deadline)
       end
       return nil, fail("network", "BAD_RESPONSE", "too many trailer lines", true)
     end
+    if not sink.fits(size) then return nil, too_large(sink.max) end
     local ok, rerr = read_n(sock, size, sink, deadline, total, nil)
     if not ok then return nil, rerr end
     total = total + size
@@ -550,11 +592,15 @@ local function exchange(sock, reused, req, head, body, pieces, deadline)
 
   local is2xx = status >= 200 and status <= 299
   local sink = new_sink(is2xx and req.output or nil, is2xx and req.append and status == 206,
-    { on_progress = req.on_progress, total = clen, upload = req.upload_size, low = req.low_speed_time })
+    { on_progress = req.on_progress, total = clen, upload = req.upload_size, low = req.low_speed_time,
+      max = req.max_body, keep = req.keep })
   local no_body = req.method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200)
   local rok, rerr
   if no_body then
     rok = true
+  elseif clen and not sink.fits(clen) then
+    -- announced larger than the cap: refused before reading any of it
+    rok, rerr = nil, too_large(sink.max)
   elseif not sink.progress() then
     rok, rerr = nil, io_error("aborted by the progress callback", "ABORTED")
   elseif te and string_find(te, "chunked%s*$") then
@@ -642,14 +688,6 @@ local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308]
 local MAX_REDIRECTS = 5
 local CREDENTIAL_HEADERS = { authorization = true, ["x-api-key"] = true, cookie = true, ["proxy-authorization"] = true }
 
-local function file_size(path)
-  local f = io_open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
-  f:close()
-  return size
-end
-
 -- One request/response exchange on url (after redirects are resolved by the caller).
 local function request_once(req, url, method, hdrs, deadline, range_from)
   local u, perr = parse_url(url)
@@ -696,7 +734,8 @@ local function request_once(req, url, method, hdrs, deadline, range_from)
   local idempotent = req.idempotent
   if idempotent == nil then idempotent = IDEMPOTENT[method] == true end
   local reqv = {
-    method = method, output = req.output, url = url, append = range_from ~= nil,
+    method = method, output = req.output, url = url, append = range_from ~= nil, keep = range_from,
+    max_body = _M.MAX_BODY,
     on_progress = type(req.on_progress) == "function" and req.on_progress or nil,
     low_speed_time = tonumber(req.low_speed_time), upload_size = length or 0,
   }
@@ -741,7 +780,7 @@ function _M.request(req)
   -- rest is appended); otherwise the whole body is written from byte 0
   local range_from = req.resume_from
   if range_from ~= nil and not (req.output and type(range_from) == "number" and range_from > 0
-                                and file_size(req.output) == range_from) then
+                                and core().output_size(req.output) == range_from) then
     range_from = nil
   end
 
@@ -767,6 +806,10 @@ function _M.request(req)
       return nil, fail("network", "BAD_URL", "redirect to an unsupported location: " .. tostring(loc), true)
     end
     local cu = parse_url(url)
+    if cu.scheme == "https" and nu.scheme ~= "https" then
+      -- a request made over TLS never continues without it
+      return nil, fail("tls", "INSECURE_REDIRECT", "refused a redirect from https to a URL that is not https", true)
+    end
     if nu.scheme ~= cu.scheme or nu.host ~= cu.host or nu.port ~= cu.port then
       -- credentials never follow a redirect to another origin
       for name in pairs(hdrs) do
