@@ -66,7 +66,7 @@ int ugen_hdr_parse(const char *buf, size_t len, ugen_hdr_line *out);
  * line_len + 2 bytes; returns the bytes written (name_len + value_len + 2) */
 size_t ugen_hdr_record(const char *buf, const ugen_hdr_line *l, char *dst);
 
-/* ugen_json.c: core.json_clean (the in-place pass after a JSON decode) */
+/* ugen_json.c: core.json_clean (the null/integer rule applied after a JSON decode) */
 void ugen_json_register(lua_State *L);
 
 /* ugen_engine.c: engine and transfer classes, core.engine */
