@@ -31,10 +31,14 @@ UGEN_API int luaopen_ugen_core(lua_State *L);
  * metamethods `meta`, `methods` as its __index table, and __name */
 void ugen_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 
-/* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq, random_bytes, hex */
+/* ugen_core.c: lowercase hex of n bytes into out (2n bytes, not terminated) */
+void ugen_hex(const unsigned char *in, size_t n, char *out);
+
+/* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq */
 void ugen_hmac_register(lua_State *L);
-/* lowercase hex of n bytes into out (2n bytes, not terminated) */
-void ugen_hmac_tohex(const unsigned char *in, size_t n, char *out);
+
+/* ugen_random.c: random_bytes (OpenSSL CSPRNG) */
+void ugen_random_register(lua_State *L);
 
 /* ugen_time.c: now, time, sleep */
 void ugen_time_register(lua_State *L);
