@@ -69,6 +69,7 @@ build = {
         "csrc/ugen_hmac.c",
         "csrc/ugen_json.c",
         "csrc/ugen_mime.c",
+        "csrc/ugen_random.c",
         "csrc/ugen_time.c",
       },
       libraries = { "curl", "crypto" },

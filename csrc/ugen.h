@@ -31,10 +31,14 @@ UGEN_API int luaopen_ugen_core(lua_State *L);
  * metamethods `meta`, `methods` as its __index table, and __name */
 void ugen_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 
-/* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq, random_bytes, hex */
+/* ugen_core.c: lowercase hex of n bytes into out (2n bytes, not terminated) */
+void ugen_hex(const unsigned char *in, size_t n, char *out);
+
+/* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq */
 void ugen_hmac_register(lua_State *L);
-/* lowercase hex of n bytes into out (2n bytes, not terminated) */
-void ugen_hmac_tohex(const unsigned char *in, size_t n, char *out);
+
+/* ugen_random.c: random_bytes (OpenSSL CSPRNG) */
+void ugen_random_register(lua_State *L);
 
 /* ugen_time.c: now, time, sleep */
 void ugen_time_register(lua_State *L);
@@ -66,7 +70,7 @@ int ugen_hdr_parse(const char *buf, size_t len, ugen_hdr_line *out);
  * line_len + 2 bytes; returns the bytes written (name_len + value_len + 2) */
 size_t ugen_hdr_record(const char *buf, const ugen_hdr_line *l, char *dst);
 
-/* ugen_json.c: core.json_clean (the in-place pass after a JSON decode) */
+/* ugen_json.c: core.json_clean (the null/integer rule applied after a JSON decode) */
 void ugen_json_register(lua_State *L);
 
 /* ugen_engine.c: engine and transfer classes, core.engine */
