@@ -121,13 +121,40 @@ local SECRET_FLAG = { name = "secret", key = "secret", type = "secret", env = "U
 ---------------------------------------------------------------------------
 -- Context helpers
 
+local ugen_mod
+local function ugen()
+  if not ugen_mod then ugen_mod = require "ugen" end
+  return ugen_mod
+end
+
+local function errors() return require "ugen.errors" end
+
+-- The secrets this run was given (API key, JWT, webhook secrets, credential
+-- headers): scrubbed from every line printed through out_line/err_line, so a
+-- server echoing them back, in an error or in a success body, cannot make the
+-- CLI print them. (ugen.errors scrubs the SDK's errors already; this also
+-- covers results.)
+local function add_secret(ctx, ...)
+  ctx.secret_values = ctx.secret_values or {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if type(v) == "string" then ctx.secret_values[#ctx.secret_values + 1] = v end
+  end
+  ctx.secret_forms = errors().secret_forms(ctx.secret_values)
+end
+
+local function scrub(ctx, s)
+  if ctx.secret_forms and #ctx.secret_forms > 0 then return errors().scrub_string(s, ctx.secret_forms) end
+  return s
+end
+
 local function out_line(ctx, s)
-  ctx.out:write(s, "\n")
+  ctx.out:write(scrub(ctx, s), "\n")
   ctx.out:flush()
 end
 
 local function err_line(ctx, s)
-  ctx.err:write(s, "\n")
+  ctx.err:write(scrub(ctx, s), "\n")
   ctx.err:flush()
 end
 
@@ -138,7 +165,8 @@ end
 -- JSON without redaction: for values that are meant to be shown (a new
 -- secret the user asked for, the sandbox's local test credentials).
 local function print_raw_json(ctx, v)
-  out_line(ctx, require("ugen.json").encode(v) or "null")
+  ctx.out:write(require("ugen.json").encode(v) or "null", "\n")
+  ctx.out:flush()
 end
 
 -- Report an error and return the exit status.
@@ -146,12 +174,6 @@ local function fail(ctx, err, code)
   err_line(ctx, "error: " .. output.error_text(err))
   if ctx.json then print_json(ctx, output.error_table(err)) end
   return code or EXIT.error
-end
-
-local ugen_mod
-local function ugen()
-  if not ugen_mod then ugen_mod = require "ugen" end
-  return ugen_mod
 end
 
 local function client(ctx)
@@ -169,6 +191,13 @@ local function client(ctx)
     if not name then usage_error("--header expects 'Name: value' (a header name, a colon, a value)") end
     headers = headers or {}
     headers[name] = value
+  end
+  add_secret(ctx, key, jwt)
+  for name, value in pairs(headers or {}) do
+    local lname = name:lower()
+    if lname == "authorization" or lname == "x-api-key" or lname == "cookie" or lname == "proxy-authorization" then
+      add_secret(ctx, value, value:match("^%a+%s+(.+)$"))
+    end
   end
   local opts = {
     api_key = key, jwt = jwt, headers = headers,
@@ -215,20 +244,31 @@ end
 ---------------------------------------------------------------------------
 -- Waiting for a job, with progress
 
+-- The job as the progress display may show it: string fields with secrets
+-- scrubbed (the display writes to stderr itself).
+local function display_job(ctx, job)
+  if type(job) ~= "table" then return job end
+  local out = {}
+  for k, x in pairs(job) do
+    out[k] = type(x) == "string" and scrub(ctx, x) or x
+  end
+  return out
+end
+
 local function wait_job(ctx, c, job_id, first)
   local v = ctx.values
   local prog
   if not v.quiet then
     prog = progress.new{ out = ctx.err, tty = stderr_is_tty() }
-    if type(first) == "table" then prog:update(first) end
+    if type(first) == "table" then prog:update(display_job(ctx, first)) end
   end
   local final, err = c.jobs:wait(job_id, {
     interval = v.interval or DEFAULT_INTERVAL,
     timeout = v.timeout or DEFAULT_WAIT_TIMEOUT,
-    on_progress = function(job) if prog then prog:update(job) end end,
+    on_progress = function(job) if prog then prog:update(display_job(ctx, job)) end end,
   })
   if prog then
-    if final then prog:update(final) end
+    if final then prog:update(display_job(ctx, final)) end
     prog:finish()
   end
   if not final then
@@ -1090,6 +1130,9 @@ local function run(argv, io_)
   -- env fallbacks and required flags of the command (global env is read by client())
   local ok, msg = args.finish(values, def.flags, _M.getenv)
   if not ok then usage_error(msg) end
+  for _, s in ipairs(def.flags) do
+    if s.type == "secret" then add_secret(ctx, values[s.key]) end
+  end
   if def.positional then
     for k, pname in ipairs(def.positional) do
       if pos[k] == nil or pos[k] == "" then usage_error("missing " .. pname .. " (usage: " .. def.usage .. ")") end
