@@ -486,6 +486,23 @@ end
 
 local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
 
+-- A path parameter that a server (or libcurl) would resolve as a dot segment
+-- and so route to another endpoint: "." or "..", alone or between slashes
+-- ("../x", "a/./b"; "/" is sent as %2F, which nginx and others decode before
+-- resolving dot segments; "\\" for servers that treat it as "/"). Refused.
+local function dot_segment(v)
+  return type(v) == "string" and string_find("/" .. v .. "/", "[/\\]%.%.?[/\\]") ~= nil
+end
+_M.dot_segment = dot_segment
+
+local DOT_MSG = "must not be '.' or '..' or hold such a segment between slashes (it would change the endpoint called)"
+
+-- The validation problem for a dot-segment path parameter.
+local function dot_problem(name, v)
+  return { type = "value_error", loc = { "path", name }, msg = "Path parameter " .. DOT_MSG, input = v }
+end
+_M.dot_problem = dot_problem
+
 -- Substitute {name} path parameters (URL-encoded) from params; returns the
 -- path and the set of used names, or nil, name of the missing one.
 local function fill_path(path, params)
@@ -528,6 +545,11 @@ function _M.request(self, method, path, params, opts)
   if not filled then
     argerror(3, "request", "params." .. used .. " is required by the path", 2)
   end
+  local bad
+  for name in pairs(used) do
+    if dot_segment(params[name]) then bad = bad or {}; bad[#bad + 1] = dot_problem(name, params[name]) end
+  end
+  if bad then return nil, _M.validation_error(bad) end     -- defined below
   local rest = {}
   for k, v in pairs(params or {}) do
     if not used[k] then rest[k] = v end
@@ -597,7 +619,7 @@ function _M._call(self, ep, pv, params, opts, extra)
     local ok = true
     for _, name in ipairs(ep.path_params) do
       local v = pv[name]
-      if type(v) ~= "string" or v == "" then ok = false; break end
+      if type(v) ~= "string" or v == "" or dot_segment(v) then ok = false; break end
     end
     if ok then
       local spec = { method = ep.method, path = fill_path(ep.path, pv), opts = opts, fname = ep.name,
@@ -620,6 +642,8 @@ function _M._call(self, ep, pv, params, opts, extra)
     if all[name] == "" then
       details[#details + 1] = { type = "string_too_short", loc = { "path", name },
         msg = "String should have at least 1 character", input = "", ctx = { min_length = 1 } }
+    elseif dot_segment(all[name]) then
+      details[#details + 1] = dot_problem(name, all[name])
     end
   end
   -- secret parameters (webhook_secret, ...) stay secrets for the client's life,
