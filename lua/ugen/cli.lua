@@ -148,6 +148,11 @@ local function scrub(ctx, s)
   return s
 end
 
+-- One value from server data for a line of human output (controls escaped).
+local function show(v)
+  return output.scalar(v == nil and "" or (type(v) == "string" and v or tostring(v)))
+end
+
 local function out_line(ctx, s)
   ctx.out:write(scrub(ctx, s), "\n")
   ctx.out:flush()
@@ -244,13 +249,13 @@ end
 ---------------------------------------------------------------------------
 -- Waiting for a job, with progress
 
--- The job as the progress display may show it: string fields with secrets
--- scrubbed (the display writes to stderr itself).
+-- The job as the progress display may show it: string fields with control
+-- characters escaped and secrets scrubbed (the display writes to stderr itself).
 local function display_job(ctx, job)
   if type(job) ~= "table" then return job end
   local out = {}
   for k, x in pairs(job) do
-    out[k] = type(x) == "string" and scrub(ctx, x) or x
+    out[k] = type(x) == "string" and scrub(ctx, show(x)) or x
   end
   return out
 end
@@ -274,9 +279,9 @@ local function wait_job(ctx, c, job_id, first)
   if not final then
     if type(err) == "table" and err.kind == "job_failed" then
       local job = type(err.job) == "table" and err.job or {}
-      local msg = string_format("job %s %s%s: %s", tostring(job.job_id or job_id), tostring(job.status or "failed"),
-        job.current_stage and (" at stage " .. tostring(job.current_stage)) or "",
-        tostring(job.error_message or err.message or "no error message"))
+      local msg = string_format("job %s %s%s: %s", show(job.job_id or job_id), show(job.status or "failed"),
+        job.current_stage and (" at stage " .. show(job.current_stage)) or "",
+        show(job.error_message or err.message or "no error message"))
       err_line(ctx, "error: job_failed: " .. msg)
       if ctx.json then print_json(ctx, output.error_table(err)) end
       return EXIT.job_failed
@@ -287,11 +292,11 @@ local function wait_job(ctx, c, job_id, first)
     print_json(ctx, final)
   else
     if prog then
-      err_line(ctx, string_format("job %s %s in %s", tostring(final.job_id or job_id), tostring(final.status),
+      err_line(ctx, string_format("job %s %s in %s", show(final.job_id or job_id), show(final.status),
         progress.elapsed_text(prog:elapsed())))
     end
     if final.final_video_url then
-      out_line(ctx, tostring(final.final_video_url))
+      out_line(ctx, show(final.final_video_url))
     else
       out_line(ctx, output.format(final))
     end
@@ -360,11 +365,11 @@ command{
       return code
     end
     if not ctx.values.wait then
-      if ctx.json then print_json(ctx, job) else out_line(ctx, tostring(job.job_id)) end
+      if ctx.json then print_json(ctx, job) else out_line(ctx, show(job.job_id)) end
       return EXIT.ok
     end
-    if not ctx.json then out_line(ctx, tostring(job.job_id)) end
-    if not ctx.values.quiet then err_line(ctx, "created job " .. tostring(job.job_id) .. "; waiting for it") end
+    if not ctx.json then out_line(ctx, show(job.job_id)) end
+    if not ctx.values.quiet then err_line(ctx, "created job " .. show(job.job_id) .. "; waiting for it") end
     return wait_job(ctx, c, job.job_id, job)
   end,
 }
@@ -670,7 +675,7 @@ command{
     if ctx.json then
       print_json(ctx, { verified = true, event = event })
     else
-      out_line(ctx, string_format("verified: %s for job %s", tostring(event.event), tostring(event.job_id)))
+      out_line(ctx, string_format("verified: %s for job %s", show(event.event), show(event.job_id)))
       out_line(ctx, output.format(event))
     end
     return EXIT.ok
@@ -1164,7 +1169,7 @@ function _M.main(argv, io_)
       local a, b = list[k], list[k + 1]
       if a and b and COMMANDS[a .. " " .. b] then where = "ugen " .. a .. " " .. b; break end
     end
-    io_.err:write(where, ": ", res.msg, "\n")
+    io_.err:write(where, ": ", output.scalar(tostring(res.msg)), "\n")
     io_.err:flush()
     return EXIT.usage
   end
@@ -1174,7 +1179,7 @@ function _M.main(argv, io_)
     io_.err:flush()
     return EXIT.interrupted
   end
-  io_.err:write("error: internal: ", text:match("^[^\n]*"), "\n")
+  io_.err:write("error: internal: ", output.scalar(text:match("^[^\n]*")), "\n")
   if env("UGEN_DEBUG") and trace then io_.err:write(trace, "\n") end
   io_.err:flush()
   return EXIT.error

@@ -15,12 +15,15 @@
 --   request_id   X-Request-Id of the response, or nil
 --   retryable    boolean: the same call may succeed later
 --   job          the last job seen (kind "job_failed", and wait timeouts)
--- tostring(err) is one readable line and never contains a secret.
+-- tostring(err) is one readable line and never contains a secret: control
+-- characters (newlines, ESC, other C0 bytes, DEL, UTF-8-encoded C1) in the
+-- fields are shown escaped ("\n", "\x1b", "\u009b"). The fields themselves
+-- keep the server's text as sent (minus secrets, see "Secrets" below).
 
 local type, pairs, ipairs, tostring, setmetatable, getmetatable, select =
   type, pairs, ipairs, tostring, setmetatable, getmetatable, select
-local concat, sort, string_format, string_find, string_sub, string_lower =
-  table.concat, table.sort, string.format, string.find, string.sub, string.lower
+local concat, sort, string_format, string_find, string_sub, string_lower, string_gsub, string_byte =
+  table.concat, table.sort, string.format, string.find, string.sub, string.lower, string.gsub, string.byte
 local math_floor, math_huge = math.floor, math.huge
 
 local json = require "ugen.json"
@@ -60,11 +63,25 @@ end
 
 local mt = { __name = "ugen.error" }
 
+local CONTROL_ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function escape_byte(c) return CONTROL_ESCAPES[c] or string_format("\\x%02x", string_byte(c)) end
+local function escape_c1(c) return string_format("\\u%04x", string_byte(c)) end
+
+--- s with control characters escaped, for one-line display on a terminal:
+-- C0 bytes and DEL as "\n", "\r", "\t" or "\xHH"; UTF-8-encoded C1 controls
+-- (U+0080..U+009F: CSI, OSC, ...) as "\u00HH". Other bytes are kept.
+local function escape_controls(s)
+  if not string_find(s, "[%z\1-\31\127\194]") then return s end
+  s = string_gsub(s, "[%z\1-\31\127]", escape_byte)
+  return (string_gsub(s, "\194([\128-\159])", escape_c1))
+end
+_M.escape_controls = escape_controls
+
 local secret_list, scrub_string   -- defined with the redaction below
 
 function mt.__tostring(e)
   local list = secret_list()
-  local function show(v) return scrub_string(tostring(v), list) end
+  local function show(v) return escape_controls(scrub_string(tostring(v), list)) end
   local out = { "ugen: ", show(e.kind or "api"), " error" }
   if e.status then out[#out + 1] = " (HTTP " .. show(e.status) .. ")" end
   if e.code then out[#out + 1] = " " .. show(e.code) end

@@ -1,8 +1,10 @@
--- Issue #12 items 1 and 14 (first half), unit level: redaction of every
--- registered secret, base_url checks. (The end-to-end checks against a
--- hostile loopback server are in spec/integration/hardening_secrets_spec.lua.)
+-- Issue #12 items 1, 11 and 14 (first half), unit level: redaction of every
+-- registered secret, control characters in tostring(err), base_url checks.
+-- (The end-to-end checks against a hostile loopback server are in
+-- spec/integration/hardening_{secrets,controls,dots}_spec.lua.)
 local ugen = require "ugen"
 local errors = require "ugen.errors"
+local json = require "ugen.json"
 
 local JWT = "eyJhbGciOiJIUzI1NiJ9.unit-test-jwt.c2ln"
 
@@ -50,6 +52,21 @@ describe("redaction (ugen.errors)", function()
   end)
 end)
 
+describe("tostring(err): one line, control characters escaped", function()
+  it("escapes C0, DEL and UTF-8 C1 in every field shown; the fields keep the raw text", function()
+    local e = errors.new{ kind = "api", status = 400, code = "X\27[2J", message = "a\nb\r\tc\0d\127e\194\155f",
+      fields = { { loc = { "body", "f\n" }, msg = "m\27" } }, request_id = "r\7" }
+    local s = tostring(e)
+    assert.is_nil(s:find("[%z\1-\31\127]"), ("%q"):format(s))
+    assert.is_nil(s:find("\194[\128-\159]"))
+    assert.equal("ugen: api error (HTTP 400) X\\x1b[2J: a\\nb\\r\\tc\\x00d\\x7fe\\u009bf [f\\n: m\\x1b]"
+      .. " (request r\\x07)", s)
+    assert.equal("a\nb\r\tc\0d\127e\194\155f", e.message)
+    -- ordinary UTF-8 is kept
+    assert.equal("ugen: api error: café ✓", tostring(errors.new{ kind = "api", message = "café ✓" }))
+  end)
+end)
+
 describe("base_url checks (ugen.new)", function()
   local function new_err(base)
     local ok, msg = pcall(ugen.new, { base_url = base })
@@ -80,5 +97,16 @@ describe("base_url checks (ugen.new)", function()
     local c = ugen.new{ base_url = "https://me:p@ss-0123456789@api.example.com/v1" }
     assert.is_nil(tostring(c):find("0123456789", 1, true), tostring(c))
     assert.matches("api.example.com/v1", tostring(c), 1, true)
+  end)
+end)
+
+describe("JSON output of the CLI (ugen.cli.output.to_json)", function()
+  it("escapes UTF-8 C1 controls as \\u0080..\\u009f; the text decodes back unchanged", function()
+    local output = require "ugen.cli.output"
+    local v = { s = "a\194\155b\27c\127", t = "é" }
+    local s = output.to_json(v)
+    assert.is_nil(s:find("[%z\1-\31\127]"))
+    assert.is_nil(s:find("\194[\128-\159]"))
+    assert.same(v, json.decode(s))
   end)
 end)
