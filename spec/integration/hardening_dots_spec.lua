@@ -87,8 +87,11 @@ describe("dot segments in path parameters (libcurl transport, loopback server re
 
   it("jobs:download(id) with a dot-segment id is refused before the job is fetched", function()
     local before = #srv.requests()
-    local res, err = c.jobs:download("..", os.tmpname() .. ".mp4", OK)
+    local tmp = os.tmpname()
+    local res, err = c.jobs:download("..", tmp .. ".mp4", OK)
+    os.remove(tmp)
     refused(res, err, "job_id", "jobs:download")
+    assert.is_nil(io.open(tmp .. ".mp4", "rb"))
     assert.same({}, sent_since(before))
   end)
 
