@@ -163,6 +163,7 @@ describe("ugen.core engine on a foreign event loop (libuv)", function()
     assert.same({}, e:sockets())
     assert.equal(0, h.watched())
     assert.equal(0, e:running())
+    assert.is_nil(e:timeout())          -- libcurl cancelled its timer (-1)
     h.close()
     e:close()
   end)
@@ -368,6 +369,44 @@ describe("ugen.core e:run over the socket API", function()
     assert.is_true(elapsed >= 0.195 and elapsed < 0.2 + 0.15 * SLOW, ("waited %.3f s"):format(elapsed))
     assert.is_true(cpu < 0.02 * SLOW, ("%.4f s CPU in run(0.2)"):format(cpu))
     assert.is_false(t:done())
+    e:close()
+  end)
+
+  it("a signal (EINTR) neither cuts the wait short nor fails run or request", function()
+    local e = core.engine()
+    local caught = 0
+    local sig = uv.new_signal()
+    sig:start("sigusr1", function() caught = caught + 1 end)
+    local function signal_in(seconds)
+      os.execute(("(sleep %.2f; kill -USR1 %d) >/dev/null 2>&1 &"):format(seconds, uv.os_getpid()))
+    end
+    local t = e:submit { url = srv.base .. "/slow?ms=3000" }
+    for _ = 1, 40 do
+      e:run(0.05)
+      local tmo = e:timeout()
+      if tmo == nil or tmo > 1 then break end
+    end
+    signal_in(0.1)
+    local t0 = core.now()
+    local done = e:run(0.6)
+    local elapsed = core.now() - t0
+    assert.same({}, done)
+    -- libuv's handler ran (the signal arrived during the wait) and poll resumed
+    -- with the time left instead of returning at the signal
+    local deadline = core.now() + 2 * SLOW
+    while caught == 0 and core.now() < deadline do uv.run("nowait") core.sleep(0.01) end
+    assert.equal(1, caught)
+    assert.is_true(elapsed >= 0.59, ("run(0.6) returned after %.3f s"):format(elapsed))
+    signal_in(0.1)
+    local res, err = e:request { url = srv.base .. "/slow?ms=300" }
+    assert.is_nil(err)
+    assert.equal("slow", res.body)
+    deadline = core.now() + 2 * SLOW
+    while caught < 2 and core.now() < deadline do uv.run("nowait") core.sleep(0.01) end
+    assert.equal(2, caught)
+    sig:close()
+    uv.run("nowait")
+    t:close()
     e:close()
   end)
 end)
