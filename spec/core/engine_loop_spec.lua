@@ -289,6 +289,52 @@ describe("ugen.core engine on a foreign event loop (libuv)", function()
     e:close()
   end)
 
+  it("e:changes reports a reused socket number as remove, then its new interest", function()
+    local e = core.engine()
+    local t1 = e:submit { url = srv.base .. "/slow?ms=100" }
+    e:act()
+    local fd
+    for _ = 1, 20 do
+      e:run(0.02)
+      local c = e:changes()
+      if #c > 0 then fd = c[#c][1] end
+      if e:sockets()[fd] == "in" then break end
+    end
+    assert.equal("in", e:sockets()[fd], "request never sent")
+    while not t1:done() do e:run(0.2) end
+    assert.same({}, e:sockets())
+    -- the next transfer reuses the pooled connection: the same socket number
+    local t2 = e:submit { url = srv.base .. "/slow?ms=100" }
+    for _ = 1, 20 do
+      e:act()
+      if e:sockets()[fd] == "in" then break end
+      e:run(0.02)
+    end
+    assert.equal("in", e:sockets()[fd])
+    assert.same({ { fd, "remove" }, { fd, "in" } }, e:changes())
+    while not t2:done() do e:run(0.2) end
+    assert.equal(200, t2:result().status)
+    e:close()
+  end)
+
+  it("transfers queued by max_host_connections start from the host's loop", function()
+    local e = core.engine { max_host_connections = 1 }
+    local h = host(e)
+    local ts = {}
+    for i = 1, 4 do ts[i] = e:submit { url = srv.base .. "/slow?ms=60" } end
+    local t0 = core.now()
+    h.sync()
+    assert.is_true(h.loop(function() return #h.order == 4 end))
+    assert.is_true(core.now() - t0 >= 0.24, "the transfers did not wait for the one connection")
+    for _, t in ipairs(ts) do
+      assert.equal(1, h.reported[t])
+      assert.equal("slow", t:result().body)
+    end
+    assert.is_true(h.acts <= 4 * 8, ("%d act calls"):format(h.acts))
+    h.close()
+    e:close()
+  end)
+
   it("e:act on a socket libcurl does not watch is harmless", function()
     local e = core.engine()
     local done, running = e:act(0, "r")  -- stdin: not a libcurl socket
