@@ -68,6 +68,7 @@ build = {
         "csrc/ugen_hdr.c",
         "csrc/ugen_hmac.c",
         "csrc/ugen_json.c",
+        "csrc/ugen_loop.c",
         "csrc/ugen_mime.c",
         "csrc/ugen_random.c",
         "csrc/ugen_time.c",
