@@ -37,6 +37,10 @@
 --                   -- (or its queued request dropped, or its timer removed) and the SDK call
 --                   -- it waits in raises an ugen error with kind "cancelled" (code
 --                   -- "CANCELLED"), unwinding the task; later SDK calls in it raise again.
+--                   -- Callable from anywhere, also from inside a callback the engine runs
+--                   -- (a download's on_progress, of this task or another): the engine
+--                   -- closes the transfer once the callback has returned, and the slot it
+--                   -- frees goes to the next queued request at the scheduler's next round.
 --   task:status()   -- "ready" | "running" | "waiting" | "done" | "failed" | "cancelled"
 --   task:done()     -- finished in any way
 --   task:result()   -- nil while alive; true, ... (its return values) | false, err[, traceback]
@@ -67,8 +71,8 @@ local errors = require "ugen.errors"
 
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
-local type, tostring, error, pcall, select, setmetatable, pairs =
-  type, tostring, error, pcall, select, setmetatable, pairs
+local type, tostring, error, pcall, select, setmetatable, pairs, next =
+  type, tostring, error, pcall, select, setmetatable, pairs, next
 local math_floor, math_huge, string_format, string_match, string_lower =
   math.floor, math.huge, string.format, string.match, string.lower
 local traceback = debug.traceback
@@ -288,7 +292,21 @@ local function complete(self, t)
   if entry.task ~= nil then wake(self, entry.task, nil) else t:close() end
 end
 
--- drop whatever `task` waits on (cancel)
+-- hosts with a slot freed by a cancel: their queues move at the next round
+-- (a cancel may run inside an engine callback, where nothing can be submitted)
+local function pump_later(self, host)
+  self.to_pump[host] = true
+end
+
+local function pump_pending(self)
+  if next(self.to_pump) == nil then return end
+  local hosts = self.to_pump
+  self.to_pump = {}
+  for host in pairs(hosts) do pump_host(self, host) end
+end
+
+-- drop whatever `task` waits on (cancel). Safe inside an engine callback:
+-- t:close() there is deferred by the engine until the callback returned.
 local function abandon_wait(self, task)
   local w = task.wait
   task.wait = nil
@@ -302,7 +320,7 @@ local function abandon_wait(self, task)
         self.inflight = self.inflight - 1
         w.host.inflight = w.host.inflight - 1
         t:close()
-        pump_host(self, w.host)
+        pump_later(self, w.host)
       else
         t:close()
       end
@@ -452,6 +470,7 @@ end
 local function round(self, timeout)
   run_ready(self)
   fire_timers(self)
+  pump_pending(self)
   local wait = timeout
   if ready_count(self) > 0 then
     wait = 0
@@ -560,7 +579,7 @@ function _M.new(opts)
     engine = opts.engine, own_engine = false,
     rq = {}, rq_head = 1, rq_tail = 0,
     heap = { n = 0 }, seq = 0,
-    transfers = {}, hosts = {}, inflight = 0, queued = 0,
+    transfers = {}, hosts = {}, inflight = 0, queued = 0, to_pump = {},
     live = {}, ntasks = 0,
     current = nil, stepping = false, closed = false,
     stat = { spawned = 0, finished = 0, resumes = 0, polls = 0, requests = 0, peak_inflight = 0,
