@@ -378,10 +378,11 @@ function _M._send(self, spec)
     local can = err.retryable and (idempotent or (res == nil and err.sent == false))
     local wait
     if can and attempt <= max_retries then
-      if err.retry_after then
-        if err.retry_after > retry.MAX_RETRY_AFTER then can = false else wait = err.retry_after end
+      if err.retry_after and err.retry_after > retry.MAX_RETRY_AFTER then
+        can = false
       else
-        wait = retry.backoff(attempt, self.rng)
+        -- never shorter than the backoff, whatever Retry-After said (0, a past date)
+        wait = retry.delay(attempt, err.retry_after, self.rng)
       end
     else
       can = false
