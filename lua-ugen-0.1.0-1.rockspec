@@ -58,6 +58,7 @@ build = {
     ["ugen.transport.curl"] = "lua/ugen/transport/curl.lua",
     ["ugen.transport"] = "lua/ugen/transport/init.lua",
     ["ugen.transport.ngx"] = "lua/ugen/transport/ngx.lua",
+    ["ugen.url"] = "lua/ugen/url.lua",
     ["ugen.validate"] = "lua/ugen/validate.lua",
     ["ugen.webhook"] = "lua/ugen/webhook.lua",
     ["ugen.core"] = {

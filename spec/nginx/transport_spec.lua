@@ -279,6 +279,21 @@ describe("ngx transport (nginx, one worker)", function()
       assert.equal("o", echo.headers["x-other"])
     end)
 
+    it("relative Locations resolve as RFC 3986 says: '?query' keeps the path, dot segments go", function()
+      -- "Location: ?n=1" from /redir is /redir?n=1 (which then redirects to /api/v1/redirected), not /?n=1
+      local res = assert(N.transport{ url = base .. "/redir?n=1&to=%3Fn%3D1", follow = true })
+      assert.equal(200, res.status)
+      assert.equal("/api/v1/redirected", json.decode(res.body).path)
+      -- "Location: ../api/v1/dotted" from /redir is /api/v1/dotted, not /../api/v1/dotted
+      res = assert(N.transport{ url = base .. "/redir?n=1&to=..%2Fapi%2Fv1%2Fdotted", follow = true })
+      assert.equal(200, res.status, res.body)
+      assert.equal("/api/v1/dotted", json.decode(res.body).path)
+      -- a Location with a line break or a space is refused, never sent on
+      local r2, err = N.transport{ url = base .. "/redir?n=1&to=%2Fa%20b", follow = true }
+      assert.is_nil(r2)
+      assert.equal("network", err.kind); assert.equal("BAD_URL", err.code)
+    end)
+
     it("resume_from appends the rest (Range, 206) when the file holds exactly that many bytes", function()
       local d = N.tmpdir()
       local whole = N.read_file(srv.dir .. "/static/blob.bin")

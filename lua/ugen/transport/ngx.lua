@@ -15,6 +15,8 @@
 --     `lua_ssl_verify_depth`). req.cainfo / req.capath cannot be applied per
 --     socket by lua-nginx-module: an https request carrying them fails with
 --     kind "tls" (code "CAINFO_UNSUPPORTED") instead of silently ignoring them.
+--   * URLs are parsed by ugen.url: http/https only, no spaces or control
+--     characters (else kind "network", code BAD_URL, nothing sent).
 --   * Hostnames are resolved by nginx's `resolver` directive (IP literals need
 --     none); "no resolver defined" comes back as kind "network".
 --   * Keepalive pools per scheme/host/port (setkeepalive); a response is put
@@ -42,8 +44,9 @@
 --     writes it: never through a symbolic link, hard link, FIFO or device at
 --     that name (such an entry is replaced by a new regular file, never resumed).
 --   * req.follow: up to 5 redirects (303, and 301/302 after POST, become GET);
+--     a relative Location is resolved as RFC 3986 says (ugen.url.resolve);
 --     credential headers (Authorization, X-API-Key, Cookie) are dropped when a
---     redirect leaves the origin. More -> "network", code TOO_MANY_REDIRECTS.
+--     redirect leaves the origin (ugen.url.same_origin). More -> "network", code TOO_MANY_REDIRECTS.
 --     A redirect from https to anything but https is refused: kind "tls", code
 --     INSECURE_REDIRECT (as with the curl transport).
 --   * req.resume_from = N with req.output: when the file is a regular file
@@ -69,6 +72,7 @@ local type, pairs, ipairs, tostring, tonumber, error, pcall, require =
 local string_format, string_match, string_lower, string_find, string_gsub, string_sub, string_byte =
   string.format, string.match, string.lower, string.find, string.gsub, string.sub, string.byte
 local concat, sort, math_floor, math_min, io_open = table.concat, table.sort, math.floor, math.min, io.open
+local url_mod = require "ugen.url"
 local tcp, get_phase, ngx_now, update_time, ngx_sleep = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time,
   ngx.sleep
 
@@ -184,40 +188,15 @@ local function too_large(max)
            message = "response body larger than " .. max .. " bytes" }
 end
 
--- "https://user@Host:8443/p?q" -> {scheme, host, port, target, host_header, sni}
-local function parse_url(url)
-  if type(url) ~= "string" then return nil, "request URL is not a string" end
-  local scheme, rest = string_match(url, "^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil, "request URL has no scheme: " .. url end
-  scheme = string_lower(scheme)
-  if scheme ~= "http" and scheme ~= "https" then
-    return nil, "unsupported URL scheme '" .. scheme .. "' (http and https only)"
-  end
-  local authority, target = string_match(rest, "^([^/?#]*)(.*)$")
-  target = string_gsub(target, "#.*$", "")
-  if target == "" then target = "/" elseif string_sub(target, 1, 1) == "?" then target = "/" .. target end
-  authority = string_gsub(authority, "^.*@", "")
-  local host, port
-  if string_sub(authority, 1, 1) == "[" then
-    host, port = string_match(authority, "^%[([%x:.]+)%]:?(%d*)$")
-    if host then host = "[" .. host .. "]" end
-  else
-    host, port = string_match(authority, "^([^:]+):?(%d*)$")
-  end
-  if not host or host == "" then return nil, "request URL has no valid host: " .. url end
-  host = string_lower(host)
-  local default = scheme == "https" and 443 or 80
-  local p = port ~= "" and tonumber(port) or default
-  if not p or p < 1 or p > 65535 then return nil, "request URL has an invalid port: " .. url end
-  local is_ip = string_sub(host, 1, 1) == "[" or string_match(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil
-  return {
-    scheme = scheme, host = host, port = p, target = target,
-    connect_host = string_sub(host, 1, 1) == "[" and string_sub(host, 2, -2) or host,
-    host_header = p == default and host or (host .. ":" .. p),
-    sni = host, is_ip = is_ip,
-  }
+-- "https://user@Host:8443/p?q" -> ugen.url's parse result, plus connect_host
+-- (an IPv6 literal without its brackets)
+local function parse_url(s)
+  if type(s) ~= "string" then return nil, "request URL is not a string" end
+  local u, err = url_mod.parse(s)
+  if not u then return nil, "request " .. err end
+  u.connect_host = string_sub(u.host, 1, 1) == "[" and string_sub(u.host, 2, -2) or u.host
+  return u
 end
-_M.parse_url = parse_url
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
 
@@ -653,7 +632,7 @@ local function connect(u, pool, connect_timeout, deadline)
   end
   local reused = (sock:getreusedtimes() or 0) > 0
   if u.scheme == "https" and not reused then
-    local hok, herr = sock:sslhandshake(false, u.sni, true)
+    local hok, herr = sock:sslhandshake(false, u.host, true)
     if not hok then
       sock:close()
       herr = tostring(herr)
@@ -671,18 +650,6 @@ local function connect(u, pool, connect_timeout, deadline)
   end
   return sock, reused
 end
-
--- "Location" of a redirect, resolved against the current URL
-local function resolve_location(base, loc)
-  if string_match(loc, "^%a[%w+.-]*://") then return loc end
-  local origin_part, path = string_match(base, "^(%a[%w+.-]*://[^/?#]*)([^#]*)")
-  if not origin_part then return nil end
-  if string_sub(loc, 1, 2) == "//" then return (string_match(base, "^(%a[%w+.-]*:)")) .. loc end
-  if string_sub(loc, 1, 1) == "/" then return origin_part .. loc end
-  local dir = string_match(path, "^([^?]*/)") or "/"
-  return origin_part .. dir .. loc
-end
-_M.resolve_location = resolve_location
 
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 local MAX_REDIRECTS = 5
@@ -716,7 +683,7 @@ local function request_once(req, url, method, hdrs, deadline, range_from)
     has[string_lower(name)] = true
   end
   sort(names)
-  if not has["host"] then lines[#lines + 1] = "Host: " .. u.host_header end
+  if not has["host"] then lines[#lines + 1] = "Host: " .. u.authority end
   for _, name in ipairs(names) do
     local lname = string_lower(name)
     if lname ~= "content-length" and lname ~= "transfer-encoding" and not (ctype and lname == "content-type")
@@ -800,17 +767,15 @@ function _M.request(req)
     if redirects > MAX_REDIRECTS then
       return nil, fail("network", "TOO_MANY_REDIRECTS", "more than " .. MAX_REDIRECTS .. " redirects", true)
     end
-    local nxt = resolve_location(url, loc)
-    local nu = nxt and parse_url(nxt)
-    if not nu then
-      return nil, fail("network", "BAD_URL", "redirect to an unsupported location: " .. tostring(loc), true)
+    local nxt, nu = url_mod.resolve(url, loc)
+    if not nxt then
+      return nil, fail("network", "BAD_URL", "redirect to an unsupported location (" .. nu .. ")", true)
     end
-    local cu = parse_url(url)
-    if cu.scheme == "https" and nu.scheme ~= "https" then
+    if url_mod.parse(url).scheme == "https" and nu.scheme ~= "https" then
       -- a request made over TLS never continues without it
       return nil, fail("tls", "INSECURE_REDIRECT", "refused a redirect from https to a URL that is not https", true)
     end
-    if nu.scheme ~= cu.scheme or nu.host ~= cu.host or nu.port ~= cu.port then
+    if not url_mod.same_origin(nxt, url) then
       -- credentials never follow a redirect to another origin
       for name in pairs(hdrs) do
         if CREDENTIAL_HEADERS[string_lower(name)] then hdrs[name] = nil end
