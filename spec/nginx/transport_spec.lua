@@ -123,6 +123,25 @@ describe("ngx transport (nginx, one worker)", function()
       assert.equal(200, res.status); assert.equal("", res.body)
     end)
 
+    it("a response line over 100 KiB is refused as soon as it passes the limit (BAD_RESPONSE)", function()
+      for _, case in ipairs({ "long_header", "long_chunk_ext" }) do
+        local res, err = N.transport{ url = base .. "/raw?case=" .. case }
+        assert.is_nil(res, case)
+        assert.equal("network", err.kind, case); assert.equal("BAD_RESPONSE", err.code, case .. ": " .. err.message)
+        assert.truthy(err.message:find("longer than 102400 bytes", 1, true), err.message)
+        assert.is_true(err.sent)
+      end
+      -- a header line that never ends: refused without waiting for its end
+      local res, err, elapsed = N.transport{ url = base .. "/raw?case=endless_header", timeout = 5 }
+      assert.is_nil(res)
+      assert.equal("BAD_RESPONSE", err.code, err.message)
+      assert.is_true(elapsed < 1, tostring(elapsed))
+      -- a long line under the limit is still read whole
+      res = assert(N.transport{ url = base .. "/raw?case=big_header" })
+      assert.equal(string.rep("b", 90 * 1024), header(res, "x-big"))
+      assert.equal("{}", res.body)
+    end)
+
     it("a body cut short is kind network (PARTIAL_BODY), sent = true", function()
       for _, case in ipairs({ "length_cut", "chunked_cut" }) do
         local res, err = N.transport{ url = base .. "/raw?case=" .. case }
