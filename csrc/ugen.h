@@ -31,10 +31,14 @@ UGEN_API int luaopen_ugen_core(lua_State *L);
  * metamethods `meta`, `methods` as its __index table, and __name */
 void ugen_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
 
-/* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq, random_bytes, hex */
+/* ugen_core.c: lowercase hex of n bytes into out (2n bytes, not terminated) */
+void ugen_hex(const unsigned char *in, size_t n, char *out);
+
+/* ugen_hmac.c: hmac_sha256, hmac_key (class ugen.hmac_key), consteq */
 void ugen_hmac_register(lua_State *L);
-/* lowercase hex of n bytes into out (2n bytes, not terminated) */
-void ugen_hmac_tohex(const unsigned char *in, size_t n, char *out);
+
+/* ugen_random.c: random_bytes (OpenSSL CSPRNG) */
+void ugen_random_register(lua_State *L);
 
 /* ugen_time.c: now, time, sleep */
 void ugen_time_register(lua_State *L);
@@ -66,11 +70,47 @@ int ugen_hdr_parse(const char *buf, size_t len, ugen_hdr_line *out);
  * line_len + 2 bytes; returns the bytes written (name_len + value_len + 2) */
 size_t ugen_hdr_record(const char *buf, const ugen_hdr_line *l, char *dst);
 
-/* ugen_json.c: core.json_clean (the in-place pass after a JSON decode) */
+/* ugen_json.c: core.json_clean (the null/integer rule applied after a JSON decode) */
 void ugen_json_register(lua_State *L);
 
 /* ugen_engine.c: engine and transfer classes, core.engine */
 void ugen_engine_register(lua_State *L);
+
+/* ugen_loop.c: an engine's link to libcurl's multi socket API (its watch
+ * set and timer, recorded by CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION, which
+ * never call Lua) and the engine methods for a host's event loop. */
+typedef struct ugen_loop ugen_loop;
+/* allocates the loop state (*out, NULL on failure) and installs the
+ * callbacks on multi; frees with ugen_loop_free after curl_multi_cleanup */
+CURLMcode ugen_loop_attach(CURLM *multi, lua_Alloc allocf, void *allocud, ugen_loop **out);
+void ugen_loop_free(ugen_loop *l);
+/* waits at most `wait` s (less when libcurl's timer is due earlier; 0 = only
+ * look) for the watched sockets, then acts on each ready socket and on the
+ * timer when due. Never raises, never calls Lua itself (the transfers'
+ * callbacks may, as for any multi call). */
+CURLMcode ugen_loop_step(ugen_loop *l, double wait);
+/* message for a failed ugen_loop_step (poll(2) errno, memory, libcurl) */
+const char *ugen_loop_strerror(const ugen_loop *l, CURLMcode mc);
+/* e:timeout(), e:sockets(), e:changes(), e:act([fd [, events]]) */
+int ugen_loop_timeout(lua_State *L);
+int ugen_loop_sockets(lua_State *L);
+int ugen_loop_changes(lua_State *L);
+int ugen_loop_act(lua_State *L);
+
+/* ugen_engine.c, for ugen_loop.c's methods. The engine at stack index idx,
+ * raising when closed (and, for _idle, when called from its callbacks). */
+struct ugen_engine;
+struct ugen_engine *ugen_engine_get(lua_State *L, int idx);
+struct ugen_engine *ugen_engine_get_idle(lua_State *L, int idx);
+ugen_loop *ugen_engine_loop(struct ugen_engine *e);
+/* around a multi call on the engine at index 1 (callbacks may run Lua on L) */
+void ugen_engine_enter(lua_State *L, struct ugen_engine *e);
+void ugen_engine_leave(lua_State *L, struct ugen_engine *e);
+/* reads libcurl's completion messages; returns how many transfers finished */
+int ugen_engine_collect(struct ugen_engine *e);
+/* pushes the transfers finished since the last report (array, each once)
+ * and the number still running; returns 2 */
+int ugen_engine_report(lua_State *L, struct ugen_engine *e);
 
 /* ugen_mime.c: builds a curl_mime from the Lua parts list at idx for easy.
  * Raises on wrong types (programmer errors); on a runtime failure (file not

@@ -1,6 +1,7 @@
 /*
  * ugen_core.c -- luaopen_ugen_core: one-time library initialisation,
- * version fields and registration of every part of the private core.
+ * version fields and registration of every part of the private core; the
+ * helpers the other files share (ugen_class, ugen_hex) and core.hex.
  * Safe to run more than once per process and per state (busted's
  * insulation, hosts that reload modules): curl_global_init runs once,
  * metatables are reused.
@@ -42,6 +43,38 @@ void ugen_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL
   lua_pop(L, 1);
 }
 
+void ugen_hex(const unsigned char *in, size_t n, char *out)
+{
+  static const char digits[] = "0123456789abcdef";
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 0x0f];
+  }
+}
+
+/* core.hex(s) -> lowercase hex */
+static int ugen_core_hex(lua_State *L)
+{
+  size_t len, i = 0;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+
+  luaL_buffinit(L, &b);
+  while (i < len) {
+    size_t chunk = len - i;
+    char *p = luaL_prepbuffer(&b);
+    if (chunk > LUAL_BUFFERSIZE / 2)
+      chunk = LUAL_BUFFERSIZE / 2;
+    ugen_hex(s + i, chunk, p);
+    luaL_addsize(&b, 2 * chunk);
+    i += chunk;
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 UGEN_API int luaopen_ugen_core(lua_State *L)
 {
   const curl_version_info_data *cv;
@@ -58,8 +91,11 @@ UGEN_API int luaopen_ugen_core(lua_State *L)
   lua_setfield(L, -2, "openssl_version");
   lua_pushstring(L, cv != NULL && cv->ssl_version != NULL ? cv->ssl_version : "");
   lua_setfield(L, -2, "curl_ssl_version");
+  lua_pushcfunction(L, ugen_core_hex);
+  lua_setfield(L, -2, "hex");
 
   ugen_hmac_register(L);
+  ugen_random_register(L);
   ugen_time_register(L);
   ugen_json_register(L);
   ugen_engine_register(L);

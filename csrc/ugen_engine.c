@@ -100,6 +100,7 @@ typedef struct ugen_transfer {
 typedef struct ugen_engine {
   CURLM *multi;
   CURLSH *share;
+  ugen_loop *loop; /* watch set and timer (ugen_loop.c) */
   CURL *pool[UGEN_POOL_MAX];
   int npool;
   ugen_transfer *active; /* transfers holding an easy handle */
@@ -648,7 +649,7 @@ static void ugen_engine_finish(ugen_engine *e, ugen_transfer *t, CURLcode code)
 }
 
 /* Reads every completion message. Returns how many transfers finished. */
-static int ugen_engine_collect(ugen_engine *e)
+int ugen_engine_collect(ugen_engine *e)
 {
   CURLMsg *m;
   int left, n = 0;
@@ -1240,7 +1241,7 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
 
 /* ---- engine class ----------------------------------------------------- */
 
-static ugen_engine *ugen_engine_get(lua_State *L, int idx)
+ugen_engine *ugen_engine_get(lua_State *L, int idx)
 {
   ugen_engine *e = (ugen_engine *)luaL_checkudata(L, idx, UGEN_ENGINE_CLASS);
   if (e->closed)
@@ -1248,7 +1249,7 @@ static ugen_engine *ugen_engine_get(lua_State *L, int idx)
   return e;
 }
 
-static ugen_engine *ugen_engine_get_idle(lua_State *L, int idx)
+ugen_engine *ugen_engine_get_idle(lua_State *L, int idx)
 {
   ugen_engine *e = ugen_engine_get(L, idx);
   if (e->busy)
@@ -1332,7 +1333,7 @@ static int ugen_engine_submit(lua_State *L)
 }
 
 /* Enters a multi call: callbacks may run Lua on L. Pushes the anchors. */
-static void ugen_engine_enter(lua_State *L, ugen_engine *e)
+void ugen_engine_enter(lua_State *L, ugen_engine *e)
 {
   ugen_getuservalue(L, 1);
   e->anchors = lua_gettop(L);
@@ -1340,7 +1341,7 @@ static void ugen_engine_enter(lua_State *L, ugen_engine *e)
   e->busy = 1;
 }
 
-static void ugen_engine_leave(lua_State *L, ugen_engine *e)
+void ugen_engine_leave(lua_State *L, ugen_engine *e)
 {
   e->L = NULL;
   e->busy = 0;
@@ -1348,10 +1349,9 @@ static void ugen_engine_leave(lua_State *L, ugen_engine *e)
   e->anchors = 0;
 }
 
-static int ugen_engine_poll_ms(double timeout)
+ugen_loop *ugen_engine_loop(ugen_engine *e)
 {
-  double ms = ugen_engine_ceil(timeout * 1000.0);
-  return ms > (double)INT_MAX ? INT_MAX : (int)ms;
+  return e->loop;
 }
 
 /* e:run([timeout]) -> finished transfers (array), number still running */
@@ -1360,25 +1360,30 @@ static int ugen_engine_run(lua_State *L)
   ugen_engine *e = ugen_engine_get_idle(L, 1);
   lua_Number timeout = luaL_optnumber(L, 2, 0);
   CURLMcode mc = CURLM_OK;
-  int running, i = 1;
 
   luaL_argcheck(L, timeout >= 0 && timeout <= 1e7, 2, "must be between 0 and 1e7 seconds");
   lua_settop(L, 1);
   ugen_engine_enter(L, e);
   if (e->inflight > 0) {
-    mc = curl_multi_perform(e->multi, &running);
+    mc = ugen_loop_step(e->loop, 0);
     if (mc == CURLM_OK && ugen_engine_collect(e) == 0 && e->done == NULL && timeout > 0 &&
         e->inflight > 0) {
-      mc = curl_multi_poll(e->multi, NULL, 0, ugen_engine_poll_ms((double)timeout), NULL);
-      if (mc == CURLM_OK)
-        mc = curl_multi_perform(e->multi, &running);
+      mc = ugen_loop_step(e->loop, (double)timeout);
       if (mc == CURLM_OK)
         (void)ugen_engine_collect(e);
     }
   }
   ugen_engine_leave(L, e);
   if (mc != CURLM_OK)
-    return luaL_error(L, UGEN_ENGINE_CLASS ": %s", curl_multi_strerror(mc));
+    return luaL_error(L, UGEN_ENGINE_CLASS ": %s", ugen_loop_strerror(e->loop, mc));
+  return ugen_engine_report(L, e);
+}
+
+/* Hands out the finished transfers of the engine at index 1 (run, act). */
+int ugen_engine_report(lua_State *L, ugen_engine *e)
+{
+  int i = 1;
+
   lua_newtable(L);
   ugen_getuservalue(L, 1);
   while (e->done != NULL) {
@@ -1403,7 +1408,7 @@ static int ugen_engine_request(lua_State *L)
   ugen_engine *e = ugen_engine_get_idle(L, 1);
   ugen_transfer *t;
   CURLMcode mc = CURLM_OK;
-  int tidx, n, running;
+  int tidx, n;
 
   lua_settop(L, 2);
   t = ugen_engine_new_transfer(L, e, 1);
@@ -1411,14 +1416,11 @@ static int ugen_engine_request(lua_State *L)
   if (t->state != T_DONE) {
     ugen_engine_enter(L, e);
     for (;;) {
-      mc = curl_multi_perform(e->multi, &running);
+      mc = ugen_loop_step(e->loop, 1.0);
       if (mc != CURLM_OK)
         break;
       (void)ugen_engine_collect(e);
       if (t->state == T_DONE)
-        break;
-      mc = curl_multi_poll(e->multi, NULL, 0, 1000, NULL);
-      if (mc != CURLM_OK)
         break;
     }
     ugen_engine_leave(L, e);
@@ -1427,7 +1429,7 @@ static int ugen_engine_request(lua_State *L)
     lua_pushcfunction(L, ugen_transfer_close);
     lua_pushvalue(L, tidx);
     lua_call(L, 1, 0);
-    return luaL_error(L, UGEN_ENGINE_CLASS ": %s", curl_multi_strerror(mc));
+    return luaL_error(L, UGEN_ENGINE_CLASS ": %s", ugen_loop_strerror(e->loop, mc));
   }
   ugen_getuservalue(L, tidx);
   n = ugen_engine_push_result(L, t, tidx + 1);
@@ -1483,6 +1485,8 @@ static int ugen_engine_close(lua_State *L)
     (void)curl_multi_cleanup(e->multi);
     e->multi = NULL;
   }
+  ugen_loop_free(e->loop);
+  e->loop = NULL;
   if (e->share != NULL) {
     (void)curl_share_cleanup(e->share);
     e->share = NULL;
@@ -1555,6 +1559,8 @@ static int ugen_engine_new(lua_State *L)
   if ((mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host)) != CURLM_OK ||
       (mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total)) != CURLM_OK)
     return luaL_error(L, UGEN_ENGINE_CLASS ": curl_multi_setopt: %s", curl_multi_strerror(mc));
+  if ((mc = ugen_loop_attach(e->multi, e->allocf, e->allocud, &e->loop)) != CURLM_OK)
+    return luaL_error(L, UGEN_ENGINE_CLASS ": %s", ugen_loop_strerror(e->loop, mc));
   return 1;
 }
 
@@ -1564,6 +1570,10 @@ static const luaL_Reg ugen_engine_methods[] = {
   { "request", ugen_engine_request },
   { "running", ugen_engine_running },
   { "close", ugen_engine_close },
+  { "timeout", ugen_loop_timeout },
+  { "sockets", ugen_loop_sockets },
+  { "changes", ugen_loop_changes },
+  { "act", ugen_loop_act },
   { NULL, NULL },
 };
 

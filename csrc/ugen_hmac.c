@@ -1,8 +1,8 @@
 /*
- * ugen_hmac.c -- HMAC-SHA256 (one-shot HMAC(), caller-supplied output
- * buffer), keyed HMAC objects (the key schedule computed once and reused:
- * a webhook receiver checks every delivery with the same secret), constant-time
- * compare, CSPRNG bytes and hex encoding.
+ * ugen_hmac.c -- HMAC-SHA256: one-shot (core.hmac_sha256), keyed objects
+ * (core.hmac_key, class ugen.hmac_key: the key schedule computed once and
+ * reused, as a webhook receiver checks every delivery with the same secret),
+ * and the constant-time compare that checks a MAC (core.consteq).
  */
 #include <limits.h>
 #include <string.h>
@@ -13,24 +13,10 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #if UGEN_HAVE_OPENSSL3
 #include <openssl/core_names.h>
 #include <openssl/params.h>
 #endif
-
-#define UGEN_RANDOM_MAX (1024 * 1024)
-
-void ugen_hmac_tohex(const unsigned char *in, size_t n, char *out)
-{
-  static const char digits[] = "0123456789abcdef";
-  size_t i;
-
-  for (i = 0; i < n; i++) {
-    out[2 * i] = digits[in[i] >> 4];
-    out[2 * i + 1] = digits[in[i] & 0x0f];
-  }
-}
 
 /* core.hmac_sha256(key, msg [, raw]) -> hex | raw bytes | nil, err */
 static int ugen_hmac_sha256(lua_State *L)
@@ -52,7 +38,7 @@ static int ugen_hmac_sha256(lua_State *L)
   if (raw) {
     lua_pushlstring(L, (const char *)md, mdlen);
   } else {
-    ugen_hmac_tohex(md, mdlen, hex);
+    ugen_hex(md, mdlen, hex);
     lua_pushlstring(L, hex, 2 * (size_t)mdlen);
   }
   OPENSSL_cleanse(md, sizeof md);
@@ -188,7 +174,7 @@ static int ugen_hmac_key_hex(lua_State *L)
 #endif
   if (!ok)
     return ugen_err_push_openssl(L, "HMAC-SHA256 failed");
-  ugen_hmac_tohex(md, 32, hex); /* a MAC is not secret: no cleansing needed */
+  ugen_hex(md, 32, hex); /* a MAC is not secret: no cleansing needed */
   lua_pushlstring(L, hex, 64);
   return 1;
 }
@@ -221,50 +207,9 @@ static int ugen_hmac_consteq(lua_State *L)
   return 1;
 }
 
-/* core.random_bytes(n) -> n bytes | nil, err */
-static int ugen_hmac_random_bytes(lua_State *L)
-{
-  lua_Integer n = luaL_checkinteger(L, 1);
-  unsigned char small[256];
-  unsigned char *buf = small;
-
-  luaL_argcheck(L, n >= 1 && n <= UGEN_RANDOM_MAX, 1, "must be between 1 and 1048576");
-  if ((size_t)n > sizeof small)
-    buf = (unsigned char *)lua_newuserdata(L, (size_t)n); /* Lua-owned scratch */
-  ERR_clear_error();
-  if (RAND_bytes(buf, (int)n) != 1)
-    return ugen_err_push_openssl(L, "RAND_bytes failed");
-  lua_pushlstring(L, (const char *)buf, (size_t)n);
-  OPENSSL_cleanse(buf, (size_t)n);
-  return 1;
-}
-
-/* core.hex(s) -> lowercase hex */
-static int ugen_hmac_hex(lua_State *L)
-{
-  size_t len, i = 0;
-  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
-  luaL_Buffer b;
-
-  luaL_buffinit(L, &b);
-  while (i < len) {
-    size_t chunk = len - i;
-    char *p = luaL_prepbuffer(&b);
-    if (chunk > LUAL_BUFFERSIZE / 2)
-      chunk = LUAL_BUFFERSIZE / 2;
-    ugen_hmac_tohex(s + i, chunk, p);
-    luaL_addsize(&b, 2 * chunk);
-    i += chunk;
-  }
-  luaL_pushresult(&b);
-  return 1;
-}
-
 static const luaL_Reg ugen_hmac_funcs[] = {
   { "hmac_sha256", ugen_hmac_sha256 },
   { "consteq", ugen_hmac_consteq },
-  { "random_bytes", ugen_hmac_random_bytes },
-  { "hex", ugen_hmac_hex },
   { "hmac_key", ugen_hmac_key_new },
   { NULL, NULL },
 };

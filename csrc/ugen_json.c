@@ -1,19 +1,41 @@
 /*
- * ugen_json.c -- core.json_clean(v, null, keep_null): the in-place pass that
- * lua/ugen/json.lua runs over every decoded value (the policy -- what null
- * becomes, which numbers are integers -- is json.lua's; this is its loop in C,
- * because in Lua it cost as much as a third of the decode itself).
+ * ugen_json.c -- core.json_clean(v, null, keep_null): the SDK's rule for a
+ * value fresh out of cjson.decode, applied by lua/ugen/json.lua's decode on
+ * every PUC Lua (the one implementation of the rule; on LuaJIT, where it
+ * reduces to dropping nulls, json.lua runs it as a JIT-compiled loop, which
+ * is faster there than any C function reached through the C API).
  *
- * Recursively over the tables of v (a table): members raw-equal to `null`
- * are removed unless keep_null is true; on Lua 5.3+ floats with an integral
- * value strictly inside +-2^53 become integers. Returns v. Tables nested
- * deeper than UGEN_JSON_MAX_DEPTH (cjson's decode limit is 128) are left
- * alone. Only existing fields are assigned during the traversal (allowed by
- * lua_next), no allocation besides the Lua stack.
+ * The rule, over v and recursively over its tables:
+ *   - a value raw-equal to `null` (cjson.null) is removed (a table member
+ *     disappears, an array element becomes a hole; v itself becomes nil)
+ *     unless keep_null is true;
+ *   - on Lua 5.3+ a float with an integral value strictly inside +-2^53
+ *     becomes an integer (cjson 2.1.0 decodes every number as a float).
+ * Returns v (tables are changed in place). Tables nested deeper than
+ * UGEN_JSON_MAX_DEPTH (cjson's decode limit is 128) are left alone. Only
+ * existing fields are assigned during the traversal (allowed by lua_next),
+ * no allocation besides the Lua stack.
  */
 #include "ugen.h"
 
 #define UGEN_JSON_MAX_DEPTH 200
+
+#if LUA_VERSION_NUM >= 503
+/* the number at idx as an integer when the rule makes it one: 1 and *out set, else 0 */
+static int ugen_json_integral(lua_State *L, int idx, lua_Integer *out)
+{
+  lua_Number n;
+
+  if (lua_isinteger(L, idx))
+    return 0;
+  n = lua_tonumber(L, idx);
+  if (n > -9007199254740992.0 && n < 9007199254740992.0 && n == (lua_Number)(lua_Integer)n) {
+    *out = (lua_Integer)n;
+    return 1;
+  }
+  return 0;
+}
+#endif
 
 static void ugen_json_clean_table(lua_State *L, int idx, int null_idx, int keep_null, int depth)
 {
@@ -30,11 +52,11 @@ static void ugen_json_clean_table(lua_State *L, int idx, int null_idx, int keep_
       lua_rawset(L, idx); /* removing an existing field during lua_next is allowed */
     }
 #if LUA_VERSION_NUM >= 503
-    else if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-      lua_Number n = lua_tonumber(L, -1);
-      if (n > -9007199254740992.0 && n < 9007199254740992.0 && n == (lua_Number)(lua_Integer)n) {
+    else if (t == LUA_TNUMBER) {
+      lua_Integer i;
+      if (ugen_json_integral(L, -1, &i)) {
         lua_pushvalue(L, -2);
-        lua_pushinteger(L, (lua_Integer)n);
+        lua_pushinteger(L, i);
         lua_rawset(L, idx);
       }
     }
@@ -43,15 +65,34 @@ static void ugen_json_clean_table(lua_State *L, int idx, int null_idx, int keep_
   }
 }
 
-/* core.json_clean(v, null, keep_null) -> v */
+/* core.json_clean(v, null, keep_null) -> v after the rule (see the top of this file) */
 static int ugen_json_clean(lua_State *L)
 {
   int keep_null = lua_toboolean(L, 3);
 
-  luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  ugen_json_clean_table(L, 1, 2, keep_null, 0);
+  switch (lua_type(L, 1)) {
+  case LUA_TTABLE:
+    ugen_json_clean_table(L, 1, 2, keep_null, 0);
+    break;
+#if LUA_VERSION_NUM >= 503
+  case LUA_TNUMBER: {
+    lua_Integer i;
+    if (ugen_json_integral(L, 1, &i)) {
+      lua_pushinteger(L, i);
+      return 1;
+    }
+    break;
+  }
+#endif
+  default:
+    if (!keep_null && lua_rawequal(L, 1, 2)) {
+      lua_pushnil(L); /* a top-level null */
+      return 1;
+    }
+    break;
+  }
   lua_settop(L, 1);
   return 1;
 }

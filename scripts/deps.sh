@@ -10,7 +10,7 @@ set -eu
 
 PKGS="make gcc pkg-config ca-certificates curl
 lua5.4 liblua5.4-dev lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev
-lua-cjson lua-cjson-dev lua-busted lua-check lua-socket luarocks
+lua-cjson lua-cjson-dev lua-busted lua-check lua-socket lua-luv luarocks
 libcurl4-openssl-dev libssl-dev openssl
 nginx libnginx-mod-http-lua
 bsdutils util-linux

@@ -121,13 +121,45 @@ local SECRET_FLAG = { name = "secret", key = "secret", type = "secret", env = "U
 ---------------------------------------------------------------------------
 -- Context helpers
 
+local ugen_mod
+local function ugen()
+  if not ugen_mod then ugen_mod = require "ugen" end
+  return ugen_mod
+end
+
+local function errors() return require "ugen.errors" end
+
+-- The secrets this run was given (API key, JWT, webhook secrets, credential
+-- headers): scrubbed from every line printed through out_line/err_line, so a
+-- server echoing them back, in an error or in a success body, cannot make the
+-- CLI print them. (ugen.errors scrubs the SDK's errors already; this also
+-- covers results.)
+local function add_secret(ctx, ...)
+  ctx.secret_values = ctx.secret_values or {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if type(v) == "string" then ctx.secret_values[#ctx.secret_values + 1] = v end
+  end
+  ctx.secret_forms = errors().secret_forms(ctx.secret_values)
+end
+
+local function scrub(ctx, s)
+  if ctx.secret_forms and #ctx.secret_forms > 0 then return errors().scrub_string(s, ctx.secret_forms) end
+  return s
+end
+
+-- One value from server data for a line of human output (controls escaped).
+local function show(v)
+  return output.scalar(v == nil and "" or (type(v) == "string" and v or tostring(v)))
+end
+
 local function out_line(ctx, s)
-  ctx.out:write(s, "\n")
+  ctx.out:write(scrub(ctx, s), "\n")
   ctx.out:flush()
 end
 
 local function err_line(ctx, s)
-  ctx.err:write(s, "\n")
+  ctx.err:write(scrub(ctx, s), "\n")
   ctx.err:flush()
 end
 
@@ -138,7 +170,8 @@ end
 -- JSON without redaction: for values that are meant to be shown (a new
 -- secret the user asked for, the sandbox's local test credentials).
 local function print_raw_json(ctx, v)
-  out_line(ctx, require("ugen.json").encode(v) or "null")
+  ctx.out:write(require("ugen.json").encode(v) or "null", "\n")
+  ctx.out:flush()
 end
 
 -- Report an error and return the exit status.
@@ -146,12 +179,6 @@ local function fail(ctx, err, code)
   err_line(ctx, "error: " .. output.error_text(err))
   if ctx.json then print_json(ctx, output.error_table(err)) end
   return code or EXIT.error
-end
-
-local ugen_mod
-local function ugen()
-  if not ugen_mod then ugen_mod = require "ugen" end
-  return ugen_mod
 end
 
 local function client(ctx)
@@ -169,6 +196,13 @@ local function client(ctx)
     if not name then usage_error("--header expects 'Name: value' (a header name, a colon, a value)") end
     headers = headers or {}
     headers[name] = value
+  end
+  add_secret(ctx, key, jwt)
+  for name, value in pairs(headers or {}) do
+    local lname = name:lower()
+    if lname == "authorization" or lname == "x-api-key" or lname == "cookie" or lname == "proxy-authorization" then
+      add_secret(ctx, value, value:match("^%a+%s+(.+)$"))
+    end
   end
   local opts = {
     api_key = key, jwt = jwt, headers = headers,
@@ -215,28 +249,39 @@ end
 ---------------------------------------------------------------------------
 -- Waiting for a job, with progress
 
+-- The job as the progress display may show it: string fields with control
+-- characters escaped and secrets scrubbed (the display writes to stderr itself).
+local function display_job(ctx, job)
+  if type(job) ~= "table" then return job end
+  local out = {}
+  for k, x in pairs(job) do
+    out[k] = type(x) == "string" and scrub(ctx, show(x)) or x
+  end
+  return out
+end
+
 local function wait_job(ctx, c, job_id, first)
   local v = ctx.values
   local prog
   if not v.quiet then
     prog = progress.new{ out = ctx.err, tty = stderr_is_tty() }
-    if type(first) == "table" then prog:update(first) end
+    if type(first) == "table" then prog:update(display_job(ctx, first)) end
   end
   local final, err = c.jobs:wait(job_id, {
     interval = v.interval or DEFAULT_INTERVAL,
     timeout = v.timeout or DEFAULT_WAIT_TIMEOUT,
-    on_progress = function(job) if prog then prog:update(job) end end,
+    on_progress = function(job) if prog then prog:update(display_job(ctx, job)) end end,
   })
   if prog then
-    if final then prog:update(final) end
+    if final then prog:update(display_job(ctx, final)) end
     prog:finish()
   end
   if not final then
     if type(err) == "table" and err.kind == "job_failed" then
       local job = type(err.job) == "table" and err.job or {}
-      local msg = string_format("job %s %s%s: %s", tostring(job.job_id or job_id), tostring(job.status or "failed"),
-        job.current_stage and (" at stage " .. tostring(job.current_stage)) or "",
-        tostring(job.error_message or err.message or "no error message"))
+      local msg = string_format("job %s %s%s: %s", show(job.job_id or job_id), show(job.status or "failed"),
+        job.current_stage and (" at stage " .. show(job.current_stage)) or "",
+        show(job.error_message or err.message or "no error message"))
       err_line(ctx, "error: job_failed: " .. msg)
       if ctx.json then print_json(ctx, output.error_table(err)) end
       return EXIT.job_failed
@@ -247,11 +292,11 @@ local function wait_job(ctx, c, job_id, first)
     print_json(ctx, final)
   else
     if prog then
-      err_line(ctx, string_format("job %s %s in %s", tostring(final.job_id or job_id), tostring(final.status),
+      err_line(ctx, string_format("job %s %s in %s", show(final.job_id or job_id), show(final.status),
         progress.elapsed_text(prog:elapsed())))
     end
     if final.final_video_url then
-      out_line(ctx, tostring(final.final_video_url))
+      out_line(ctx, show(final.final_video_url))
     else
       out_line(ctx, output.format(final))
     end
@@ -320,11 +365,11 @@ command{
       return code
     end
     if not ctx.values.wait then
-      if ctx.json then print_json(ctx, job) else out_line(ctx, tostring(job.job_id)) end
+      if ctx.json then print_json(ctx, job) else out_line(ctx, show(job.job_id)) end
       return EXIT.ok
     end
-    if not ctx.json then out_line(ctx, tostring(job.job_id)) end
-    if not ctx.values.quiet then err_line(ctx, "created job " .. tostring(job.job_id) .. "; waiting for it") end
+    if not ctx.json then out_line(ctx, show(job.job_id)) end
+    if not ctx.values.quiet then err_line(ctx, "created job " .. show(job.job_id) .. "; waiting for it") end
     return wait_job(ctx, c, job.job_id, job)
   end,
 }
@@ -630,7 +675,7 @@ command{
     if ctx.json then
       print_json(ctx, { verified = true, event = event })
     else
-      out_line(ctx, string_format("verified: %s for job %s", tostring(event.event), tostring(event.job_id)))
+      out_line(ctx, string_format("verified: %s for job %s", show(event.event), show(event.job_id)))
       out_line(ctx, output.format(event))
     end
     return EXIT.ok
@@ -1090,6 +1135,9 @@ local function run(argv, io_)
   -- env fallbacks and required flags of the command (global env is read by client())
   local ok, msg = args.finish(values, def.flags, _M.getenv)
   if not ok then usage_error(msg) end
+  for _, s in ipairs(def.flags) do
+    if s.type == "secret" then add_secret(ctx, values[s.key]) end
+  end
   if def.positional then
     for k, pname in ipairs(def.positional) do
       if pos[k] == nil or pos[k] == "" then usage_error("missing " .. pname .. " (usage: " .. def.usage .. ")") end
@@ -1121,7 +1169,7 @@ function _M.main(argv, io_)
       local a, b = list[k], list[k + 1]
       if a and b and COMMANDS[a .. " " .. b] then where = "ugen " .. a .. " " .. b; break end
     end
-    io_.err:write(where, ": ", res.msg, "\n")
+    io_.err:write(where, ": ", output.scalar(tostring(res.msg)), "\n")
     io_.err:flush()
     return EXIT.usage
   end
@@ -1131,7 +1179,7 @@ function _M.main(argv, io_)
     io_.err:flush()
     return EXIT.interrupted
   end
-  io_.err:write("error: internal: ", text:match("^[^\n]*"), "\n")
+  io_.err:write("error: internal: ", output.scalar(text:match("^[^\n]*")), "\n")
   if env("UGEN_DEBUG") and trace then io_.err:write(trace, "\n") end
   io_.err:flush()
   return EXIT.error

@@ -147,6 +147,82 @@ local OPTIONS = {
   headers = "table", user_agent = "string", cainfo = "string", capath = "string", rng = "function",
 }
 
+-- A URL for an error message: userinfo (user:password@) and anything from
+-- a '?' or '#' on (a query may hold a token) are not shown.
+local function shown_url(u)
+  local s, n = string_gsub(u, "^(%a[%w+.-]*://).*@", "%1<redacted>@")
+  if n == 0 then s = string_gsub(u, "^.*@", "<redacted>@") end
+  return (string_gsub(s, "[?#].*$", "?<redacted>"))
+end
+_M.shown_url = shown_url
+
+local function check_base_url(base, level)
+  level = level + 1
+  if type(base) ~= "string" or string_find(base, "[%z\1-\32\127]") then
+    error("ugen.new: base_url must be an http:// or https:// URL without spaces or control characters", level)
+  end
+  if not string_match(base, "^[hH][tT][tT][pP][sS]?://[^/?#]") then
+    error("ugen.new: base_url must be an http:// or https:// URL (got '" .. shown_url(base) .. "')", level)
+  end
+  -- every request URL is base_url .. path .. query: a query string or a
+  -- fragment in the base would swallow the path of every call
+  if string_find(base, "[?#]") then
+    error("ugen.new: base_url must not have a query string or a fragment ('?...' or '#...'): "
+      .. "give the API root only, e.g. https://api.u-gen.ai/api/v1", level)
+  end
+  -- host[:port] after any user:password@ (a malformed one is not echoed: the
+  -- authority may hold credentials)
+  local hostport = string_gsub(string_match(base, "^%a[%w+.-]*://([^/]*)"), "^.*@", "")
+  local port = string_match(hostport, "^%[[%x:.]+%](.*)$") or string_match(hostport, "^[^:%[%]]+(.*)$")
+  if not port or not (port == "" or string_find(port, "^:%d+$")) then
+    error("ugen.new: base_url has no valid host[:port] (the value is not shown: it may hold credentials)", level)
+  end
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string_byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local d1, d2 = math_floor(n / 262144) % 64, math_floor(n / 4096) % 64
+    local d3, d4 = math_floor(n / 64) % 64, n % 64
+    out[#out + 1] = string_sub(B64, d1 + 1, d1 + 1) .. string_sub(B64, d2 + 1, d2 + 1)
+      .. (b and string_sub(B64, d3 + 1, d3 + 1) or "=") .. (c and string_sub(B64, d4 + 1, d4 + 1) or "=")
+  end
+  return concat(out)
+end
+
+local function pct_decode(s)
+  return (string_gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Credentials in the base URL (https://user:password@host/...): the parts as
+-- written and decoded, and the Basic authorization libcurl makes of them.
+local function add_userinfo_secrets(owner, base)
+  local userinfo = string_match(base, "^%a[%w+.-]*://([^/?#]*)@")
+  if not userinfo then return end
+  local user, pass = string_match(userinfo, "^([^:]*):(.*)$")
+  user, pass = user or userinfo, pass or ""
+  errors.add_secrets(owner, userinfo, user, pass, pct_decode(userinfo), pct_decode(user), pct_decode(pass),
+    base64(pct_decode(user) .. ":" .. pct_decode(pass)))
+end
+
+local CREDENTIAL_HEADERS = { authorization = true, ["proxy-authorization"] = true, ["x-api-key"] = true,
+                             cookie = true }
+
+-- Values of credential headers (and the token after "Bearer "/"Basic ").
+local function add_header_secrets(owner, h)
+  if type(h) ~= "table" then return end
+  for k, v in pairs(h) do
+    if type(k) == "string" and CREDENTIAL_HEADERS[string_lower(k)] then
+      v = tostring(v)
+      errors.add_secrets(owner, v, string_match(v, "^%a+%s+(.+)$"))
+    end
+  end
+end
+_M.add_header_secrets = add_header_secrets
+
 function _M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then argerror(1, "new", "table expected, got " .. typename(opts), 2) end
@@ -175,9 +251,7 @@ function _M.new(opts)
     local env = os.getenv("UGEN_BASE_URL")
     if env and env ~= "" then base = env else base = DEFAULT_BASE_URL end
   end
-  if not string_match(base, "^[hH][tT][tT][pP][sS]?://[^/]") then
-    error("ugen.new: base_url must be an http:// or https:// URL (got '" .. tostring(base) .. "')", 2)
-  end
+  check_base_url(base, 2)
   base = string_gsub(base, "/+$", "")
 
   local send, tname = transport.resolve(opts.transport, 2)
@@ -203,20 +277,29 @@ function _M.new(opts)
   self.auth = opts.jwt and "jwt" or (opts.api_key and "api_key" or "none")
   setmetatable(self, mt)
   secrets[self] = { api_key = opts.api_key, jwt = opts.jwt }
+  -- every configured secret is scrubbed from every error (ugen.errors)
+  errors.add_secrets(self, opts.api_key, opts.jwt)
+  add_userinfo_secrets(self, base)
+  add_header_secrets(self, opts.headers)
 
   require("ugen.resources").attach(self)
   return self
 end
 
 function mt.__tostring(self)
-  local shown = string_gsub(self.base_url, "^(%a[%w+.-]*://)[^/@]*@", "%1<redacted>@")
+  local shown = string_gsub(self.base_url, "^(%a[%w+.-]*://)[^/]*@", "%1<redacted>@")
   return string_format("ugen.client(base_url=%s, auth=%s, transport=%s)",
     shown, self.auth, tostring(self.transport_name))
 end
 
+-- The client's credentials and extra values (a call's secret parameters), as
+-- a list without holes, for errors.redact (which adds every secret registered
+-- with errors.add_secrets).
 local function secret_list(self, extra)
   local s = secrets[self] or {}
-  local list = { s.api_key, s.jwt }
+  local list = {}
+  if s.api_key ~= nil then list[#list + 1] = s.api_key end
+  if s.jwt ~= nil then list[#list + 1] = s.jwt end
   if extra then for _, v in ipairs(extra) do list[#list + 1] = v end end
   return list
 end
@@ -337,7 +420,10 @@ function _M._send(self, spec)
     if next(self.default_headers) ~= nil then
       for k, v in pairs(self.default_headers) do put_header(hdrs, k, v) end
     end
-    if opts.headers then for k, v in pairs(opts.headers) do put_header(hdrs, k, v) end end
+    if opts.headers then
+      add_header_secrets(self, opts.headers)
+      for k, v in pairs(opts.headers) do put_header(hdrs, k, v) end
+    end
   end
 
   local req = {
@@ -405,6 +491,23 @@ end
 
 local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
 
+-- A path parameter that a server (or libcurl) would resolve as a dot segment
+-- and so route to another endpoint: "." or "..", alone or between slashes
+-- ("../x", "a/./b"; "/" is sent as %2F, which nginx and others decode before
+-- resolving dot segments; "\\" for servers that treat it as "/"). Refused.
+local function dot_segment(v)
+  return type(v) == "string" and string_find("/" .. v .. "/", "[/\\]%.%.?[/\\]") ~= nil
+end
+_M.dot_segment = dot_segment
+
+local DOT_MSG = "must not be '.' or '..' or hold such a segment between slashes (it would change the endpoint called)"
+
+-- The validation problem for a dot-segment path parameter.
+local function dot_problem(name, v)
+  return { type = "value_error", loc = { "path", name }, msg = "Path parameter " .. DOT_MSG, input = v }
+end
+_M.dot_problem = dot_problem
+
 -- Substitute {name} path parameters (URL-encoded) from params; returns the
 -- path and the set of used names, or nil, name of the missing one.
 local function fill_path(path, params)
@@ -447,8 +550,16 @@ function _M.request(self, method, path, params, opts)
   if not filled then
     argerror(3, "request", "params." .. used .. " is required by the path", 2)
   end
+  local bad
+  for name in pairs(used) do
+    if dot_segment(params[name]) then bad = bad or {}; bad[#bad + 1] = dot_problem(name, params[name]) end
+  end
+  if bad then return nil, _M.validation_error(bad) end     -- defined below
   local rest = {}
-  for k, v in pairs(params or {}) do if not used[k] then rest[k] = v end end
+  for k, v in pairs(params or {}) do
+    if not used[k] then rest[k] = v end
+    if errors.is_secret_key(k) then errors.add_secrets(self, v) end
+  end
   local spec = { method = method, path = filled, opts = opts, fname = "request", argn = 3, level = 3 }
   if BODY_METHODS[method] then spec.body = rest else spec.query = rest end
   local ep = endpoint_for(method, path)
@@ -481,6 +592,7 @@ local function validation_error(fields)
 end
 _M.validation_error = validation_error
 
+
 -- ep: an endpoints entry; pv: {name = value} path values (already type
 -- checked); params: user table or nil (never modified); opts: checked
 -- per-call opts. extra: {mime = ..., idempotency_key = ...} from special methods.
@@ -512,7 +624,7 @@ function _M._call(self, ep, pv, params, opts, extra)
     local ok = true
     for _, name in ipairs(ep.path_params) do
       local v = pv[name]
-      if type(v) ~= "string" or v == "" then ok = false; break end
+      if type(v) ~= "string" or v == "" or dot_segment(v) then ok = false; break end
     end
     if ok then
       local spec = { method = ep.method, path = fill_path(ep.path, pv), opts = opts, fname = ep.name,
@@ -535,11 +647,18 @@ function _M._call(self, ep, pv, params, opts, extra)
     if all[name] == "" then
       details[#details + 1] = { type = "string_too_short", loc = { "path", name },
         msg = "String should have at least 1 character", input = "", ctx = { min_length = 1 } }
+    elseif dot_segment(all[name]) then
+      details[#details + 1] = dot_problem(name, all[name])
     end
   end
+  -- secret parameters (webhook_secret, ...) stay secrets for the client's life,
+  -- whatever their type (a number given by mistake too)
   local extra_secrets = {}
   for k, v in pairs(all) do
-    if is_secret_name(k) and type(v) == "string" then extra_secrets[#extra_secrets + 1] = v end
+    if errors.is_secret_key(k) then
+      errors.add_secrets(self, v)
+      extra_secrets[#extra_secrets + 1] = v
+    end
   end
   if #details > 0 then
     return nil, errors.redact(validation_error(details), secret_list(self, extra_secrets))

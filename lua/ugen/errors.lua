@@ -15,11 +15,16 @@
 --   request_id   X-Request-Id of the response, or nil
 --   retryable    boolean: the same call may succeed later
 --   job          the last job seen (kind "job_failed", and wait timeouts)
--- tostring(err) is one readable line and never contains a secret.
+-- tostring(err) is one readable line and never contains a secret: control
+-- characters (newlines, ESC, other C0 bytes, DEL, UTF-8-encoded C1) in the
+-- fields are shown escaped ("\n", "\x1b", "\u009b"). The fields themselves
+-- keep the server's text as sent (minus secrets, see "Secrets" below).
 
-local type, pairs, ipairs, tostring, setmetatable, getmetatable =
-  type, pairs, ipairs, tostring, setmetatable, getmetatable
-local concat, string_format, string_find, string_sub = table.concat, string.format, string.find, string.sub
+local type, pairs, ipairs, tostring, setmetatable, getmetatable, select =
+  type, pairs, ipairs, tostring, setmetatable, getmetatable, select
+local concat, sort, string_format, string_find, string_sub, string_lower, string_gsub, string_byte =
+  table.concat, table.sort, string.format, string.find, string.sub, string.lower, string.gsub, string.byte
+local math_floor, math_huge = math.floor, math.huge
 
 local json = require "ugen.json"
 
@@ -58,21 +63,39 @@ end
 
 local mt = { __name = "ugen.error" }
 
+local CONTROL_ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function escape_byte(c) return CONTROL_ESCAPES[c] or string_format("\\x%02x", string_byte(c)) end
+local function escape_c1(c) return string_format("\\u%04x", string_byte(c)) end
+
+--- s with control characters escaped, for one-line display on a terminal:
+-- C0 bytes and DEL as "\n", "\r", "\t" or "\xHH"; UTF-8-encoded C1 controls
+-- (U+0080..U+009F: CSI, OSC, ...) as "\u00HH". Other bytes are kept.
+local function escape_controls(s)
+  if not string_find(s, "[%z\1-\31\127\194]") then return s end
+  s = string_gsub(s, "[%z\1-\31\127]", escape_byte)
+  return (string_gsub(s, "\194([\128-\159])", escape_c1))
+end
+_M.escape_controls = escape_controls
+
+local secret_list, scrub_string   -- defined with the redaction below
+
 function mt.__tostring(e)
-  local out = { "ugen: ", tostring(e.kind or "api"), " error" }
-  if e.status then out[#out + 1] = string_format(" (HTTP %s)", tostring(e.status)) end
-  if e.code then out[#out + 1] = " " .. tostring(e.code) end
-  out[#out + 1] = ": " .. tostring(e.message or "unknown error")
+  local list = secret_list()
+  local function show(v) return escape_controls(scrub_string(tostring(v), list)) end
+  local out = { "ugen: ", show(e.kind or "api"), " error" }
+  if e.status then out[#out + 1] = " (HTTP " .. show(e.status) .. ")" end
+  if e.code then out[#out + 1] = " " .. show(e.code) end
+  out[#out + 1] = ": " .. show(e.message or "unknown error")
   if type(e.fields) == "table" and #e.fields > 0 then
-    local list = {}
+    local list2 = {}
     for i, f in ipairs(e.fields) do
-      if i > 5 then list[#list + 1] = string_format("and %d more", #e.fields - 5); break end
-      list[#list + 1] = field_loc(f) .. ": " .. tostring(type(f) == "table" and f.msg or f)
+      if i > 5 then list2[#list2 + 1] = string_format("and %d more", #e.fields - 5); break end
+      list2[#list2 + 1] = show(field_loc(f)) .. ": " .. show(type(f) == "table" and f.msg or f)
     end
-    out[#out + 1] = " [" .. concat(list, "; ") .. "]"
+    out[#out + 1] = " [" .. concat(list2, "; ") .. "]"
   end
-  if e.retry_after then out[#out + 1] = string_format(" (retry after %gs)", e.retry_after) end
-  if e.request_id then out[#out + 1] = " (request " .. tostring(e.request_id) .. ")" end
+  if type(e.retry_after) == "number" then out[#out + 1] = string_format(" (retry after %gs)", e.retry_after) end
+  if e.request_id then out[#out + 1] = " (request " .. show(e.request_id) .. ")" end
   return concat(out)
 end
 
@@ -83,7 +106,7 @@ function _M.new(t)
   local e = {}
   for k, v in pairs(t) do e[k] = v end
   if e.retryable == nil then e.retryable = false end
-  return setmetatable(e, mt)
+  return _M.redact(setmetatable(e, mt))
 end
 
 -- errors.is(err, kind): err is an SDK error (of that kind, when kind is given).
@@ -131,7 +154,7 @@ function _M.from_response(status, body, request_id, keep_null)
       e.kind = "decode"
       e.message = string_format("HTTP %d %s with a body that is not valid JSON (%s)",
         status, _M.reason(status), derr)
-      return setmetatable(e, mt)
+      return _M.redact(setmetatable(e, mt))
     end
   end
   if type(decoded) == "table" then
@@ -164,7 +187,7 @@ function _M.from_response(status, body, request_id, keep_null)
     e.message = string_format("HTTP %d %s", status, _M.reason(status))
     if derr ~= nil then e.message = e.message .. " (body is not JSON)" end
   end
-  return setmetatable(e, mt)
+  return _M.redact(setmetatable(e, mt))
 end
 
 -- Build the error for a failed transfer (no usable response).
@@ -187,37 +210,184 @@ function _M.from_transport(t)
     retryable = retryable,
     sent = t.sent,
   }
-  return setmetatable(e, mt)
+  return _M.redact(setmetatable(e, mt))
 end
 
--- Replace every occurrence of each secret (strings of >= 8 chars) in the
--- error's strings (message, details, fields, nested) by "<redacted>".
-local function scrub(v, secrets, depth)
-  if type(v) == "string" then
-    for _, s in ipairs(secrets) do
-      local i = 1
-      while true do
-        local a, b = string_find(v, s, i, true)
-        if not a then break end
-        v = string_sub(v, 1, a - 1) .. "<redacted>" .. string_sub(v, b + 1)
-        i = a + 10
-      end
-    end
-    return v
-  elseif type(v) == "table" and depth < 16 and getmetatable(v) == nil then
-    for k, x in pairs(v) do v[k] = scrub(x, secrets, depth + 1) end
+---------------------------------------------------------------------------
+-- Secrets and redaction
+--
+-- Every secret a client is configured with (api_key, jwt, credentials in its
+-- base_url, credential headers) or has sent (any *_secret parameter, e.g.
+-- webhooks:set's webhook_secret) is registered here under its owner (the
+-- client, weakly held: the entry goes when the client is collected). Every
+-- error this module builds (new, from_response, from_transport) is scrubbed
+-- of every registered secret of every live owner, so an error made anywhere
+-- in the SDK (jobs:wait's job_failed, downloads, the scheduler) is covered,
+-- whatever client it came from. Scrubbing: each occurrence of a secret (as
+-- given, and in its JSON-escaped form) in any string of the error, at any
+-- depth, keys included, becomes "<redacted>"; values under secret-named keys
+-- (webhook_secret, api_key, jwt, authorization, ...) and the `input` of a
+-- validation problem about such a field are replaced whole, whatever their
+-- type or length. Free-text search needs MIN_SECRET characters: a shorter
+-- secret would turn ordinary words into "<redacted>".
+
+local REDACTED = "<redacted>"
+local MIN_SECRET = 8
+_M.MIN_SECRET = MIN_SECRET
+
+local owners = setmetatable({}, { __mode = "k" })   -- owner -> { [secret string] = true }
+
+local SECRET_KEYS = {
+  api_key = true, apikey = true, ["api-key"] = true, x_api_key = true, ["x-api-key"] = true, jwt = true,
+  authorization = true, ["proxy-authorization"] = true, proxy_authorization = true, cookie = true,
+  password = true, passwd = true, secret = true,
+}
+
+-- A key naming a secret: the list above (any case) or anything ending in "secret"/"password".
+local function is_secret_key(k)
+  if type(k) ~= "string" then return false end
+  local l = string_lower(k)
+  return SECRET_KEYS[l] == true or string_find(l, "secret$") ~= nil or string_find(l, "password$") ~= nil
+end
+_M.is_secret_key = is_secret_key
+
+-- The text forms of a secret value that can appear in a message: the string
+-- as given and JSON-escaped; a number as Lua, JSON and %.17g print it.
+local function forms_of(v, out)
+  if type(v) == "number" then
+    if v ~= v or v == math_huge or v == -math_huge then return out end
+    local list = { tostring(v), json.encode(v), string_format("%.17g", v) }
+    if v == math_floor(v) and v > -2^63 and v < 2^63 then list[#list + 1] = string_format("%d", v) end
+    for _, x in ipairs(list) do if type(x) == "string" then forms_of(x, out) end end
+    return out
   end
+  if type(v) ~= "string" or #v < MIN_SECRET then return out end
+  out[v] = true
+  local j = json.encode(v)
+  if type(j) == "string" then
+    j = string_sub(j, 2, -2)
+    if j ~= v then out[j] = true end
+  end
+  return out
+end
+
+--- Register secret values (strings or numbers; anything else is ignored) for owner.
+function _M.add_secrets(owner, ...)
+  local set = owners[owner]
+  if not set then
+    set = {}
+    owners[owner] = set
+  end
+  for i = 1, select("#", ...) do forms_of((select(i, ...)), set) end
+end
+
+local function longest_first(a, b) return #a > #b end
+
+local function sorted(set)
+  local list = {}
+  for v in pairs(set) do list[#list + 1] = v end
+  if #list > 1 then sort(list, longest_first) end
+  return list
+end
+
+--- The text forms of the given values only (no registered ones), longest
+-- first: the list scrub_string takes.
+function _M.secret_forms(values)
+  local set = {}
+  for _, v in ipairs(values) do forms_of(v, set) end
+  return sorted(set)
+end
+
+-- Every registered secret (plus extra), longest first so a secret that holds
+-- another is replaced whole.
+secret_list = function(extra)
+  local set = {}
+  for _, s in pairs(owners) do
+    for v in pairs(s) do set[v] = true end
+  end
+  if extra then
+    for _, v in ipairs(extra) do forms_of(v, set) end
+  end
+  return sorted(set)
+end
+_M.secret_list = secret_list
+
+-- s with every occurrence of each secret in list replaced by "<redacted>".
+scrub_string = function(s, list)
+  for i = 1, #list do
+    local sec = list[i]
+    local a = string_find(s, sec, 1, true)
+    if a then
+      local parts, from = {}, 1
+      while a do
+        parts[#parts + 1] = string_sub(s, from, a - 1)
+        parts[#parts + 1] = REDACTED
+        from = a + #sec
+        a = string_find(s, sec, from, true)
+      end
+      parts[#parts + 1] = string_sub(s, from)
+      s = concat(parts)
+    end
+  end
+  return s
+end
+_M.scrub_string = scrub_string
+
+-- v with secrets scrubbed; tables are copied where something changes (the
+-- caller's tables, e.g. the job in err.job, are never modified). Plain
+-- tables, JSON arrays and nested errors are walked; other objects are kept.
+local scrub
+scrub = function(v, list, depth)
+  local tv = type(v)
+  if tv == "string" then return scrub_string(v, list) end
+  if tv ~= "table" or depth > 32 then return v end
+  local m = getmetatable(v)
+  if m ~= nil and m ~= mt and not json.is_array(v) then return v end
+  local copy
+  for k, x in pairs(v) do
+    local nk = type(k) == "string" and scrub_string(k, list) or k
+    local nx
+    if is_secret_key(k) and (type(x) == "string" or type(x) == "number") then
+      nx = REDACTED
+    else
+      nx = scrub(x, list, depth + 1)
+    end
+    if nk ~= k or nx ~= x then
+      if not copy then
+        copy = {}
+        for k2, x2 in pairs(v) do copy[k2] = x2 end
+      end
+      if nk ~= k then copy[k] = nil end
+      copy[nk] = nx
+    end
+  end
+  -- a validation problem about a secret field: its input is the secret (a
+  -- table input was walked above)
+  local loc, input = v.loc, v.input
+  if type(loc) == "table" and input ~= nil and input ~= REDACTED and type(input) ~= "table"
+      and is_secret_key(loc[#loc]) then
+    if not copy then
+      copy = {}
+      for k2, x2 in pairs(v) do copy[k2] = x2 end
+    end
+    copy.input = REDACTED
+  end
+  if copy then return setmetatable(copy, m) end
   return v
 end
 
-function _M.redact(e, secrets)
-  local list = {}
-  for _, s in ipairs(secrets) do
-    if type(s) == "string" and #s >= 8 then list[#list + 1] = s end
-  end
-  if #list == 0 then return e end
+--- Scrub err in place (every field, any depth; tables are replaced by scrubbed
+-- copies) of every registered secret and of `extra` (a list of values). Returns err.
+function _M.redact(e, extra)
+  local list = secret_list(extra)
   for k, v in pairs(e) do
-    if k ~= "job" then e[k] = scrub(v, list, 0) end
+    local nv
+    if is_secret_key(k) and (type(v) == "string" or type(v) == "number") then
+      nv = REDACTED
+    else
+      nv = scrub(v, list, 0)
+    end
+    if nv ~= v then e[k] = nv end
   end
   return e
 end

@@ -122,10 +122,16 @@ describe("endpoints (sandbox)", function()
       assert.equal("validation", err.kind)
       assert.equal(1, #calls)
       assert.has_error(function() c.models:get(nil) end, "bad argument #1 to 'get' (string expected, got nil)")
-      -- path values are URL-encoded: never another route
-      r, err = c.models:get("../credits/balance")
+      -- path values are URL-encoded: never another route ("/" goes out as %2F);
+      -- a dot segment, which servers resolve after decoding %2F, is refused
+      r, err = c.models:get("a/b")
       assert.is_nil(r)
       assert.equal("MODEL_NOT_FOUND", err.code)
+      assert.equal(2, #calls)
+      r, err = c.models:get("../credits/balance")
+      assert.is_nil(r)
+      assert.equal("validation", err.kind)
+      assert.equal(2, #calls)
     end)
 
     it("try: a task id at once; its status through client:request; errors", function()

@@ -79,6 +79,71 @@ describe("ugen.json", function()
   end)
 end)
 
+-- The decode rule (JSON null dropped unless keep_null; on 5.3+ integral numbers strictly inside
+-- +-2^53 are integers), checked through json.decode against literal tables. Number texts are
+-- chosen so that a cjson that keeps integers (json.native_integers) decodes them alike.
+describe("ugen.json decode rule", function()
+  local math_type = rawget(math, "type")
+  local null = json.null
+
+  -- v must equal `want` and, where Lua has two number types, be of type `kind`
+  local function number_is(want, kind, v, what)
+    assert.equal(want, v, what)
+    if math_type then assert.equal(kind, math_type(v), what) end
+  end
+
+  it("makes integral numbers inside +-2^53 integers and leaves the rest floats", function()
+    local cases = {
+      { "14", 14, "integer" }, { "1e3", 1000, "integer" }, { "-0.0", 0, "integer" }, { "7.0", 7, "integer" },
+      { "9007199254740991.0", 9007199254740991, "integer" }, { "-9007199254740991.0", -9007199254740991, "integer" },
+      { "9007199254740992.0", 2^53, "float" }, { "-9007199254740992.0", -2^53, "float" },
+      { "1.5", 1.5, "float" }, { "2e-3", 0.002, "float" }, { "1e300", 1e300, "float" },
+      { "1.2345678901234568e29", 1.2345678901234568e29, "float" },
+    }
+    local texts = {}
+    for i, c in ipairs(cases) do texts[i] = c[1] end
+    local list = "[" .. table.concat(texts, ",") .. "]"
+    for _, keep in ipairs({ false, true }) do
+      local arr = json.decode(list, keep)
+      local obj = json.decode('{"a":{"b":' .. list .. '},"n":null}', keep)
+      assert.equal(#cases, #arr)
+      for i, c in ipairs(cases) do
+        number_is(c[2], c[3], arr[i], c[1] .. " in an array")
+        number_is(c[2], c[3], obj.a.b[i], c[1] .. " nested in objects")
+        number_is(c[2], c[3], json.decode(c[1], keep), c[1] .. " at the top level")
+      end
+    end
+  end)
+
+  it("drops nulls at every depth, keeps them as json.null with keep_null", function()
+    local text = '{"a":null,"b":[1,null,{"c":null,"d":[null]}],"e":{"f":{"g":null,"h":2.0}},"s":"null"}'
+    assert.same({ b = { 1, nil, { d = {} } }, e = { f = { h = 2 } }, s = "null" }, json.decode(text))
+    assert.same({ a = null, b = { 1, null, { c = null, d = { null } } }, e = { f = { g = null, h = 2 } }, s = "null" },
+      json.decode(text, true))
+    local v = json.decode("[null,null,3]")
+    assert.is_nil(v[1]); assert.is_nil(v[2]); number_is(3, "integer", v[3], "after two holes")
+    assert.same({ k = "null" }, json.decode('{"k":"null"}'))
+  end)
+
+  it("gives nil for a top-level null (json.null with keep_null) and leaves other scalars alone", function()
+    assert.equal(1, select("#", json.decode("null")))
+    assert.is_nil(json.decode("null"))
+    assert.equal(null, json.decode("null", true))
+    assert.equal("null", json.decode('"null"'))
+    assert.is_true(json.decode("true"))
+    assert.is_false(json.decode("false", true))
+    assert.same({}, json.decode("[]"))
+  end)
+
+  it("applies the rule down to cjson's depth limit (128)", function()
+    local deep = assert(json.decode(string.rep("[", 127) .. '{"x":null,"y":5.0}' .. string.rep("]", 127)))
+    for _ = 1, 127 do deep = deep[1] end
+    assert.is_nil(deep.x)
+    number_is(5, "integer", deep.y, "127 arrays deep")
+    assert.is_nil(json.decode(string.rep("[", 129) .. string.rep("]", 129)))
+  end)
+end)
+
 describe("ugen.json numbers", function()
   it("decodes integral numbers as integers where Lua has them", function()
     local v = json.decode('{"a":14,"b":1.5,"c":[3,-2],"d":1e300}')

@@ -209,7 +209,8 @@ function _M.run(opts)
   local verify_opts = { tolerance = opts.tolerance }
 
   local function note(msg)
-    errf:write(msg, "\n")
+    -- request lines and events come from the network: never raw bytes on a terminal
+    errf:write(output.scalar(msg), "\n")
     errf:flush()
   end
 
@@ -266,7 +267,8 @@ function _M.run(opts)
       out:write(line, "\n")
     else
       out:write(string_format("received %s for job %s (signature verified%s)\n",
-        tostring(event.event), tostring(event.job_id), dup and ", duplicate delivery" or ""))
+        output.scalar(tostring(event.event)), output.scalar(tostring(event.job_id)),
+        dup and ", duplicate delivery" or ""))
       local text = output.format(event)
       out:write("  ", (text:gsub("\n", "\n  ")), "\n")
     end

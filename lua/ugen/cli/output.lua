@@ -5,8 +5,15 @@
 -- Machine output (--json): one JSON document per command on stdout.
 -- Secrets are never printed: keys named like a secret are redacted in every
 -- table shown, and error lines are built from the error's fields only.
+-- Server data never drives the terminal: in human output every string from a
+-- result or an error (keys too) has its control characters escaped ("\n",
+-- "\x1b", "\u009b": ugen.errors.escape_controls); JSON output escapes C0 and
+-- DEL (cjson) and UTF-8-encoded C1 controls ("\u009b") as well.
 
 local json = require "ugen.json"
+local errors = require "ugen.errors"
+
+local escape_controls = errors.escape_controls
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -71,9 +78,10 @@ function _M.redacted(v, depth)
   return out
 end
 
+--- A value from server data as one line of text, control characters escaped.
 local function scalar(v)
   if v == json.null or v == nil then return "null" end
-  if type(v) == "string" then return v end
+  if type(v) == "string" then return escape_controls(v) end
   if type(v) == "number" then
     if v == math.floor(v) and v > -1e15 and v < 1e15 then return string_format("%d", v) end
     return tostring(v)
@@ -105,13 +113,13 @@ local function emit(lines, v, indent, depth)
     local x = v[k]
     if type(x) == "table" and x ~= json.null then
       if next(x) == nil then
-        lines[#lines + 1] = pad .. tostring(k) .. ": " .. (json.is_array(x) and "[]" or "{}")
+        lines[#lines + 1] = pad .. escape_controls(tostring(k)) .. ": " .. (json.is_array(x) and "[]" or "{}")
       else
-        lines[#lines + 1] = pad .. tostring(k) .. ":"
+        lines[#lines + 1] = pad .. escape_controls(tostring(k)) .. ":"
         emit(lines, x, indent + 1, depth + 1)
       end
     else
-      lines[#lines + 1] = pad .. tostring(k) .. ": " .. scalar(x)
+      lines[#lines + 1] = pad .. escape_controls(tostring(k)) .. ": " .. scalar(x)
     end
   end
 end
@@ -124,12 +132,17 @@ function _M.format(v)
   return concat(lines, "\n")
 end
 
+local function c1_escape(c) return string_format("\\u%04x", c:byte()) end
+
 --- JSON text for v (secrets redacted). Never raises; unencodable values give an error object.
+-- cjson escapes C0 and DEL; UTF-8-encoded C1 controls (only possible inside
+-- strings) become \u0080..\u009f too, so no byte of the output drives a terminal.
 function _M.to_json(v)
   local s, err = json.encode(_M.redacted(v))
   if not s then
     return json.encode({ error = { kind = "decode", message = "cannot encode output: " .. tostring(err) } })
   end
+  if s:find("\194", 1, true) then s = s:gsub("\194([\128-\159])", c1_escape) end
   return s
 end
 
@@ -181,8 +194,7 @@ end
 -- Built from the error's fields (never from request data), so no secret can appear.
 function _M.error_text(err)
   if type(err) ~= "table" then
-    local s = tostring(err)
-    return (s:gsub("[\r\n]+", " "))
+    return escape_controls(tostring(err))
   end
   local kind = _M.kind_of(err)
   local msg = err.message ~= nil and tostring(err.message) or nil
@@ -209,7 +221,7 @@ function _M.error_text(err)
   if err.retry_after then facts[#facts + 1] = string_format("retry after %gs", err.retry_after) end
   if err.request_id then facts[#facts + 1] = "request " .. tostring(err.request_id) end
   if #facts > 0 then parts[#parts + 1] = " (" .. concat(facts, ", ") .. ")" end
-  return (concat(parts):gsub("[\r\n]+", " "))
+  return escape_controls(concat(parts))
 end
 
 --- JSON-able table for an error (for --json): kind, message, status, code, ...
