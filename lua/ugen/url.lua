@@ -40,14 +40,20 @@
 --     result). The fragment is dropped; a relative ref keeps base's userinfo.
 --
 --   url.remove_dot_segments(path) -> path (RFC 3986 5.2.4)
---   url.redact(s) -> s with any userinfo shown as "<redacted>"
+--   url.redact(s) -> s for a message: any userinfo (everything up to the last
+--     '@' before a '?' or '#') shown as "<redacted>@", and anything from a '?'
+--     or '#' on as "?<redacted>" (a query may hold a token or a signature)
 --
 -- Building URLs (the SDK's path parameters and queries):
 --   url.encode_component(s)  percent-encodes every byte but A-Z a-z 0-9 - . _ ~
 --                            (a query name or value)
---   url.encode_segment(s)    the same for one path segment; "." and ".." are
---                            written "%2E" / "%2E%2E" so a value never becomes a
---                            dot segment
+--   url.encode_segment(s)    the same for one path segment ('/' is %2F)
+--   url.dot_segment(v)       true when the string v would be resolved as a dot
+--                            segment by a server or libcurl: "." or "..", alone
+--                            or between '/' or a backslash ("../x", "a/./b").
+--                            Such a value must be refused, not encoded: "%2E%2E"
+--                            and "%2F" are decoded by servers such as nginx
+--                            before they resolve dot segments.
 --   url.scalar_string(v)     a number (integers without exponent or ".0"),
 --                            boolean or string as text
 --   url.build_query(q[, skip]) {k = v} -> "?a=1&b=x" or "": keys sorted, a list
@@ -260,7 +266,9 @@ end
 
 function _M.redact(s)
   check_string(s, 1, "redact")
-  return (string_gsub(s, "^(%a[%w+.-]*://)[^/?#]*@", "%1<redacted>@"))
+  local out, n = string_gsub(s, "^(%a[%w+.-]*://)[^?#]*@", "%1<redacted>@")
+  if n == 0 then out = string_gsub(s, "^[^?#]*@", "<redacted>@") end
+  return (string_gsub(out, "[?#].*$", "?<redacted>"))
 end
 
 ---------------------------------------------------------------------------
@@ -280,9 +288,11 @@ end
 
 function _M.encode_segment(s)
   check_string(s, 1, "encode_segment")
-  if s == "." then return "%2E" end
-  if s == ".." then return "%2E%2E" end
   return encode_component(s)
+end
+
+function _M.dot_segment(v)
+  return type(v) == "string" and string_find("/" .. v .. "/", "[/\\]%.%.?[/\\]") ~= nil
 end
 
 local function scalar_string(v)

@@ -247,10 +247,14 @@ describe("ugen.url", function()
     assert.equal("/plain/path", url.remove_dot_segments("/plain/path"))
   end)
 
-  it("redact hides the userinfo only", function()
-    assert.equal("https://<redacted>@h/p?q", url.redact("https://user:secret@h/p?q"))
+  it("redact hides userinfo, query and fragment, also in malformed URLs", function()
+    assert.equal("https://<redacted>@h/p?<redacted>", url.redact("https://user:secret@h/p?sig=secret"))
     assert.equal("https://<redacted>@h/", url.redact("https://a@b@h/"))
-    assert.equal("https://h/a@b", url.redact("https://h/a@b"))
+    assert.equal("https://<redacted>@h/", url.redact("https://user:pass/word@h/"))   -- unencoded '/'
+    assert.equal("<redacted>@h/x", url.redact("user:secret@h/x"))                    -- no scheme
+    assert.equal("<redacted>@h", url.redact("http:/user:secret@h"))
+    assert.equal("https://h/?<redacted>", url.redact("https://h/?a=x@y"))
+    assert.equal("https://h/p?<redacted>", url.redact("https://h/p#frag"))
     assert.equal("https://h/", url.redact("https://h/"))
   end)
 
@@ -262,15 +266,18 @@ describe("ugen.url", function()
       assert.equal("", url.encode_component(""))
     end)
 
-    it("encode_segment never yields a dot segment or a separator", function()
-      assert.equal("%2E", url.encode_segment("."))
-      assert.equal("%2E%2E", url.encode_segment(".."))
-      assert.equal("...", url.encode_segment("..."))
+    it("encode_segment encodes separators; dot_segment finds what must be refused instead", function()
       assert.equal("a.b", url.encode_segment("a.b"))
       assert.equal("..%2F..%2Fetc", url.encode_segment("../../etc"))
-      assert.equal("a%3Fb%23c", url.encode_segment("a?b#c"))
+      assert.equal("a%3Fb%23c%5C", url.encode_segment("a?b#c\\"))
       assert.has_error(function() url.encode_segment(5) end,
         "bad argument #1 to 'encode_segment' (string expected, got number)")
+      for _, v in ipairs({ ".", "..", "../x", "x/..", "a/./b", "..\\x", "x\\.", "/../" }) do
+        assert.is_true(url.dot_segment(v), v)
+      end
+      for _, v in ipairs({ "...", ".x", "x.", "a..b", "a.b/c", "", "%2E%2E", 5 }) do
+        assert.is_false(url.dot_segment(v), tostring(v))
+      end
     end)
 
     it("scalar_string writes integers without exponent, floats exactly, booleans as words", function()
