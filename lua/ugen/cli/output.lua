@@ -31,12 +31,9 @@ local FIRST = {
 local RANK = {}
 for i, k in ipairs(FIRST) do RANK[k] = i end
 
-local SECRET_KEYS = { webhook_secret = true, secret = true, api_key = true, jwt = true, password = true }
-
--- true when key names a secret (never printed).
-local function is_secret_key(k)
-  return type(k) == "string" and (SECRET_KEYS[k] or k:match("_secret$") ~= nil)
-end
+-- A key naming a secret (its value is never printed): the SDK's rule, the
+-- one its errors are redacted by.
+local is_secret_key = errors.is_secret_key
 
 local function is_array(t)
   if json.is_array(t) then return true end
