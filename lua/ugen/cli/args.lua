@@ -16,7 +16,7 @@ local json = require "ugen.json"
 
 local _M = { _VERSION = "0.1.0" }
 
-local type, ipairs, pairs, tostring, tonumber = type, ipairs, pairs, tostring, tonumber
+local type, ipairs, pairs, tostring, tonumber, select = type, ipairs, pairs, tostring, tonumber, select
 local concat, sort = table.concat, table.sort
 local floor, huge = math.floor, math.huge
 local tointeger = rawget(math, "tointeger") -- 5.3+ only
@@ -153,6 +153,15 @@ local function check_rules(spec, v, shown)
   return v
 end
 
+--- The lists of flag specs given, one after the other, as one new list.
+function _M.join(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    for _, s in ipairs((select(i, ...))) do out[#out + 1] = s end
+  end
+  return out
+end
+
 --- Index a list of flag specs: name/alias/short -> spec.
 function _M.index(specs)
   local by = {}
@@ -256,11 +265,10 @@ function _M.parse(argv, first, specs, max_positional)
 end
 
 --- Fill values from env fallbacks; then check required flags. Returns true | nil, message.
-function _M.finish(values, specs, getenv)
-  getenv = getenv or os.getenv
+function _M.finish(values, specs)
   for _, s in ipairs(specs) do
     if values[s.key] == nil and s.env then
-      local e = getenv(s.env)
+      local e = os.getenv(s.env)
       if e and e ~= "" then
         local v, err = convert(s, e, s.env)
         if v == nil then return nil, err end

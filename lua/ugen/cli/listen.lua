@@ -349,8 +349,4 @@ function _M.run(opts)
   return 0
 end
 
--- exported for tests
-_M.MAX_BODY = MAX_BODY
-
-
 return _M

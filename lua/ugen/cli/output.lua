@@ -31,12 +31,9 @@ local FIRST = {
 local RANK = {}
 for i, k in ipairs(FIRST) do RANK[k] = i end
 
-local SECRET_KEYS = { webhook_secret = true, secret = true, api_key = true, jwt = true, password = true }
-
---- true when key names a secret (never printed).
-function _M.is_secret_key(k)
-  return type(k) == "string" and (SECRET_KEYS[k] or k:match("_secret$") ~= nil)
-end
+-- A key naming a secret (its value is never printed): the SDK's rule, the
+-- one its errors are redacted by.
+local is_secret_key = errors.is_secret_key
 
 local function is_array(t)
   if json.is_array(t) then return true end
@@ -62,16 +59,16 @@ local function sorted_keys(t)
   return keys
 end
 
---- Copy of v with secret-named keys replaced by "<redacted>" (for output).
-function _M.redacted(v, depth)
+-- Copy of v with secret-named keys replaced by "<redacted>" (for output).
+local function redacted(v, depth)
   depth = depth or 0
   if type(v) ~= "table" or depth > 32 then return v end
   local out = {}
   for k, x in pairs(v) do
-    if _M.is_secret_key(k) and x ~= nil and x ~= json.null then
+    if is_secret_key(k) and x ~= nil and x ~= json.null then
       out[k] = "<redacted>"
     else
-      out[k] = _M.redacted(x, depth + 1)
+      out[k] = redacted(x, depth + 1)
     end
   end
   if json.is_array(v) then json.array(out) end
@@ -128,7 +125,7 @@ end
 function _M.format(v)
   if type(v) ~= "table" then return scalar(v) end
   local lines = {}
-  emit(lines, _M.redacted(v), 0, 0)
+  emit(lines, redacted(v), 0, 0)
   return concat(lines, "\n")
 end
 
@@ -138,7 +135,7 @@ local function c1_escape(c) return string_format("\\u%04x", c:byte()) end
 -- cjson escapes C0 and DEL; UTF-8-encoded C1 controls (only possible inside
 -- strings) become \u0080..\u009f too, so no byte of the output drives a terminal.
 function _M.to_json(v)
-  local s, err = json.encode(_M.redacted(v))
+  local s, err = json.encode(redacted(v))
   if not s then
     return json.encode({ error = { kind = "decode", message = "cannot encode output: " .. tostring(err) } })
   end
@@ -156,7 +153,7 @@ function _M.table(rows, cols)
       local v = row[col[1]]
       local s = (v == nil or v == json.null) and "-" or scalar(v)
       if type(v) == "table" and v ~= json.null then s = _M.to_json(v) end
-      if _M.is_secret_key(col[1]) then s = "<redacted>" end
+      if is_secret_key(col[1]) then s = "<redacted>" end
       cells[r][c] = s
       if #s > widths[c] then widths[c] = #s end
     end

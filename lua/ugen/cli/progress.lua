@@ -56,8 +56,8 @@ local function pct_text(p)
   return string_format("%5.1f%%", p)
 end
 
---- Describe the stage: "generation (4/8)".
-function _M.stage_text(stage)
+-- Describe the stage: "generation (4/8)".
+local function stage_text(stage)
   if type(stage) ~= "string" then return "waiting" end
   local i = STAGE_INDEX[stage]
   if i then return string_format("%s (%d/%d)", stage, i, NSTAGES) end
@@ -87,7 +87,7 @@ function _M:update(job)
   if type(job) ~= "table" then return end
   local p = percent_of(job)
   local status = job.status and tostring(job.status) or "?"
-  local stage = _M.stage_text(job.current_stage)
+  local stage = stage_text(job.current_stage)
   local el = _M.elapsed_text(self:elapsed())
   if self.tty then
     local line = string_format("%-18s %s %s  %s  %s", stage, _M.bar(p), pct_text(p), el, status)
@@ -113,8 +113,8 @@ end
 
 --- Is file descriptor `fd` (1 or 2) a terminal? Uses the POSIX `test -t`.
 -- UGEN_TTY=1/0 overrides (for tests and for CI logs that want either style).
-function _M.isatty(fd, getenv)
-  local force = (getenv or os.getenv)("UGEN_TTY")
+function _M.isatty(fd)
+  local force = os.getenv("UGEN_TTY")
   if force == "1" then return true elseif force == "0" then return false end
   local r = os.execute("test -t " .. tostring(fd))
   return r == true or r == 0
