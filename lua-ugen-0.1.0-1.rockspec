@@ -33,6 +33,7 @@ test = { type = "busted" }
 build = {
   type = "builtin",
   modules = {
+    ["ugen.args"] = "lua/ugen/args.lua",
     ["ugen.cli"] = "lua/ugen/cli.lua",
     ["ugen.cli.args"] = "lua/ugen/cli/args.lua",
     ["ugen.cli.listen"] = "lua/ugen/cli/listen.lua",
