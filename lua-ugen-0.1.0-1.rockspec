@@ -47,6 +47,7 @@ build = {
     ["ugen"] = "lua/ugen/init.lua",
     ["ugen.json"] = "lua/ugen/json.lua",
     ["ugen.media"] = "lua/ugen/media.lua",
+    ["ugen.native"] = "lua/ugen/native.lua",
     ["ugen.ngx"] = "lua/ugen/ngx.lua",
     ["ugen.resources.download"] = "lua/ugen/resources/download.lua",
     ["ugen.resources"] = "lua/ugen/resources/init.lua",
