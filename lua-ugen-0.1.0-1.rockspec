@@ -40,6 +40,7 @@ build = {
     ["ugen.cli.output"] = "lua/ugen/cli/output.lua",
     ["ugen.cli.progress"] = "lua/ugen/cli/progress.lua",
     ["ugen.client"] = "lua/ugen/client.lua",
+    ["ugen.clock"] = "lua/ugen/clock.lua",
     ["ugen.crypto"] = "lua/ugen/crypto.lua",
     ["ugen.endpoints"] = "lua/ugen/endpoints.lua",
     ["ugen.errors"] = "lua/ugen/errors.lua",
