@@ -8,18 +8,20 @@
 --   crypto.uuid4()                -> "xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx"
 --   crypto.new_secret()           -> 64 hex characters (32 random bytes)
 
-local sched = require "ugen.sched"
+local args = require "ugen.args"
+local native = require "ugen.native"
 
 local type, pairs, error = type, pairs, error
 local string_byte, string_char, string_format, string_sub = string.byte, string.char, string.format, string.sub
 
 local _M = { _VERSION = "0.1.0" }
 
-local function core() return sched.core() end
+local hmac_key, random_bytes, hex = native.hmac_key, native.random_bytes, native.hex
 
-function _M.hmac_sha256(key, msg)
-  return core().hmac_sha256(key, msg)
-end
+_M.hmac_sha256 = native.hmac_sha256
+_M.consteq = native.consteq
+_M.random_bytes = random_bytes
+_M.hex = hex
 
 -- Keyed contexts (ugen.hmac_key) for the last few keys: a webhook receiver checks every delivery
 -- with the same secret (two while rotating), and setting a key up costs more than hashing 1 KiB.
@@ -31,11 +33,10 @@ function _M.hmac_hex(key, ...)
   local k = keys[key]
   if not k then
     if type(key) ~= "string" or key == "" then
-      local got = key == "" and "empty string" or type(key)
-      error("bad argument #1 to 'hmac_hex' (non-empty string expected, got " .. got .. ")", 2)
+      args.argerror(1, "hmac_hex", "non-empty string expected, got " .. args.describe_type(key), 2)
     end
     local err
-    k, err = core().hmac_key(key)
+    k, err = hmac_key(key)
     if not k then return nil, err end
     if nkeys >= KEYS_MAX then
       for _, old in pairs(keys) do old:close() end
@@ -47,20 +48,8 @@ function _M.hmac_hex(key, ...)
   return k:hex(...)
 end
 
-function _M.consteq(a, b)
-  return core().consteq(a, b)
-end
-
-function _M.random_bytes(n)
-  return core().random_bytes(n)
-end
-
-function _M.hex(s)
-  return core().hex(s)
-end
-
 local function must_random(n)
-  local b, err = core().random_bytes(n)
+  local b, err = random_bytes(n)
   if not b then
     -- the CSPRNG failing is not something a caller can handle: refuse loudly
     error("ugen: the OpenSSL random generator failed: " .. tostring(err and err.message or err), 3)
@@ -73,14 +62,14 @@ function _M.uuid4()
   local b7, b9 = string_byte(b, 7), string_byte(b, 9)
   b = string_sub(b, 1, 6) .. string_char(0x40 + b7 % 16) .. string_sub(b, 8, 8)
       .. string_char(0x80 + b9 % 64) .. string_sub(b, 10)
-  local h = core().hex(b)
+  local h = hex(b)
   return string_format("%s-%s-%s-%s-%s",
     string_sub(h, 1, 8), string_sub(h, 9, 12), string_sub(h, 13, 16),
     string_sub(h, 17, 20), string_sub(h, 21, 32))
 end
 
 function _M.new_secret()
-  return core().hex(must_random(32))
+  return hex(must_random(32))
 end
 
 return _M

@@ -14,6 +14,7 @@
 --                      which case it stays json.null.
 
 local cjson = require("cjson.safe").new()
+local argerror = require("ugen.args").argerror
 
 local type, pairs, next, setmetatable, getmetatable, rawget, require =
   type, pairs, next, setmetatable, getmetatable, rawget, require
@@ -35,11 +36,11 @@ local array_mt = { __name = "ugen.array" }
 function _M.array(t)
   if t == nil then t = {} end
   if type(t) ~= "table" then
-    error("bad argument #1 to 'array' (table expected, got " .. type(t) .. ")", 2)
+    argerror(1, "array", "table expected, got " .. type(t), 2)
   end
   local mt = getmetatable(t)
   if mt ~= nil and mt ~= array_mt then
-    error("bad argument #1 to 'array' (table already has a metatable)", 2)
+    argerror(1, "array", "table already has a metatable", 2)
   end
   return setmetatable(t, array_mt)
 end
@@ -94,7 +95,8 @@ local null = cjson.null
 -- The pass after cjson.decode (the SDK's rule: JSON null dropped unless keep_null, and on Lua 5.3+
 -- integral numbers inside +-2^53 made integers, so 14 prints as 14, not 14.0) has one
 -- implementation: core.json_clean in csrc/ugen_json.c, which every PUC Lua (5.1, 5.3, 5.4) runs.
--- The SDK cannot work without the C core (requests, ids, signatures), so it is required here.
+-- The SDK cannot work without the C core (requests, ids, signatures), so it is required here
+-- (through ugen.native, which says what to do when the core cannot be loaded).
 -- LuaJIT has one number type, so there the rule is only "drop nulls", and this loop, compiled by
 -- the JIT, does that about 2.5x faster than a C function can through LuaJIT's C API (a 100-job
 -- page: 25 us against 61; bench/json_decode.lua), so LuaJIT (and nginx) run it instead.
@@ -116,7 +118,7 @@ if rawget(_G, "jit") ~= nil then
     return v
   end
 else
-  clean = require("ugen.core").json_clean
+  clean = require("ugen.native").json_clean
 end
 
 -- A lua-cjson that decodes integers as integers (OpenResty's 2.1.0.9+, on 5.3+), or one number

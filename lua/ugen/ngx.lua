@@ -48,9 +48,11 @@ local unpack = table.unpack or unpack
 
 local _M = { _VERSION = "0.1.0", DEFAULT_MAX_BODY = 1048576 }
 
-local function argerr(fname, msg, level)
-  error(string_format("bad argument #1 to '%s' (%s)", fname, msg), level + 1)
-end
+local args = require "ugen.args"
+local argerror = args.argerror
+
+local HANDLER_OPTS = { secret = true, on_event = true, tolerance = true, max_body = true, dedupe = true,
+                       dedupe_ttl = true, replay_status = true }
 
 local function respond(status, t)
   ngx.status = status
@@ -120,46 +122,39 @@ _M.event_key = event_key
 
 function _M.webhook_handler(opts)
   local F = "webhook_handler"
-  if type(opts) ~= "table" then argerr(F, "table expected, got " .. type(opts), 2) end
+  args.check_table(opts, 1, F, 2)
   local secrets = opts.secret
   if type(secrets) == "string" then secrets = { secrets } end
   if type(secrets) ~= "table" or #secrets == 0 then
-    argerr(F, "secret must be a string or a non-empty list of strings, got " .. type(opts.secret), 2)
+    argerror(1, F, "secret must be a string or a non-empty list of strings, got " .. type(opts.secret), 2)
   end
   local list = {}
   for i, s in ipairs(secrets) do
-    if type(s) ~= "string" or s == "" then argerr(F, "secret #" .. i .. " must be a non-empty string", 2) end
+    if not args.is_non_empty_string(s) then argerror(1, F, "secret #" .. i .. " must be a non-empty string", 2) end
     list[i] = s
   end
   local on_event = opts.on_event
-  if type(on_event) ~= "function" then argerr(F, "on_event must be a function, got " .. type(on_event), 2) end
+  if type(on_event) ~= "function" then argerror(1, F, "on_event must be a function, got " .. type(on_event), 2) end
   local tolerance = opts.tolerance
   if tolerance == nil then tolerance = webhook.DEFAULT_TOLERANCE end
   if not webhook.valid_tolerance(tolerance) then
-    argerr(F, "tolerance must be a finite number >= 0 or false", 2)   -- the rule verify applies
+    argerror(1, F, "tolerance must be a finite number >= 0 or false", 2)   -- the rule verify applies
   end
   local max_body = opts.max_body or _M.DEFAULT_MAX_BODY
-  if type(max_body) ~= "number" or max_body < 1 or max_body ~= math_floor(max_body) then
-    argerr(F, "max_body must be a positive integer (bytes)", 2)
-  end
+  if not args.is_positive_integer(max_body) then argerror(1, F, "max_body must be a positive integer (bytes)", 2) end
   local replay_status = opts.replay_status or 409
-  if replay_status ~= 409 and replay_status ~= 200 then argerr(F, "replay_status must be 409 or 200", 2) end
+  if replay_status ~= 409 and replay_status ~= 200 then argerror(1, F, "replay_status must be 409 or 200", 2) end
   local dict_name, ttl = opts.dedupe, nil
   if dict_name ~= nil then
-    if type(dict_name) ~= "string" then argerr(F, "dedupe must be a lua_shared_dict name", 2) end
+    if type(dict_name) ~= "string" then argerror(1, F, "dedupe must be a lua_shared_dict name", 2) end
     if not (ngx.shared and ngx.shared[dict_name]) then
-      argerr(F, "dedupe: no lua_shared_dict named '" .. dict_name .. "' (add `lua_shared_dict " .. dict_name ..
+      argerror(1, F, "dedupe: no lua_shared_dict named '" .. dict_name .. "' (add `lua_shared_dict " .. dict_name ..
         " 1m;` to the http block)", 2)
     end
     ttl = opts.dedupe_ttl or (tolerance ~= false and 2 * tolerance) or 600
-    if type(ttl) ~= "number" or ttl <= 0 then argerr(F, "dedupe_ttl must be a positive number", 2) end
+    if not args.is_positive(ttl) then argerror(1, F, "dedupe_ttl must be a positive number", 2) end
   end
-  for k in pairs(opts) do
-    if not ({ secret = 1, on_event = 1, tolerance = 1, max_body = 1, dedupe = 1, dedupe_ttl = 1,
-              replay_status = 1 })[k] then
-      argerr(F, "unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
+  args.check_keys(opts, 1, F, HANDLER_OPTS, 2)
   local vopts = { tolerance = tolerance }
 
   return function()

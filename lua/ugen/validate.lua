@@ -32,6 +32,7 @@
 -- reports them); array items add a 0-based index: {"body", "key_selling_points", 2}.
 -- Server-only rules (model constraints, file formats and sizes) are not here.
 
+local argerror = require("ugen.args").argerror
 local endpoints = require "ugen.endpoints"
 
 local _M = { _VERSION = "0.1.0" }
@@ -171,11 +172,11 @@ end
 local function resolve(endpoint)
   if type(endpoint) == "string" then
     local ep = endpoints.by_name[endpoint]
-    if not ep then error("bad argument #1 to 'check' (unknown endpoint '" .. endpoint .. "')", 3) end
+    if not ep then argerror(1, "check", "unknown endpoint '" .. endpoint .. "'", 3) end
     return ep
   end
   if type(endpoint) ~= "table" or type(endpoint.params) ~= "table" then
-    error("bad argument #1 to 'check' (endpoint table or name expected, got " .. type(endpoint) .. ")", 3)
+    argerror(1, "check", "endpoint table or name expected, got " .. type(endpoint), 3)
   end
   return endpoint
 end
@@ -186,10 +187,10 @@ function _M.check(endpoint, params, opts)
   local ep = resolve(endpoint)
   if params == nil then params = {} end
   if type(params) ~= "table" then
-    error("bad argument #2 to 'check' (table expected, got " .. type(params) .. ")", 2)
+    argerror(2, "check", "table expected, got " .. type(params), 2)
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'check' (table expected, got " .. type(opts) .. ")", 2)
+    argerror(3, "check", "table expected, got " .. type(opts), 2)
   end
   opts = opts or {}
   local null, is_array = opts.null, opts.is_array

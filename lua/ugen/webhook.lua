@@ -36,17 +36,19 @@
 -- be uppercase hex, and several may be given (repeated header, or separated by
 -- commas/spaces): verification passes when any of them matches.
 
+local args = require "ugen.args"
+local clock = require "ugen.clock"
 local crypto = require "ugen.crypto"
 local errors = require "ugen.errors"
 local json = require "ugen.json"
-local retry = require "ugen.retry"
-local sched = require "ugen.sched"
 
-local type, pairs, ipairs, tostring, tonumber, error, rawget = type, pairs, ipairs, tostring, tonumber, error, rawget
-local math_floor, math_abs, math_huge, string_lower, string_gsub, string_match, string_gmatch, string_format,
-  string_sub = math.floor, math.abs, math.huge, string.lower, string.gsub, string.match, string.gmatch,
+local type, pairs, ipairs, tostring, tonumber, rawget = type, pairs, ipairs, tostring, tonumber, rawget
+local math_floor, math_abs, string_lower, string_gsub, string_match, string_gmatch, string_format,
+  string_sub = math.floor, math.abs, string.lower, string.gsub, string.match, string.gmatch,
   string.format, string.sub
 local string_find = string.find
+
+local argerror, describe = args.argerror, args.describe
 
 local _M = {
   _VERSION = "0.1.0",
@@ -117,36 +119,22 @@ local function unix_seconds(s)
 end
 
 -- Timestamp header -> epoch seconds, or nil. Unix seconds (integer or
--- decimal, below 2^53), or ISO-8601 UTC / with offset (2026-05-02T09:12:44Z).
+-- decimal, below 2^53), or ISO-8601 UTC / with offset (2026-05-02T09:12:44Z;
+-- ugen.clock.parse_iso8601: an impossible date such as 02-30 is nil).
 local function parse_timestamp(s)
   if string_find(s, "^%d+$") then return unix_seconds(s) end   -- unix seconds: the common case
-  s = string_match(s, "^%s*(.-)%s*$")
-  if string_match(s, "^%d+%.?%d*$") then return unix_seconds(s) end
-  local y, mo, d, hh, mm, ss, frac, zone = string_match(s,
-    "^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(%.?%d*)(.*)$")
-  if not y then return nil end
-  y, mo, d, hh, mm, ss = tonumber(y), tonumber(mo), tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60 then return nil end
-  local t = retry.days_from_civil(y, mo, d) * 86400 + hh * 3600 + mm * 60 + ss
-  if frac ~= "" then
-    if frac == "." then return nil end
-    t = t + tonumber("0" .. frac)
-  end
-  if zone == "Z" or zone == "z" then return t end
-  local sign, oh, om = string_match(zone, "^([%+%-])(%d%d):?(%d%d)$")
-  if not sign then return nil end
-  local off = tonumber(oh) * 3600 + tonumber(om) * 60
-  if sign == "+" then return t - off end
-  return t + off
+  local n = string_match(s, "^%s*(%d+%.?%d*)%s*$")
+  if n then return unix_seconds(n) end
+  return clock.parse_iso8601(s)
 end
 _M.parse_timestamp = parse_timestamp
 
 local function check_secret(secret, fname)
   if type(secret) ~= "string" then
-    error(string_format("bad argument #1 to '%s' (string expected, got %s)", fname, type(secret)), 3)
+    argerror(1, fname, "string expected, got " .. type(secret), 3)
   end
   if secret == "" then
-    error(string_format("bad argument #1 to '%s' (webhook secret is empty)", fname), 3)
+    argerror(1, fname, "webhook secret is empty", 3)
   end
 end
 
@@ -167,10 +155,10 @@ end
 function _M.sign(secret, timestamp, raw_body)
   check_secret(secret, "sign")
   if type(timestamp) ~= "string" and type(timestamp) ~= "number" then
-    error("bad argument #2 to 'sign' (string or number expected, got " .. type(timestamp) .. ")", 2)
+    argerror(2, "sign", "string or number expected, got " .. type(timestamp), 2)
   end
   if type(raw_body) ~= "string" then
-    error("bad argument #3 to 'sign' (string expected, got " .. type(raw_body) .. ")", 2)
+    argerror(3, "sign", "string expected, got " .. type(raw_body), 2)
   end
   return signature(secret, ts_string(timestamp), raw_body)
 end
@@ -178,11 +166,11 @@ end
 function _M.headers(secret, raw_body, timestamp)
   check_secret(secret, "headers")
   if type(raw_body) ~= "string" then
-    error("bad argument #2 to 'headers' (string expected, got " .. type(raw_body) .. ")", 2)
+    argerror(2, "headers", "string expected, got " .. type(raw_body), 2)
   end
-  if timestamp == nil then timestamp = math_floor(sched.time()) end
+  if timestamp == nil then timestamp = math_floor(clock.time()) end
   if type(timestamp) ~= "string" and type(timestamp) ~= "number" then
-    error("bad argument #3 to 'headers' (string or number expected, got " .. type(timestamp) .. ")", 2)
+    argerror(3, "headers", "string or number expected, got " .. type(timestamp), 2)
   end
   local ts = ts_string(timestamp)
   return {
@@ -234,9 +222,7 @@ local function simple_headers(headers)
   return sig, ts
 end
 
-local function finite(x)
-  return type(x) == "number" and x == x and x ~= math_huge and x ~= -math_huge
-end
+local finite = args.is_finite
 
 -- A tolerance as verify and ugen.ngx.webhook_handler take it: a finite number
 -- >= 0, or false (no age check). NaN would disable the check silently, inf is
@@ -250,25 +236,23 @@ local function check_opts(opts)
   local decode = true
   if opts ~= nil then
     if type(opts) ~= "table" then
-      error("bad argument #4 to 'verify' (table expected, got " .. type(opts) .. ")", 3)
+      argerror(4, "verify", "table expected, got " .. type(opts), 3)
     end
     if opts.tolerance ~= nil then
       tolerance = opts.tolerance
       if not _M.valid_tolerance(tolerance) then
-        error("bad argument #4 to 'verify' (opts.tolerance must be a finite number >= 0 or false, got "
-          .. (type(tolerance) == "number" and tostring(tolerance) or type(tolerance)) .. ")", 3)
+        argerror(4, "verify", "opts.tolerance must be a finite number >= 0 or false, got " .. describe(tolerance), 3)
       end
     end
     if opts.now ~= nil then
       now = opts.now
       if not finite(now) then
-        error("bad argument #4 to 'verify' (opts.now must be a finite number (epoch seconds), got "
-          .. (type(now) == "number" and tostring(now) or type(now)) .. ")", 3)
+        argerror(4, "verify", "opts.now must be a finite number (epoch seconds), got " .. describe(now), 3)
       end
     end
     if opts.decode ~= nil then
       if type(opts.decode) ~= "boolean" then
-        error("bad argument #4 to 'verify' (opts.decode must be a boolean, got " .. type(opts.decode) .. ")", 3)
+        argerror(4, "verify", "opts.decode must be a boolean, got " .. type(opts.decode), 3)
       end
       decode = opts.decode
     end
@@ -279,7 +263,7 @@ end
 function _M.verify(secret, headers, raw_body, opts)
   check_secret(secret, "verify")
   if type(headers) ~= "table" then
-    error("bad argument #2 to 'verify' (table expected, got " .. type(headers) .. ")", 2)
+    argerror(2, "verify", "table expected, got " .. type(headers), 2)
   end
   local tolerance, now, decode = check_opts(opts)
 
@@ -338,7 +322,7 @@ function _M.verify(secret, headers, raw_body, opts)
 
   if tolerance ~= false then
     -- in floats: no 5.3/5.4 integer wrap-around, and %.0f formats any finite age
-    local age = (now or sched.time()) + 0.0 - ts
+    local age = (now or clock.time()) + 0.0 - ts
     if age > tolerance or -age > tolerance then
       return fail("TIMESTAMP_OUT_OF_TOLERANCE", string_format(
         "X-UGen-Timestamp is %.0fs %s the current time (tolerance %gs)",

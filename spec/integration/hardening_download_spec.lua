@@ -6,7 +6,7 @@
 -- the request streams to a file. Real libcurl against spec/support/hostile_httpd.lua
 -- (two ports: two origins) and `openssl s_server` for TLS.
 local ugen = require "ugen"
-local core = require "ugen.core"
+local native = require "ugen.native"
 local util = require "support.util"
 local hostile = require "support.hostile"
 
@@ -117,18 +117,18 @@ describe("downloads (curl transport, hostile servers)", function()
         .. "\r\nContent-Length: 0\r\n\r\n")
       write_file(tls_dir .. "/to_https", "HTTP/1.0 302 Found\r\nLocation: /video.bin\r\nContent-Length: 0\r\n\r\n")
       write_file(tls_dir .. "/video.bin", "HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n" .. pattern(100))
-      local e = core.engine()
+      local e = native.engine()
       for _ = 1, 20 do
         port = 20000 + math.random(0, 30000)
         local p = io.popen(("cd %s && env -u LD_PRELOAD openssl s_server -quiet -HTTP -accept 127.0.0.1:%d "
           .. "-cert cert.pem -key key.pem >/dev/null 2>&1 & echo $!"):format(q(tls_dir), port))
         pid = tonumber(p:read("*a"))
         p:close()
-        local deadline, up = core.now() + 3, false
-        while core.now() < deadline do
+        local deadline, up = native.now() + 3, false
+        while native.now() < deadline do
           local _, err = e:request { url = ("http://127.0.0.1:%d/"):format(port), timeout = 1 }
           if not (err and err.curl_code == 7) then up = true; break end
-          core.sleep(0.05)
+          native.sleep(0.05)
         end
         if up then break end
         run("kill " .. pid .. " 2>/dev/null")

@@ -209,5 +209,44 @@ describe("ugen.ngx.webhook_handler (nginx)", function()
     end
     assert.is_function(h.webhook_handler{ secret = "s", on_event = print, tolerance = false })
     assert.is_function(h.webhook_handler{ secret = "s", on_event = print, tolerance = 0 })
+    -- max_body is a byte count: not NaN, not infinite (math.huge would turn the limit off)
+    for _, mb in ipairs({ math.huge, 0 / 0, 0, 1.5, "1024" }) do
+      assert.has_error(function() h.webhook_handler{ secret = "s", on_event = print, max_body = mb } end,
+        "bad argument #1 to 'webhook_handler' (max_body must be a positive integer (bytes))", tostring(mb))
+    end
+    assert.has_error(function() h.webhook_handler{ secret = "s", on_event = print, bogus = 1 } end,
+      "bad argument #1 to 'webhook_handler' (unknown option 'bogus')")
+  end)
+
+  it("dedupe options are checked against the real lua_shared_dict when the handler is built", function()
+    -- inside nginx: ngx.shared is real. A NaN or infinite dedupe_ttl is refused like 0 and -1
+    -- (a NaN TTL would be handed to every shdict:add), and the message names the option.
+    local probe = N.start{ http = [[
+      lua_shared_dict hooks 1m;
+      server {
+        listen 127.0.0.1:${PORT1};
+        location / { content_by_lua_block {
+          local h = require "ugen.ngx"
+          local out = {}
+          for _, ttl in ipairs({ 0 / 0, math.huge, -math.huge, 0, -1, "60", 60 }) do
+            local ok, e = pcall(h.webhook_handler, { secret = "s", on_event = print, dedupe = "hooks",
+                                                    dedupe_ttl = ttl })
+            out[#out + 1] = tostring(ttl) .. " -> " .. (ok and type(e) or tostring(e):gsub("^.-: bad", "bad"))
+          end
+          local ok, e = pcall(h.webhook_handler, { secret = "s", on_event = print, dedupe = "nope" })
+          out[#out + 1] = tostring(ok) .. " " .. tostring(e):gsub("^.-: bad", "bad")
+          ngx.say(table.concat(out, "\n"))
+        } }
+      } ]] }
+    local r = probe.request{ path = "/" }
+    probe.stop()
+    assert.equal(200, r.status)
+    local lines = {}
+    for l in r.body:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    local refused = "bad argument #1 to 'webhook_handler' (dedupe_ttl must be a positive number)"
+    for i = 1, 6 do assert.matches(" -> " .. refused, lines[i], 1, true) end
+    assert.equal("60 -> function", lines[7])
+    assert.equal("false bad argument #1 to 'webhook_handler' (dedupe: no lua_shared_dict named 'nope' "
+      .. "(add `lua_shared_dict nope 1m;` to the http block))", lines[8])
   end)
 end)

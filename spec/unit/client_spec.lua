@@ -116,8 +116,8 @@ describe("the pipeline sends", function()
     assert.is_nil(req.headers["Content-Type"])
     assert.is_nil(req.body)
     local lua = type(jit) == "table" and jit.version or _VERSION
-    local core = require "ugen.core"
-    assert.equal(("lua-ugen/%s (%s; libcurl/%s)"):format(ugen._VERSION, lua, core.curl_version),
+    local native = require "ugen.native"
+    assert.equal(("lua-ugen/%s (%s; libcurl/%s)"):format(ugen._VERSION, lua, native.curl_version),
       req.headers["User-Agent"])
     assert.equal(60, req.timeout); assert.equal(5, req.connect_timeout)
   end)

@@ -170,6 +170,17 @@ describe("ugen.webhook.verify", function()
     assert.is_nil(webhook.parse_timestamp("2026-13-02T09:12:44Z"))
   end)
 
+  it("a correctly signed ISO-8601 timestamp of a day that does not exist is TIMESTAMP_INVALID", function()
+    -- 2026-02-30 would otherwise read as 2026-03-02, and 25:00 offsets as hours of their own
+    for _, c in ipairs({ { "2026-02-30T09:12:44Z", 1772442764 }, { "2026-04-31T00:00:00Z", 1777593600 },
+                         { "2026-05-02T09:12:44+24:00", TS - 86400 }, { "2026-05-02T09:12:44+05:60", TS - 21600 } }) do
+      local ts, would_be = c[1], c[2]
+      local h = { ["X-UGen-Timestamp"] = ts, ["X-UGen-Signature"] = webhook.sign(SECRET, ts, BODY) }
+      fails("TIMESTAMP_INVALID", SECRET, h, BODY, { now = would_be })
+      assert.is_nil(webhook.parse_timestamp(ts), ts)
+    end
+  end)
+
   it("with decode = false authenticates only and returns true", function()
     assert.is_true(webhook.verify(SECRET, signed(), BODY, { now = TS, decode = false }))
     local body = "not json, but signed"

@@ -21,6 +21,7 @@
 -- base name or "file.<ext>".
 -- Modules ugen.resources.<resource> add hand-written methods on top.
 
+local argerror = require("ugen.args").argerror
 local endpoints = require "ugen.endpoints"
 local client_mod = require "ugen.client"
 local errors = require "ugen.errors"
@@ -33,7 +34,7 @@ local string_format, string_match, string_find = string.format, string.match, st
 local table_concat = table.concat
 local io_open = io.open
 
-local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
+local check_call_opts = client_mod.check_call_opts
 
 local _M = { _VERSION = "0.1.0" }
 
