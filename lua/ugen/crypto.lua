@@ -11,7 +11,7 @@
 local args = require "ugen.args"
 local native = require "ugen.native"
 
-local type, pairs, error = type, pairs, error
+local type, pairs, error, setmetatable = type, pairs, error, setmetatable
 local string_byte, string_char, string_format, string_sub = string.byte, string.char, string.format, string.sub
 
 local _M = { _VERSION = "0.1.0" }
@@ -26,8 +26,12 @@ _M.hex = hex
 -- Keyed contexts (ugen.hmac_key) for the last few keys: a webhook receiver checks every delivery
 -- with the same secret (two while rotating), and setting a key up costs more than hashing 1 KiB.
 -- Bounded: at KEYS_MAX keys all are closed (their key material cleansed) and the cache restarts.
+-- Weak values: a keyed context nobody uses is collected (and cleansed by its __gc) at the next
+-- garbage collection, and its entry, with the secret as its key, goes with it; the cache never
+-- keeps a secret alive that its owner has dropped.
 local KEYS_MAX = 8
-local keys, nkeys = {}, 0
+local WEAK_VALUES = { __mode = "v" }
+local keys, nkeys = setmetatable({}, WEAK_VALUES), 0
 
 function _M.hmac_hex(key, ...)
   local k = keys[key]
@@ -40,7 +44,7 @@ function _M.hmac_hex(key, ...)
     if not k then return nil, err end
     if nkeys >= KEYS_MAX then
       for _, old in pairs(keys) do old:close() end
-      keys, nkeys = {}, 0
+      keys, nkeys = setmetatable({}, WEAK_VALUES), 0
     end
     keys[key] = k
     nkeys = nkeys + 1

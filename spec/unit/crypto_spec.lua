@@ -52,3 +52,25 @@ describe("ugen.crypto", function()
     assert.is_false(crypto.consteq("abc", "abcd"))
   end)
 end)
+
+describe("ugen.crypto keyed-context cache", function()
+  local crypto = require "ugen.crypto"
+  local function cache()
+    for i = 1, 20 do
+      local name, v = debug.getupvalue(crypto.hmac_hex, i)
+      if name == nil then break end
+      if name == "keys" then return v end
+    end
+    error("hmac_hex has no 'keys' upvalue")
+  end
+
+  it("does not keep a secret alive once nothing uses its keyed context (issue 13)", function()
+    local secret = "whsec-" .. string.rep("k", 40)
+    assert.equal(crypto.hmac_sha256(secret, "a.b"), crypto.hmac_hex(secret, "a", ".", "b"))
+    assert.is_not_nil(cache()[secret])          -- cached while in use
+    collectgarbage("collect"); collectgarbage("collect")
+    assert.is_nil(next(cache()))                -- gone at the next collection
+    -- and works again afterwards
+    assert.equal(crypto.hmac_sha256(secret, "x"), crypto.hmac_hex(secret, "x"))
+  end)
+end)
