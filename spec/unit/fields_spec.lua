@@ -143,7 +143,7 @@ describe("each: failures are impossible to miss", function()
     local c = recorder(pager(2))
     local seen = {}
     local ok, err = pcall(function()
-      for job in c.jobs:each{ page_size = 1 } do seen[#seen + 1] = job.job_id end
+      for j in c.jobs:each{ page_size = 1 } do seen[#seen + 1] = j.job_id end
     end)
     assert.is_false(ok)
     assert.is_table(err)
@@ -154,8 +154,8 @@ describe("each: failures are impossible to miss", function()
   it("yields (false, err) once with opts.errors = 'yield'", function()
     local c = recorder(pager(2))
     local seen, errs = {}, {}
-    for job, err in c.jobs:each({ page_size = 1 }, { errors = "yield" }) do
-      if job then seen[#seen + 1] = job.job_id else errs[#errs + 1] = err end
+    for j, err in c.jobs:each({ page_size = 1 }, { errors = "yield" }) do
+      if j then seen[#seen + 1] = j.job_id else errs[#errs + 1] = err end
     end
     assert.same({ "p1" }, seen)
     assert.equal(1, #errs); assert.equal(503, errs[1].status)
