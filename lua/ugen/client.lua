@@ -60,6 +60,7 @@ end
 
 local CALL_OPTS = {
   timeout = true, connect_timeout = true, headers = true, idempotency_key = true, max_retries = true,
+  extra = true, -- fields the SDK does not know yet: sent as given (body or query), not validated
 }
 
 -- Validate per-call opts (argument #n of fname); raises at the caller's caller.
@@ -80,6 +81,13 @@ local function check_call_opts(opts, n, fname, level)
     elseif k == "headers" then
       if type(v) ~= "table" then argerror(n, fname, "opts.headers must be a table", level) end
       check_headers_table(v, "bad argument #" .. n .. " to '" .. fname .. "'", level)
+    elseif k == "extra" then
+      if type(v) ~= "table" then argerror(n, fname, "opts.extra must be a table of fields", level) end
+      for f in pairs(v) do
+        if type(f) ~= "string" or f == "" then
+          argerror(n, fname, "opts.extra: field names must be non-empty strings", level)
+        end
+      end
     end
   end
 end
@@ -610,6 +618,10 @@ function _M.request(self, method, path, params, opts)
     if not used[k] then rest[k] = v end
     if errors.is_secret_key(k) then errors.add_secrets(self, v) end
   end
+  for k, v in pairs(opts and opts.extra or {}) do
+    rest[k] = v
+    if errors.is_secret_key(k) then errors.add_secrets(self, v) end
+  end
   local spec = { method = method, path = filled, opts = opts, fname = "request", argn = 3, level = 3 }
   if BODY_METHODS[method] then spec.body = rest else spec.query = rest end
   local ep = endpoint_for(method, path)
@@ -670,7 +682,8 @@ local function is_simple(ep)
 end
 
 function _M._call(self, ep, pv, params, opts, extra)
-  if params == nil and extra == nil and pv ~= nil and not (opts and opts.idempotency_key) and is_simple(ep) then
+  if params == nil and extra == nil and pv ~= nil and not (opts and (opts.idempotency_key or opts.extra))
+     and is_simple(ep) then
     local ok = true
     for _, name in ipairs(ep.path_params) do
       local v = pv[name]
@@ -691,7 +704,7 @@ function _M._call(self, ep, pv, params, opts, extra)
   local all = {}
   for k, v in pairs(params or {}) do all[k] = v end
   for k, v in pairs(pv or {}) do all[k] = v end
-  local details = validate.check(ep, all, { null = json.null, is_array = json.is_array })
+  local details = validate.check(ep, all, { null = json.null, is_array = json.is_array, unknown = "error" })
   details = details or {}
   for _, name in ipairs(ep.path_params) do
     if all[name] == "" then
@@ -724,6 +737,16 @@ function _M._call(self, ep, pv, params, opts, extra)
     if where == "query" then query[k] = v
     elseif where == "body" then body = body or {}; body[k] = v
     elseif where == "form" then form = form or {}; form[k] = v
+    end
+  end
+  -- opts.extra: as given, unvalidated (multipart: already in the mime parts)
+  for k, v in pairs(opts and opts.extra or {}) do
+    if errors.is_secret_key(k) then
+      errors.add_secrets(self, v)
+      extra_secrets[#extra_secrets + 1] = v
+    end
+    if ep.body == "json" then body[k] = v
+    elseif ep.body == nil then query[k] = v
     end
   end
   local spec = {

@@ -23,7 +23,8 @@
 --   name, ["in"] = "path"|"query"|"body"|"form", type = "string"|"integer"|
 --   "number"|"boolean"|"object"|"array"|"file", items (element type for arrays),
 --   required, default (documented default; informational, never sent),
---   min/max (inclusive numeric range), enum (closed value set, enforced),
+--   min/max (inclusive numeric range; only where the docs state it), enum
+--   (closed value set, enforced),
 --   known (open value set: documented values, not enforced), formats/max_bytes
 --   (files), doc (one line).
 --
@@ -84,7 +85,8 @@ local endpoints = {
       { name = "custom_caption_options", ["in"] = "body", type = "object" },
       { name = "music_enabled", ["in"] = "body", type = "boolean" },
       { name = "music_mood", ["in"] = "body", type = "string" },
-      { name = "music_volume", ["in"] = "body", type = "number", default = 0.15, min = 0, max = 1 },
+      { name = "music_volume", ["in"] = "body", type = "number", default = 0.15,
+        doc = "range not documented: the server decides" },
       { name = "custom_music_id", ["in"] = "body", type = "string" },
       { name = "voice_settings", ["in"] = "body", type = "object" },
       { name = "qai_enabled", ["in"] = "body", type = "boolean" },
@@ -93,7 +95,8 @@ local endpoints = {
         enum = { "lenient", "standard", "strict" } },
       { name = "max_retries_keyframe", ["in"] = "body", type = "integer", default = 1, min = 0, max = 5 },
       { name = "max_retries_video", ["in"] = "body", type = "integer", default = 0, min = 0, max = 5 },
-      { name = "human_review_max_rejections", ["in"] = "body", type = "integer", default = 0, min = 0 },
+      { name = "human_review_max_rejections", ["in"] = "body", type = "integer", default = 0,
+        doc = "range not documented: the server decides" },
       { name = "human_review_budget", ["in"] = "body", type = "string", default = "accept_best",
         known = { "accept_best" } },
       { name = "stop_at_stage", ["in"] = "body", type = "string", enum = STAGES },
@@ -203,7 +206,7 @@ local endpoints = {
     params = {
       { name = "mood", ["in"] = "query", type = "string", known = { "upbeat" } },
       { name = "tempo", ["in"] = "query", type = "string" },
-      { name = "limit", ["in"] = "query", type = "integer", min = 1, default = 50 },
+      { name = "limit", ["in"] = "query", type = "integer", default = 50 },
     },
   },
   {
@@ -228,7 +231,7 @@ local endpoints = {
   {
     resource = "templates", name = "list", method = "GET", path = "/templates", paging = "array",
     success = 200, doc = "The account's job templates",
-    params = { { name = "limit", ["in"] = "query", type = "integer", min = 1, default = 50 } },
+    params = { { name = "limit", ["in"] = "query", type = "integer", default = 50 } },
   },
   {
     resource = "templates", name = "create", method = "POST", path = "/templates", body = "json",

@@ -16,7 +16,13 @@
 -- `endpoint` is an entry of ugen.endpoints.list or its "resource.name" key
 -- (e.g. "jobs.create"). `params` is one flat table of every parameter (path,
 -- query, body and form fields together, as SDK methods receive them). Unknown
--- fields are allowed (never "extra_forbidden").
+-- fields are allowed unless opts.unknown == "error" (the SDK asks for it; the
+-- sandbox, like the API, ignores them): then each one is an "extra_forbidden"
+-- entry naming the closest known field, e.g.
+--   { type = "extra_forbidden", loc = { "body", "segmnt_count" }, input = 2,
+--     msg = "Unknown field 'segmnt_count'; did you mean 'segment_count'?",
+--     ctx = { suggestion = "segment_count" } }
+-- Endpoints with an open body (ep.open_body) accept any field.
 --
 -- opts (all optional):
 --   null      the JSON null sentinel: a value equal to it counts as absent
@@ -25,8 +31,10 @@
 --   is_array  function(t) -> true when t is known to be an array (e.g. marked
 --             with ugen.array); other tables are judged by their keys (keys
 --             1..n: array; other keys: object; empty: either)
+--   unknown   "error": a field the endpoint does not declare is a problem
+--             (default: ignored)
 --
--- Error `type` values used: missing, string_type, int_type, float_type,
+-- Error `type` values used: extra_forbidden, missing, string_type, int_type, float_type,
 -- bool_type, list_type, dict_type, enum, greater_than_equal, less_than_equal.
 -- `loc[1]` is "path", "query" or "body" (form fields are "body", as FastAPI
 -- reports them); array items add a 0-based index: {"body", "key_selling_points", 2}.
@@ -181,6 +189,50 @@ local function resolve(endpoint)
   return endpoint
 end
 
+-- Damerau-Levenshtein distance (optimal string alignment: insertions,
+-- deletions, substitutions and swaps of two neighbours cost 1).
+local function distance(a, b)
+  local la, lb = #a, #b
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 1, lb do d[0][j] = j end
+  for i = 1, la do
+    local ca = a:byte(i)
+    for j = 1, lb do
+      local cb = b:byte(j)
+      local cost = ca == cb and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+_M.distance = distance
+
+--- The declared field of `endpoint` closest to `name` (case-insensitive), or
+-- nil when none is close: at most a third of the longer name's length may
+-- differ (at least one edit is always allowed).
+function _M.suggest(endpoint, name)
+  local ep = resolve(endpoint)
+  if type(name) ~= "string" or name == "" then return nil end
+  local lname = name:lower()
+  local best, best_d
+  for _, p in ipairs(ep.params) do
+    local d = distance(lname, p.name:lower())
+    local limit = math.max(1, floor(math.max(#name, #p.name) / 3))
+    if d <= limit and (not best_d or d < best_d) then best, best_d = p.name, d end
+  end
+  return best
+end
+
+-- Where an undeclared field would go: the body of a body endpoint, else the query.
+local function extra_loc(ep)
+  return ep.body and "body" or "query"
+end
+
 --- Validate `params` against `endpoint`. Returns nil, clean when valid, or the
 -- detail list when not.
 function _M.check(endpoint, params, opts)
@@ -248,6 +300,25 @@ function _M.check(endpoint, params, opts)
           clean[p.name] = cv
         end
       end
+    end
+  end
+
+  if opts.unknown == "error" and not ep.open_body then
+    local unknown = {}
+    for k in pairs(params) do
+      if not (type(k) == "string" and ep.by_param and ep.by_param[k]) then unknown[#unknown + 1] = k end
+    end
+    -- a stable order: by type name, then by value
+    table.sort(unknown, function(x, y)
+      if type(x) ~= type(y) then return type(x) < type(y) end
+      if type(x) == "number" or type(x) == "string" then return x < y end
+      return tostring(x) < tostring(y)
+    end)
+    for _, k in ipairs(unknown) do
+      local s = _M.suggest(ep, k)
+      local msg = "Unknown field '" .. tostring(k) .. "'"
+      if s then msg = msg .. "; did you mean '" .. s .. "'?" end
+      add(details, "extra_forbidden", { extra_loc(ep), k }, msg, params[k], s and { suggestion = s } or nil)
     end
   end
 

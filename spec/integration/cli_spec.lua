@@ -227,7 +227,7 @@ describe("ugen CLI", function()
         "unknown flag %-%-product%-nam %(did you mean %-%-product%-name%?%)" },
       { { "jobs", "create", "--segments", "abc" }, "%-%-segments expects an integer, got 'abc'" },
       { { "jobs", "create", "--segments", "11" }, "%-%-segments must be between 1 and 10, got 11" },
-      { { "jobs", "create", "--music-volume", "2" }, "%-%-music%-volume must be between 0 and 1" },
+      { { "jobs", "create", "--max-retries-video", "6" }, "%-%-max%-retries%-video must be between 0 and 5, got 6" },
       { { "jobs", "create", "--qai-mode", "loose" }, "%-%-qai%-mode must be one of lenient, standard, strict" },
       { { "jobs", "create", "--voice-settings", "nope" }, "%-%-voice%-settings expects a JSON object" },
       { { "jobs", "create", "--music-enabled=maybe" }, "%-%-music%-enabled expects true or false" },

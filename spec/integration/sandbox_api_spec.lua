@@ -183,7 +183,6 @@ describe("sandbox API", function()
         { { product_name = 5 }, "product_name", "string_type" },
         { { music_enabled = "yes" }, "music_enabled", "bool_type" },
         { { music_volume = "loud" }, "music_volume", "float_type" },
-        { { music_volume = 1.5 }, "music_volume", "less_than_equal" },
         { { qai_mode = "extreme" }, "qai_mode", "enum" },
         { { stop_at_stage = "render" }, "stop_at_stage", "enum" },
         { { key_selling_points = "x" }, "key_selling_points", "list_type" },
@@ -388,7 +387,8 @@ describe("sandbox API", function()
       assert.is_true(#r.json >= 1)
       for _, t in ipairs(r.json) do assert.are.equal("upbeat", t.mood) end
       assert.are.equal(3, #S.request{ path = "/music/catalog?limit=3" }.json)
-      assert.are.equal(422, S.request{ path = "/music/catalog?limit=0" }.status)
+      assert.are.equal(422, S.request{ path = "/music/catalog?limit=x" }.status)
+      assert.are.same({}, S.request{ path = "/music/catalog?limit=0" }.json)
       local catalog_id = S.request{ path = "/music/catalog" }.json[1].id
       local d = S.request{ method = "DELETE", path = "/music/custom/" .. catalog_id }
       assert.are.equal(403, d.status)

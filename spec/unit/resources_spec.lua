@@ -101,11 +101,11 @@ describe("each (envelope pagination)", function()
     assert.equal(6, n); assert.equal(3, #calls)                   -- third page empty -> end
   end)
 
-  it("yields false, err once on a failing page, then ends", function()
+  it("with errors = 'yield': yields false, err once on a failing page, then ends", function()
     local fn = pager(9, 3, { fail_page = 2 })
     local c = client(fn, { max_retries = 0 })
     local seen, errs = {}, {}
-    for job, err in c.jobs:each{ page_size = 3 } do
+    for job, err in c.jobs:each({ page_size = 3 }, { errors = "yield" }) do
       if job then seen[#seen + 1] = job.n else errs[#errs + 1] = err end
     end
     assert.same({ 1, 2, 3 }, seen)

@@ -30,7 +30,7 @@ function _M.run(ctx, resource, method, each, ep_specs, cols, what)
     p.page = nil
     if p.page_size == nil then p.page_size = 100 end
     local items = {}
-    for item, err in res[each](res, p) do
+    for item, err in res[each](res, p, { errors = "yield" }) do
       if not item then return fail(ctx, err) end
       items[#items + 1] = item
     end

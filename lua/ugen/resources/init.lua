@@ -5,7 +5,8 @@
 --   resource:name(<path params as strings...>[, params][, opts])
 -- `params` (a table of the endpoint's query/body/form fields) is there only
 -- when the endpoint has such fields; `opts` is the per-call options table
--- ({timeout=, connect_timeout=, headers=, max_retries=, idempotency_key=}).
+-- ({timeout=, connect_timeout=, headers=, max_retries=, idempotency_key=,
+-- extra = {field = value} (sent as given, not validated)}).
 -- Envelope-paginated endpoints also get an iterator: `list` -> `each`, any
 -- other name -> `each_<name without a final s>` (credits:each_transaction).
 -- Multipart endpoints take files as `file = "path"` or
@@ -249,7 +250,7 @@ local function make_method(ep)
         local all, details = {}, {}
         for k, v in pairs(params or {}) do all[k] = v end
         for k, v in pairs(pv) do all[k] = v end
-        for _, d in ipairs(validate.check(ep, all) or {}) do
+        for _, d in ipairs(validate.check(ep, all, { unknown = "error" }) or {}) do
           if d.loc[2] ~= "file" then details[#details + 1] = d end
         end
         for _, d in ipairs(merr) do details[#details + 1] = d end
@@ -263,6 +264,8 @@ local function make_method(ep)
         end
         return nil, err
       end
+      -- opts.extra: text parts, as given
+      for k, v in pairs(opts and opts.extra or {}) do mime[#mime + 1] = { name = k, data = tostring(v) } end
       extra = { mime = mime }
     end
     local r, e = client:_call(ep, pv, params, opts, extra)
@@ -277,17 +280,32 @@ end
 _M.each_name = each_name
 
 -- Iterator over every item of every page of an envelope endpoint:
---   for item, err in resource:each{page_size = 100} do
+--   for item in resource:each{page_size = 100} do ... end
+-- A failed page raises its structured error (the ugen error table: pcall
+-- callers read err.kind, err.status) from the loop. With
+-- opts.errors = "yield" it is yielded instead, as (false, err) once, then the
+-- loop ends:
+--   for item, err in resource:each({page_size = 100}, {errors = "yield"}) do
 --     if not item then <handle err>; break end
 --   end
--- A failed page yields (false, err) once, then the loop ends. Paging stops at
--- total_pages, at an empty `items`, or at a short page when total_pages is absent.
+-- Paging stops at total_pages, at an empty `items`, or at a short page when
+-- total_pages is absent. The other opts are per-call options of every page.
 local function make_each(ep)
   local fname = each_name(ep)
   return function(self, params, opts)
     local client = client_of(self, ep)
     if params ~= nil and type(params) ~= "table" then
       argerror(1, fname, "table expected, got " .. type(params), 2)
+    end
+    local mode = "raise"
+    if type(opts) == "table" and opts.errors ~= nil then
+      mode = opts.errors
+      if mode ~= "raise" and mode ~= "yield" then
+        argerror(2, fname, "opts.errors must be \"raise\" or \"yield\"", 2)
+      end
+      local o = {}
+      for k, v in pairs(opts) do if k ~= "errors" then o[k] = v end end
+      opts = o
     end
     check_call_opts(opts, 2, fname, 2)
     local p = {}
@@ -305,6 +323,7 @@ local function make_each(ep)
         local res, err = client:_call(ep, {}, p, opts)
         if not res then
           done = true
+          if mode == "raise" then error(err, 0) end
           return false, err
         end
         items, idx = res.items, 0
