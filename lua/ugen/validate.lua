@@ -220,10 +220,16 @@ function _M.suggest(endpoint, name)
   if type(name) ~= "string" or name == "" then return nil end
   local lname = name:lower()
   local best, best_d
-  for _, p in ipairs(ep.params) do
-    local d = distance(lname, p.name:lower())
-    local limit = math.max(1, floor(math.max(#name, #p.name) / 3))
-    if d <= limit and (not best_d or d < best_d) then best, best_d = p.name, d end
+  local function try(pname)
+    local d = distance(lname, pname:lower())
+    local limit = math.max(1, floor(math.max(#name, #pname) / 3))
+    if d <= limit and (not best_d or d < best_d) then best, best_d = pname, d end
+  end
+  for _, p in ipairs(ep.params) do try(p.name) end
+  if ep.also_accepts then
+    for pname in pairs(ep.also_accepts) do
+      if not ep.by_param[pname] then try(pname) end
+    end
   end
   return best
 end
@@ -306,7 +312,9 @@ function _M.check(endpoint, params, opts)
   if opts.unknown == "error" and not ep.open_body then
     local unknown = {}
     for k in pairs(params) do
-      if not (type(k) == "string" and ep.by_param and ep.by_param[k]) then unknown[#unknown + 1] = k end
+      local known = type(k) == "string"
+        and ((ep.by_param and ep.by_param[k]) or (ep.also_accepts and ep.also_accepts[k]))
+      if not known then unknown[#unknown + 1] = k end
     end
     -- a stable order: by type name, then by value
     table.sort(unknown, function(x, y)

@@ -54,7 +54,6 @@ describe("ugen.crypto", function()
 end)
 
 describe("ugen.crypto keyed-context cache", function()
-  local crypto = require "ugen.crypto"
   local function cache()
     for i = 1, 20 do
       local name, v = debug.getupvalue(crypto.hmac_hex, i)

@@ -163,3 +163,18 @@ describe("each: failures are impossible to miss", function()
       "bad argument #2 to 'each' (opts.errors must be \"raise\" or \"yield\")")
   end)
 end)
+
+describe("credits:estimate", function()
+  it("accepts the fields of jobs:create (its own list is a GAP in the docs) but not typos", function()
+    local c, calls = recorder()
+    assert(c.credits:estimate{ segment_count = 2, model_id = "veo3_fast", segment_duration = 8,
+                               video_resolution = "1080p" })
+    local body = json.decode(calls[1].body)
+    assert.equal(8, body.segment_duration)
+    assert.equal("1080p", body.video_resolution)
+    local r, err = c.credits:estimate{ segment_count = 2, segmnt_duration = 8 }
+    assert.is_nil(r)
+    assert.matches("did you mean 'segment_duration'", tostring(err), 1, true)
+    assert.equal(1, #calls)
+  end)
+end)
