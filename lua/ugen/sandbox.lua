@@ -17,16 +17,25 @@
 --                           -> { key, cert } (EC P-256 server certificates, e.g. expired ones)
 --   sandbox.tls.server_files(dir) -> { cainfo, cert, key } (DIR/tls/, made once, reused while valid)
 --
--- Works from Lua 5.1-5.4 and LuaJIT. Needs the `nginx` binary with the Lua
--- module (Debian: nginx + libnginx-mod-http-lua), the C core ugen.core for the
--- calling interpreter (JWT signing) and for LuaJIT under build/luajit/ (the
--- server's HMAC), and luasocket (port picking, readiness probe); with tls,
--- the openssl CLI (UGEN_OPENSSL names another binary).
+-- Works from Lua 5.1-5.4 and LuaJIT, from a checkout or an installed rock.
+-- Needs the `nginx` binary with the Lua module (Debian: nginx +
+-- libnginx-mod-http-lua), the C core ugen.core for the calling interpreter
+-- (JWT signing) and a LuaJIT build of it for nginx's Lua module (the server's
+-- HMAC), and luasocket (port picking, readiness probe); with tls, the openssl
+-- CLI (UGEN_OPENSSL names another binary). The LuaJIT core is, in order: a
+-- checkout's build/luajit/, the installed one on a LuaRocks 5.1 tree, else
+-- built once from the sources (the checkout's or the rock's csrc/) into
+-- $XDG_CACHE_HOME/lua-ugen/ (default ~/.cache/lua-ugen/; needs cc, LuaJIT's
+-- headers and the libcurl/OpenSSL headers the rock was built with). nginx
+-- starts without the caller's LUA_PATH/LUA_CPATH (another Lua's modules).
 --
 -- Environment: UGEN_SANDBOX_ROOT (the sandbox/ directory; default: next to
--- this checkout's lua/), UGEN_NGINX (nginx binary; default: nginx on PATH, then
--- /usr/sbin/nginx), UGEN_NGINX_MODULES (dir with ngx_http_lua_module.so;
--- default /usr/lib/nginx/modules, skipped when absent: modules compiled in).
+-- this checkout's lua/, else the installed rock's copy), UGEN_SANDBOX_CORE (a
+-- directory holding ugen/core.so built for LuaJIT), UGEN_LUAJIT_INCDIR (LuaJIT's
+-- lua.h, to build one; default /usr/include/luajit-2.1 and the like), CC,
+-- UGEN_NGINX (nginx binary; default: nginx on PATH, then /usr/sbin/nginx),
+-- UGEN_NGINX_MODULES (dir with ngx_http_lua_module.so; default
+-- /usr/lib/nginx/modules, skipped when absent: modules compiled in).
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -192,6 +201,9 @@ local LUAJIT_INCDIRS = { "/usr/include/luajit-2.1", "/usr/local/include/luajit-2
 -- Compiles src/*.c for LuaJIT into out/ugen/core.so -> true | nil, message
 local function build_core(src, out)
   local inc = os.getenv("UGEN_LUAJIT_INCDIR")
+  if inc and inc ~= "" and not exists(inc .. "/lua.h") then
+    return nil, "UGEN_LUAJIT_INCDIR=" .. inc .. " holds no lua.h"
+  end
   if not inc or inc == "" then
     inc = nil
     for _, d in ipairs(LUAJIT_INCDIRS) do
@@ -202,7 +214,8 @@ local function build_core(src, out)
   end
   if not inc then
     return nil, "the sandbox's nginx runs LuaJIT and needs ugen.core built for it; building it needs "
-      .. "LuaJIT's headers (Debian: libluajit-5.1-dev) or UGEN_LUAJIT_INCDIR=<dir with lua.h>"
+      .. "LuaJIT's headers (Debian: libluajit2-5.1-dev or libluajit-5.1-dev) "
+      .. "or UGEN_LUAJIT_INCDIR=<dir with lua.h>"
   end
   local tmp = format("%s/ugen/core.so.%d", out, os.time())
   local log = out .. "/build.log"
