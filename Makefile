@@ -118,6 +118,7 @@ rock:
 	@rm -rf build/rock/$(ROCK_LUA) && mkdir -p build/rock/$(ROCK_LUA)
 	@luarocks --lua-version $(ROCK_LUA) --tree build/rock/$(ROCK_LUA)/tree make --deps-mode=none \
 	  lua-ugen-$(VERSION)-1.rockspec >&2
+	@rm -f csrc/*.o build/rock/$(ROCK_LUA)/tree/lib/luarocks/rocks-$(ROCK_LUA)/lua-ugen/*/csrc/*.o
 	@cd build/rock/$(ROCK_LUA) && luarocks --lua-version $(ROCK_LUA) --tree tree pack lua-ugen $(VERSION)-1 >&2
 	@rm -rf build/rock/$(ROCK_LUA)/tree && ls "$(CURDIR)"/build/rock/$(ROCK_LUA)/lua-ugen-$(VERSION)-1.*.rock
 
@@ -174,4 +175,4 @@ fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
-	rm -rf build luacov.* *.rock
+	rm -rf build luacov.* *.rock csrc/*.o
