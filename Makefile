@@ -31,7 +31,7 @@ TARGETS := build/5.4/ugen/core.so build/luajit/ugen/core.so build/5.1/ugen/core.
 
 .PHONY: all deps build test check asan valgrind cppcheck strict luacheck demo sandbox sandbox-stop \
         asan-integration valgrind-integration \
-        soak bench fuzz clean rock
+        soak bench fuzz clean rock env
 
 all: build
 
@@ -84,6 +84,43 @@ sandbox: deps
 
 sandbox-stop:
 	@bin/ugen sandbox stop
+
+# ---- using the clone; packing a rock ---------------------------------------
+
+# eval "$(make -s env)": `require "ugen"` from any directory with lua5.4, and
+# bin/ on PATH. Another interpreter: eval "$(make -s env LUA=luajit)" (or
+# lua5.3, lua5.1). Builds that interpreter's core first (its output on stderr).
+# Lua 5.3/5.4 read LUA_PATH_5_x before LUA_PATH, so the 5.4 and the LuaJIT
+# exports live side by side; an existing value is kept after the clone's paths.
+LUA     ?= lua5.4
+ENV_SUB  = $(if $(filter luajit,$(LUA)),luajit,$(patsubst lua%,%,$(LUA)))
+ENV_SFX  = $(if $(filter 5.3 5.4,$(ENV_SUB)),_$(subst .,_,$(ENV_SUB)))
+# the previous value of $(1) (LUA_PATH or LUA_CPATH) in shell syntax, else ";" (the defaults)
+ENV_PREV = $(if $(ENV_SFX),\$${$(1)$(ENV_SFX):-\$${$(1):-;}},\$${$(1):-;})
+
+env:
+	@case "$(ENV_SUB)" in 5.1|5.3|5.4|luajit) ;; \
+	  *) echo "make env: LUA must be lua5.4, lua5.3, lua5.1 or luajit (got $(LUA))" >&2; exit 2;; esac
+	@$(MAKE) --no-print-directory -s build/$(ENV_SUB)/ugen/core.so >&2
+	@d='$(CURDIR)'; \
+	  echo "export LUA_PATH$(ENV_SFX)=\"$$d/lua/?.lua;$$d/lua/?/init.lua;$(call ENV_PREV,LUA_PATH)\""; \
+	  echo "export LUA_CPATH$(ENV_SFX)=\"$$d/build/$(ENV_SUB)/?.so;$(call ENV_PREV,LUA_CPATH)\""; \
+	  echo "export PATH=\"$$d/bin:\$$PATH\""
+
+# make rock: a binary rock built offline from this clone for Lua ROCK_LUA (5.4;
+# ROCK_LUA=5.1 for LuaJIT/OpenResty), in build/rock/<v>/ (its path is the last
+# line). Install it without network: luarocks --lua-version <v> install
+# --deps-mode=none build/rock/<v>/lua-ugen-*.rock (lua-cjson and luasocket
+# from the system, or add them as rocks).
+ROCK_LUA ?= 5.4
+
+rock:
+	@rm -rf build/rock/$(ROCK_LUA) && mkdir -p build/rock/$(ROCK_LUA)
+	@luarocks --lua-version $(ROCK_LUA) --tree build/rock/$(ROCK_LUA)/tree make --deps-mode=none \
+	  lua-ugen-$(VERSION)-1.rockspec >&2
+	@rm -f csrc/*.o build/rock/$(ROCK_LUA)/tree/lib/luarocks/rocks-$(ROCK_LUA)/lua-ugen/*/csrc/*.o
+	@cd build/rock/$(ROCK_LUA) && luarocks --lua-version $(ROCK_LUA) --tree tree pack lua-ugen $(VERSION)-1 >&2
+	@rm -rf build/rock/$(ROCK_LUA)/tree && ls "$(CURDIR)"/build/rock/$(ROCK_LUA)/lua-ugen-$(VERSION)-1.*.rock
 
 # ---- proof: soak, bench, fuzz (issue 8) -----------------------------------
 
@@ -138,4 +175,4 @@ fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
-	rm -rf build luacov.* *.rock
+	rm -rf build luacov.* *.rock csrc/*.o

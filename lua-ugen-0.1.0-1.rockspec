@@ -99,7 +99,7 @@ build = {
   install = {
     bin = { ugen = "bin/ugen" },
   },
-  copy_directories = { "examples", "sandbox" },
+  copy_directories = { "examples", "sandbox", "csrc" },
   platforms = {
     windows = {
       modules = {

@@ -1,12 +1,22 @@
--- Shared by the examples: when run from a source checkout (lua examples/x.lua),
--- put the checkout's lua/ and build/<interpreter>/ first on the module paths,
--- so the examples work before `luarocks make`. An installed rock is used
--- otherwise. Returns the client options from the environment:
+-- Shared by the examples: when this file sits in a source checkout
+-- (CHECKOUT/examples/_setup.lua), put the checkout's lua/ and
+-- build/<interpreter>/ first on the module paths, so the examples work before
+-- `luarocks make` and from any directory (`lua5.4 create_job.lua` in
+-- examples/, or `lua5.4 /path/to/examples/create_job.lua` from anywhere).
+-- An installed rock is used otherwise. Returns the client options from the
+-- environment:
 --   UGEN_BASE_URL  (e.g. the sandbox: eval "$(bin/ugen sandbox start)")
 --   UGEN_API_KEY   (or UGEN_JWT)
-local dir = (arg and arg[0] or ""):match("^(.*)/examples/[^/]+$")
-if not dir and arg and arg[0] and arg[0]:match("^examples/") then dir = "." end
-if dir then
+local here = debug.getinfo(1, "S").source
+here = here:sub(1, 1) == "@" and here:sub(2) or "./_setup.lua"
+local dir = (here:match("^(.*)/[^/]*$") or ".") .. "/.."
+if dir:sub(1, 1) ~= "/" then -- absolute, so a later chdir (os.execute "cd") cannot lose it
+  local p = io.popen("pwd")
+  local cwd = p and p:read("*l")
+  if p then p:close() end
+  if cwd then dir = cwd .. "/" .. dir end
+end
+do
   local f = io.open(dir .. "/lua/ugen/init.lua", "r")
   if f then
     f:close()

@@ -17,16 +17,25 @@
 --                           -> { key, cert } (EC P-256 server certificates, e.g. expired ones)
 --   sandbox.tls.server_files(dir) -> { cainfo, cert, key } (DIR/tls/, made once, reused while valid)
 --
--- Works from Lua 5.1-5.4 and LuaJIT. Needs the `nginx` binary with the Lua
--- module (Debian: nginx + libnginx-mod-http-lua), the C core ugen.core for the
--- calling interpreter (JWT signing) and for LuaJIT under build/luajit/ (the
--- server's HMAC), and luasocket (port picking, readiness probe); with tls,
--- the openssl CLI (UGEN_OPENSSL names another binary).
+-- Works from Lua 5.1-5.4 and LuaJIT, from a checkout or an installed rock.
+-- Needs the `nginx` binary with the Lua module (Debian: nginx +
+-- libnginx-mod-http-lua), the C core ugen.core for the calling interpreter
+-- (JWT signing) and a LuaJIT build of it for nginx's Lua module (the server's
+-- HMAC), and luasocket (port picking, readiness probe); with tls, the openssl
+-- CLI (UGEN_OPENSSL names another binary). The LuaJIT core is, in order: a
+-- checkout's build/luajit/, the installed one on a LuaRocks 5.1 tree, else
+-- built once from the sources (the checkout's or the rock's csrc/) into
+-- $XDG_CACHE_HOME/lua-ugen/ (default ~/.cache/lua-ugen/; needs cc, LuaJIT's
+-- headers and the libcurl/OpenSSL headers the rock was built with). nginx
+-- starts without the caller's LUA_PATH/LUA_CPATH (another Lua's modules).
 --
 -- Environment: UGEN_SANDBOX_ROOT (the sandbox/ directory; default: next to
--- this checkout's lua/), UGEN_NGINX (nginx binary; default: nginx on PATH, then
--- /usr/sbin/nginx), UGEN_NGINX_MODULES (dir with ngx_http_lua_module.so;
--- default /usr/lib/nginx/modules, skipped when absent: modules compiled in).
+-- this checkout's lua/, else the installed rock's copy), UGEN_SANDBOX_CORE (a
+-- directory holding ugen/core.so built for LuaJIT), UGEN_LUAJIT_INCDIR (LuaJIT's
+-- lua.h, to build one; default /usr/include/luajit-2.1 and the like), CC,
+-- UGEN_NGINX (nginx binary; default: nginx on PATH, then /usr/sbin/nginx),
+-- UGEN_NGINX_MODULES (dir with ngx_http_lua_module.so; default
+-- /usr/lib/nginx/modules, skipped when absent: modules compiled in).
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -133,16 +142,125 @@ local function norm(p)
   return "/" .. concat(out, "/")
 end
 
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- Installed by LuaRocks, this file is TREE/share/lua/V/ugen/sandbox.lua and the
+-- rock's copied directories (sandbox/, csrc/) are in
+-- TREE/lib/luarocks/rocks-V/lua-ugen/<version>/ -> that directory | nil
+local function rock_dir()
+  local tree, v = lua_dir():match("^(.*)/share/lua/(%d+%.%d+)$")
+  if not tree then return nil end
+  local base = tree .. "/lib/luarocks/rocks-" .. v .. "/lua-ugen"
+  local own = base .. "/" .. _M._VERSION .. "-"
+  local found
+  for d in (capture("ls -d " .. q(base) .. "/*/ 2>/dev/null") or ""):gmatch("[^\n]+") do
+    d = d:gsub("/$", "")
+    if exists(d .. "/sandbox/nginx.conf.tmpl") then
+      if d:sub(1, #own) == own or not found then found = d end
+    end
+  end
+  return found
+end
+
+-- The directory holding sandbox/ and csrc/: this checkout, else the installed rock.
+local function source_dir()
+  local repo = norm(lua_dir() .. "/..")
+  if exists(repo .. "/sandbox/nginx.conf.tmpl") then return repo end
+  return rock_dir() or repo
+end
+
 function _M.root()
   local env = os.getenv("UGEN_SANDBOX_ROOT")
   if env and env ~= "" then return norm(abspath(env)) end
-  return norm(lua_dir() .. "/../sandbox")
+  return source_dir() .. "/sandbox"
 end
 
 function _M.default_dir()
   local tmp = os.getenv("TMPDIR")
   if not tmp or tmp == "" then tmp = "/tmp" end
   return tmp .. "/ugen-sandbox-" .. uid()
+end
+
+-- Where to cache a LuaJIT build of the C core: $XDG_CACHE_HOME, ~/.cache, else the sandbox dir.
+local function cache_dir()
+  local c = os.getenv("XDG_CACHE_HOME")
+  if c and c ~= "" then return c end
+  local home = os.getenv("HOME")
+  if home and home ~= "" then return home .. "/.cache" end
+  return _M.default_dir()
+end
+
+local LUAJIT_INCDIRS = { "/usr/include/luajit-2.1", "/usr/local/include/luajit-2.1",
+                         "/usr/local/openresty/luajit/include/luajit-2.1", "/usr/include/lua5.1",
+                         "/usr/local/include/lua5.1" }
+
+-- Compiles src/*.c for LuaJIT into out/ugen/core.so -> true | nil, message
+local function build_core(src, out)
+  local inc = os.getenv("UGEN_LUAJIT_INCDIR")
+  if inc and inc ~= "" and not exists(inc .. "/lua.h") then
+    return nil, "UGEN_LUAJIT_INCDIR=" .. inc .. " holds no lua.h"
+  end
+  if not inc or inc == "" then
+    inc = nil
+    for _, d in ipairs(LUAJIT_INCDIRS) do
+      if exists(d .. "/lua.h") then inc = d break end
+    end
+    local pc = not inc and (capture("pkg-config --variable=includedir luajit 2>/dev/null") or ""):match("%S+")
+    if pc and exists(pc .. "/luajit-2.1/lua.h") then inc = pc .. "/luajit-2.1" end
+  end
+  if not inc then
+    return nil, "the sandbox's nginx runs LuaJIT and needs ugen.core built for it; building it needs "
+      .. "LuaJIT's headers (Debian: libluajit2-5.1-dev or libluajit-5.1-dev) "
+      .. "or UGEN_LUAJIT_INCDIR=<dir with lua.h>"
+  end
+  local tmp = format("%s/ugen/core.so.%d", out, os.time())
+  local log = out .. "/build.log"
+  local cc = os.getenv("CC")
+  if not cc or cc == "" then cc = "cc" end
+  local cmd = format("mkdir -p %s && %s -std=c99 -O2 -fPIC -shared -D_POSIX_C_SOURCE=200809L -I%s "
+    .. "$(pkg-config --cflags libcurl libcrypto 2>/dev/null) %s/*.c -o %s "
+    .. "$(pkg-config --libs libcurl libcrypto 2>/dev/null || echo -lcurl -lcrypto) >%s 2>&1 && mv -f %s %s",
+    q(out .. "/ugen"), cc, q(inc), q(src), q(tmp), q(log), q(tmp), q(out .. "/ugen/core.so"))
+  if run(cmd) then return true end
+  os.remove(tmp)
+  local msg = (read_file(log) or ""):gsub("%s+$", "")
+  if #msg > 600 then msg = "..." .. msg:sub(-600) end
+  return nil, "cannot build ugen.core for the sandbox's LuaJIT from " .. src .. " (" .. log .. "): " .. msg
+end
+
+-- The C core for the sandbox's nginx, whose lua module is LuaJIT whatever
+-- interpreter runs this file -> a directory D holding D/ugen/core.so built for
+-- LuaJIT (or Lua 5.1: the same ABI) | nil, message. In order:
+-- UGEN_SANDBOX_CORE; a checkout's build/luajit/; the installed core when this
+-- is a LuaRocks 5.1 tree; else a build from the rock's (or checkout's) csrc/,
+-- made once into $XDG_CACHE_HOME/lua-ugen/ (default ~/.cache/lua-ugen/).
+local function luajit_core()
+  local env = os.getenv("UGEN_SANDBOX_CORE")
+  if env and env ~= "" then
+    env = norm(abspath(env))
+    if exists(env .. "/ugen/core.so") then return env end
+    return nil, "UGEN_SANDBOX_CORE=" .. env .. " holds no ugen/core.so"
+  end
+  local luadir = lua_dir()
+  local repo = norm(luadir .. "/..")
+  if exists(repo .. "/build/luajit/ugen/core.so") then return repo .. "/build/luajit" end
+  local tree = luadir:match("^(.*)/share/lua/5%.1$")
+  if tree and exists(tree .. "/lib/lua/5.1/ugen/core.so") then return tree .. "/lib/lua/5.1" end
+  local src = source_dir() .. "/csrc"
+  local sum = (capture(format("cat %s/*.c %s/*.h 2>/dev/null | cksum", q(src), q(src))) or ""):match("^%d+")
+  if not exists(src .. "/ugen_core.c") or not sum then
+    return nil, "no ugen.core built for LuaJIT (the sandbox's nginx runs LuaJIT) and no C sources in " .. src
+      .. " to build one (in a checkout: make build; or set UGEN_SANDBOX_CORE)"
+  end
+  local out = format("%s/lua-ugen/core-%s-%s/luajit", cache_dir(), _M._VERSION, sum)
+  if exists(out .. "/ugen/core.so") then return out end
+  local ok, err = build_core(src, out)
+  if not ok then return nil, err end
+  return out
 end
 
 local function find_nginx()
@@ -580,8 +698,9 @@ function _M.start(opts)
   end
   local scheme = use_tls and "https" or "http"
 
+  local core_dir, core_err = luajit_core()
+  if not core_dir then return nil, core_err end
   local luadir = lua_dir()
-  local repo = norm(luadir .. "/..")
   local modules_dir = os.getenv("UGEN_NGINX_MODULES")
   if not modules_dir or modules_dir == "" then modules_dir = "/usr/lib/nginx/modules" end
   local load = {}
@@ -603,7 +722,7 @@ function _M.start(opts)
       TLS_HTTP = use_tls and format('lua_ssl_trusted_certificate "%s";\n  lua_ssl_verify_depth 2;\n'
         .. '  lua_ssl_protocols TLSv1.2 TLSv1.3;', tlsf.cainfo) or "",
       LUA_PATH = concat({ root .. "/lib/?.lua", luadir .. "/?.lua", luadir .. "/?/init.lua" }, ";"),
-      LUA_CPATH = repo .. "/build/luajit/?.so",
+      LUA_CPATH = core_dir .. "/?.so",
     }
     local conf = template:gsub("%${([%u_]+)}", function(k) return vars[k] end)
     local ok, werr = write_file(dir .. "/nginx.conf", conf)
@@ -615,8 +734,10 @@ function _M.start(opts)
     write_file(dir .. "/error.log", "")
     os.remove(dir .. "/start.err")
 
-    local cmd = format("%s -p %s -c %s -e %s 2>%s", q(nginx), q(dir .. "/"), q(dir .. "/nginx.conf"),
-                       q(dir .. "/error.log"), q(dir .. "/start.err"))
+    -- The caller's LUA_PATH/LUA_CPATH may name another Lua's modules (a 5.4
+    -- cjson): nginx's LuaJIT gets the paths above, then its own defaults.
+    local cmd = format("unset LUA_PATH LUA_CPATH; %s -p %s -c %s -e %s 2>%s", q(nginx), q(dir .. "/"),
+                       q(dir .. "/nginx.conf"), q(dir .. "/error.log"), q(dir .. "/start.err"))
     if run(cmd) then
       local deadline = monotime() + START_TIMEOUT
       local up, fatal
