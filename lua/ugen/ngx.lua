@@ -66,6 +66,7 @@ end
 local STATUS_FOR_CODE = {
   SIGNATURE_MISSING = 401, SIGNATURE_MISMATCH = 401, TIMESTAMP_MISSING = 401,
   TIMESTAMP_OUT_OF_TOLERANCE = 401, SIGNATURE_INVALID = 400, TIMESTAMP_INVALID = 400, BODY_INVALID = 400,
+  REPLAYED = 409, REPLAY_STORE_UNAVAILABLE = 503,
 }
 _M.STATUS_FOR_CODE = STATUS_FOR_CODE
 
@@ -151,11 +152,10 @@ function _M.webhook_handler(opts)
       argerror(1, F, "dedupe: no lua_shared_dict named '" .. dict_name .. "' (add `lua_shared_dict " .. dict_name ..
         " 1m;` to the http block)", 2)
     end
-    ttl = opts.dedupe_ttl or (tolerance ~= false and 2 * tolerance) or 600
+    ttl = opts.dedupe_ttl or webhook.replay_ttl(tolerance)
     if not args.is_positive(ttl) then argerror(1, F, "dedupe_ttl must be a positive number", 2) end
   end
   args.check_keys(opts, 1, F, HANDLER_OPTS, 2)
-  local vopts = { tolerance = tolerance }
 
   return function()
     local ctx = {}
@@ -178,16 +178,10 @@ function _M.webhook_handler(opts)
     if not body then return answer(st, code, msg) end
     local headers = ngx.req.get_headers(200)
 
-    local event, verr, matched
-    for i, s in ipairs(list) do
-      event, verr = webhook.verify(s, headers, body, vopts)
-      if event then matched = i; break end
-      -- only a plain mismatch may still match another secret
-      if not (verr.kind == "signature" and verr.code == "SIGNATURE_MISMATCH") then
-        if verr.code == "TIMESTAMP_OUT_OF_TOLERANCE" or verr.kind == "decode" then matched = i end
-        break
-      end
-    end
+    -- the one implementation of ugen.webhook.verify: every secret tried, no early exit
+    local event, matched, signature, ts = webhook.check(list, headers, body, tolerance, nil, true)
+    local verr
+    if not event then verr, matched = matched, signature end
     ctx.secret_index = matched
     if not event then
       local status = STATUS_FOR_CODE[verr.code] or 400
@@ -195,15 +189,12 @@ function _M.webhook_handler(opts)
       return answer(status, verr.code or "BODY_INVALID", verr.message)
     end
 
-    local ts = webhook.header_values(headers, "x-ugen-timestamp")[1]
-    local signature, herr = webhook.sign(list[matched], ts, body)
-    if not signature then return answer(500, "CRYPTO_FAILED", herr and herr.message or "HMAC-SHA256 failed") end
     local ekey = event_key(event)
     local delivery = webhook.header_values(headers, "x-ugen-delivery")[1]
     ctx.event_key = ekey
 
     local dict = dict_name and ngx.shared[dict_name]
-    local sig_key = "ugen:sig:" .. signature
+    local sig_key = webhook.replay_key(signature)
     if dict then
       local ok, derr = dict:add(sig_key, true, ttl)
       if not ok then

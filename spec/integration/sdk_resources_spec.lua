@@ -97,3 +97,72 @@ describe("sdk other resources (sandbox)", function()
     assert.is_number(e.total_credits)
   end)
 end)
+
+describe("pages iterators (sandbox)", function()
+  local ids = {}
+  setup(function()
+    S.reset("acme")
+    local c = client("acme")
+    for i = 1, 5 do
+      local j = assert(c.jobs:create{ product_name = "Paged Mug " .. i,
+        product_image_url = "https://example.com/mug.jpg", segment_count = 1, stop_at_stage = "agents" })
+      ids[#ids + 1] = j.job_id
+    end
+  end)
+
+  it("jobs:pages yields whole pages (items, total, page, page_size, total_pages), the items those of each", function()
+    local c = client("acme")
+    local pages, via_pages = {}, {}
+    for page in c.jobs:pages{ page_size = 2 } do
+      pages[#pages + 1] = page
+      for _, j in ipairs(page.items) do via_pages[#via_pages + 1] = j.job_id end
+    end
+    assert.equal(3, #pages)
+    for i, page in ipairs(pages) do
+      assert.equal(i, page.page); assert.equal(2, page.page_size)
+      assert.equal(5, page.total); assert.equal(3, page.total_pages)
+    end
+    assert.equal(2, #pages[1].items); assert.equal(2, #pages[2].items); assert.equal(1, #pages[3].items)
+    local via_each = {}
+    for j in c.jobs:each{ page_size = 2 } do via_each[#via_each + 1] = j.job_id end
+    assert.same(via_each, via_pages)
+    local want = {}
+    for _, id in ipairs(ids) do want[id] = true end
+    for _, id in ipairs(via_pages) do assert.is_true(want[id]); want[id] = nil end
+    assert.is_nil(next(want))
+    -- a start page, and the ledger's iterator
+    local n = 0
+    for page in c.jobs:pages{ page = 2, page_size = 2 } do n = n + 1; assert.equal(n + 1, page.page) end
+    assert.equal(2, n)
+    local entries = 0
+    for page in c.credits:transaction_pages{ page_size = 1 } do entries = entries + #page.items end
+    assert.equal(assert(c.credits:transactions{ page_size = 1 }).total, entries)
+  end)
+
+  -- page 1 is served, then the same per-call headers table gets a fault: page 2 fails with a 503
+  it("a failed page raises its structured error; errors = 'yield' yields (false, err) once", function()
+    local c = client("acme")
+    local headers = {}
+    local seen = 0
+    local ok, err = pcall(function()
+      for _ in c.jobs:pages({ page_size = 2 }, { headers = headers, max_retries = 0 }) do
+        seen = seen + 1
+        headers["X-Sandbox-Fault"] = "status=503"
+      end
+    end)
+    assert.is_false(ok)
+    assert.equal("api", err.kind); assert.equal(503, err.status)
+    assert.equal(1, seen)
+    headers = {}
+    local got, errs = 0, {}
+    for page, perr in c.jobs:pages({ page_size = 2 }, { headers = headers, max_retries = 0, errors = "yield" }) do
+      if page then got = got + 1 else errs[#errs + 1] = perr end
+      headers["X-Sandbox-Fault"] = "status=503"
+    end
+    assert.equal(1, got)
+    assert.equal(1, #errs); assert.equal(503, errs[1].status)
+    assert.has_error(function() c.jobs:pages("x") end, "bad argument #1 to 'pages' (table expected, got string)")
+    assert.has_error(function() c.jobs:pages({}, { errors = "log" }) end,
+      "bad argument #2 to 'pages' (opts.errors must be \"raise\" or \"yield\")")
+  end)
+end)

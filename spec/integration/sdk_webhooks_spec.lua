@@ -94,4 +94,38 @@ describe("sdk webhooks (sandbox)", function()
     assert.equal("signature", err.kind); assert.equal("SIGNATURE_MISSING", err.code)
     c.webhooks:delete()
   end)
+
+  it("a secret rotation: deliveries signed with the old and the new secret verify against { new, old }; "
+     .. "a replayed delivery is refused by the replay store", function()
+    S.reset("acme")
+    local c = client("acme")
+    local rcv = S.receiver()
+    local old, new = ugen.webhook.new_secret(), ugen.webhook.new_secret()
+    assert(c.webhooks:set{ webhook_url = rcv.url, webhook_secret = old })
+    local job1 = assert(c.jobs:create(JOB))
+    assert(c.jobs:wait(job1.job_id, { interval = 0.02, timeout = 30 }))
+    assert.is_true(rcv.wait(1, 10))
+    -- rotate: the sender signs with the new secret from now on; the receiver accepts both for a while
+    assert(c.webhooks:set{ webhook_url = rcv.url, webhook_secret = new })
+    local job2 = assert(c.jobs:create(JOB))
+    assert(c.jobs:wait(job2.job_id, { interval = 0.02, timeout = 30 }))
+    assert.is_true(rcv.wait(2, 10))
+    rcv.close()
+    local store = ugen.webhook.memory_store{ max = 100 }
+    local r1, r2 = rcv.requests[1], rcv.requests[2]
+    local ev1, i1 = ugen.webhook.verify({ new, old }, r1.headers, r1.body, { replay = store })
+    assert.is_table(ev1, tostring(i1))
+    assert.equal(job1.job_id, ev1.job_id); assert.equal(2, i1)
+    local ev2, i2 = ugen.webhook.verify({ new, old }, r2.headers, r2.body, { replay = store })
+    assert.is_table(ev2, tostring(i2))
+    assert.equal(job2.job_id, ev2.job_id); assert.equal(1, i2)
+    -- the first delivery replayed: refused, with either secret list
+    local again, err = ugen.webhook.verify({ new, old }, r1.headers, r1.body, { replay = store })
+    assert.is_nil(again)
+    assert.equal("signature", err.kind); assert.equal("REPLAYED", err.code)
+    -- the old secret alone no longer verifies the new delivery
+    local bad, e2 = ugen.webhook.verify(old, r2.headers, r2.body)
+    assert.is_nil(bad); assert.equal("SIGNATURE_MISMATCH", e2.code)
+    c.webhooks:delete()
+  end)
 end)

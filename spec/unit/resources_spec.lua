@@ -26,6 +26,7 @@ describe("generated resources", function()
     end
     assert.is_function(c.jobs.each); assert.is_function(c.jobs.wait)
     assert.is_function(c.credits.each_transaction)
+    assert.is_function(c.jobs.pages); assert.is_function(c.credits.transaction_pages)
     assert.equal("ugen.resource(jobs)", tostring(c.jobs))
   end)
 

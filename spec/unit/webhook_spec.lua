@@ -234,7 +234,7 @@ describe("ugen.webhook.verify", function()
 
   it("raises on wrong argument types (secret, headers, opts)", function()
     assert.has_error(function() webhook.verify(nil, {}, BODY) end,
-      "bad argument #1 to 'verify' (string expected, got nil)")
+      "bad argument #1 to 'verify' (string or list of strings expected, got nil)")
     assert.has_error(function() webhook.verify("", {}, BODY) end,
       "bad argument #1 to 'verify' (webhook secret is empty)")
     assert.has_error(function() webhook.verify(SECRET, "x", BODY) end,
@@ -332,5 +332,158 @@ describe("ugen.webhook.verify edge cases", function()
     for _, body in ipairs({ "{}", ' \t\r\n{"event":"job.completed"}' }) do
       assert.is_table(webhook.verify(SECRET, signed(TS, body), body, { now = TS }), body)
     end
+  end)
+end)
+
+describe("ugen.webhook.verify with a list of secrets (rotation)", function()
+  local OLD = "0ld-secret-0ld-secret-0ld-secret"
+  local OTHER = "another-secret-another-secret-xx"
+
+  it("accepts a signature made with any secret and says which one matched", function()
+    local h_new = signed(TS)
+    local h_old = { ["X-UGen-Timestamp"] = tostring(TS), ["X-UGen-Signature"] = webhook.sign(OLD, TS, BODY) }
+    local ev, idx = webhook.verify({ SECRET, OLD }, h_new, BODY, { now = TS })
+    assert.equal("job.completed", ev.event); assert.equal(1, idx)
+    ev, idx = webhook.verify({ SECRET, OLD }, h_old, BODY, { now = TS })
+    assert.equal("job.completed", ev.event); assert.equal(2, idx)
+    -- prefixed / uppercase / several signatures go the same way
+    local h = { ["x-ugen-timestamp"] = tostring(TS),
+                ["x-ugen-signature"] = { "sha256=" .. ("0"):rep(64), "v1=" .. webhook.sign(OLD, TS, BODY):upper() } }
+    local ok, i2 = webhook.verify({ OTHER, SECRET, OLD }, h, BODY, { now = TS, decode = false })
+    assert.is_true(ok); assert.equal(3, i2)
+    fails("SIGNATURE_MISMATCH", { OTHER }, h_old, BODY, { now = TS })
+    -- after the signature, the index is still reported for failures later on
+    local bad, err = webhook.verify({ OTHER, OLD }, h_old, BODY, { now = TS + 10000 })
+    assert.is_nil(bad); assert.equal("TIMESTAMP_OUT_OF_TOLERANCE", err.code)
+    assert.is_nil(tostring(err):find(OLD, 1, true))
+  end)
+
+  it("keeps the one-secret return shape: the event alone", function()
+    assert.equal(1, select("#", webhook.verify(SECRET, signed(TS), BODY, { now = TS })))
+    assert.equal(2, select("#", webhook.verify({ SECRET }, signed(TS), BODY, { now = TS })))
+  end)
+
+  it("compares every secret, with no early exit on the first match", function()
+    local n = 0
+    local real = crypto.consteq
+    crypto.consteq = function(a, b) n = n + 1; return real(a, b) end
+    local ok, res, idx = pcall(webhook.verify, { SECRET, OLD, OTHER }, signed(TS), BODY, { now = TS })
+    crypto.consteq = real
+    assert.is_true(ok, tostring(res))
+    assert.equal(1, idx)
+    assert.equal(3, n)
+  end)
+
+  it("raises on an empty list or a bad entry", function()
+    assert.has_error(function() webhook.verify({}, signed(TS), BODY) end,
+      "bad argument #1 to 'verify' (the list of webhook secrets is empty)")
+    assert.has_error(function() webhook.verify({ SECRET, "" }, signed(TS), BODY) end,
+      "bad argument #1 to 'verify' (secret #2 must be a non-empty string, got empty string)")
+    assert.has_error(function() webhook.verify({ SECRET, 5 }, signed(TS), BODY) end)
+  end)
+end)
+
+describe("ugen.webhook.verify replay protection (opts.replay)", function()
+  local function delivery(ts)
+    return signed(ts), BODY
+  end
+
+  it("refuses a replayed delivery and accepts a new one (memory store)", function()
+    local store = webhook.memory_store()
+    local h = delivery(TS)
+    assert.is_table(webhook.verify(SECRET, h, BODY, { now = TS, replay = store }))
+    local err = fails("REPLAYED", SECRET, h, BODY, { now = TS + 1, replay = store })
+    assert.is_false(err.retryable)
+    -- a new delivery (U-Gen signs every attempt afresh: a new timestamp, a new signature)
+    assert.is_table(webhook.verify(SECRET, delivery(TS + 1), BODY, { now = TS + 1, replay = store }))
+    -- a rotated list records the same signature: still a replay
+    local ok, e2 = webhook.verify({ "other-secret-xxxxxxxxxxxxxxxxxxxx", SECRET }, h, BODY,
+      { now = TS, replay = store })
+    assert.is_nil(ok); assert.equal("REPLAYED", e2.code)
+  end)
+
+  it("records only deliveries that pass every other check", function()
+    local store = webhook.memory_store()
+    local h = delivery(TS)
+    fails("TIMESTAMP_OUT_OF_TOLERANCE", SECRET, h, BODY, { now = TS + 1000, replay = store })
+    fails("SIGNATURE_MISMATCH", "wrong-secret", h, BODY, { now = TS, replay = store })
+    assert.equal(0, store:size())
+    assert.is_table(webhook.verify(SECRET, h, BODY, { now = TS, replay = store }))
+    assert.equal(1, store:size())
+  end)
+
+  it("forgets a delivery after its ttl (memory store with a given clock)", function()
+    local t = 0
+    local store = webhook.memory_store{ now = function() return t end }
+    local h = delivery(TS)
+    assert.is_table(webhook.verify(SECRET, h, BODY, { now = TS, replay = store, replay_ttl = 5 }))
+    t = 4.9
+    fails("REPLAYED", SECRET, h, BODY, { now = TS, replay = store, replay_ttl = 5 })
+    t = 5
+    assert.is_table(webhook.verify(SECRET, h, BODY, { now = TS, replay = store, replay_ttl = 5 }))
+    -- the store alone
+    assert.is_false(store:seen("k", 1)); assert.is_true(store:seen("k", 1))
+    t = 6; assert.is_false(store:seen("k", 1))
+  end)
+
+  it("memory_store is bounded: at most max keys, expired ones dropped first, then the oldest", function()
+    local t = 0
+    local store = webhook.memory_store{ max = 3, now = function() return t end }
+    for i = 1, 3 do assert.is_false(store:seen("a" .. i, 100)) end
+    assert.equal(3, store:size())
+    assert.is_false(store:seen("a4", 100))       -- a1 (the oldest) goes
+    assert.equal(3, store:size())
+    assert.is_true(store:seen("a2", 100))
+    assert.is_false(store:seen("a1", 100))       -- forgotten, recorded again (a2 goes)
+    assert.is_true(store:seen("a4", 100))
+    -- a short-lived key recorded again and again behind a long-lived one: the queue stays bounded
+    for i = 1, 1000 do
+      t = i
+      store:seen("short", 0.5)
+      assert.is_true(store.tail - store.head + 1 <= 2 * 3)
+    end
+    assert.is_true(store:size() <= 3)
+    for i = 1, 10000 do store:seen("k" .. i, 1e9) end
+    assert.equal(3, store:size())
+    assert.is_true(store.tail - store.head + 1 <= 2 * 3)
+  end)
+
+  it("uses a user store object: key from the signature, ttl 2 x tolerance, failures closed", function()
+    local calls, seen = {}, {}
+    local store = {}
+    function store:seen(key, ttl)                  -- like Redis SET key 1 NX EX ttl
+      assert.equal(store, self)
+      calls[#calls + 1] = { key, ttl }
+      if seen[key] then return true end
+      seen[key] = true
+      return false
+    end
+    local h = delivery(TS)
+    assert.is_table(webhook.verify(SECRET, h, BODY, { now = TS, replay = store }))
+    assert.same({ { "ugen:sig:" .. h["X-UGen-Signature"], 600 } }, calls)
+    assert.equal(webhook.replay_key(h["X-UGen-Signature"]), calls[1][1])
+    fails("REPLAYED", SECRET, h, BODY, { now = TS, replay = store })
+    assert.is_table(webhook.verify(SECRET, delivery(TS + 1), BODY, { now = TS, tolerance = 10, replay = store }))
+    assert.equal(20, calls[3][2])
+    webhook.verify(SECRET, delivery(TS + 2), BODY, { now = TS, tolerance = false, replay = store })
+    assert.equal(600, calls[4][2])
+    webhook.verify(SECRET, delivery(TS + 3), BODY, { now = TS + 3, tolerance = 0.2, replay = store })
+    assert.equal(1, calls[5][2])                   -- whole seconds, at least 1
+    -- a store that is down: fail closed
+    local down = { seen = function() return nil, "connection refused" end }
+    local ev, err = webhook.verify(SECRET, delivery(TS + 4), BODY, { now = TS + 4, replay = down })
+    assert.is_nil(ev)
+    assert.equal("signature", err.kind); assert.equal("REPLAY_STORE_UNAVAILABLE", err.code)
+    assert.is_true(err.retryable)
+    assert.matches("connection refused", err.message)
+  end)
+
+  it("raises on a replay option that is not a store, or a bad replay_ttl", function()
+    assert.has_error(function() webhook.verify(SECRET, signed(TS), BODY, { replay = {} }) end,
+      "bad argument #4 to 'verify' (opts.replay must be a store with a seen(key, ttl) method, got table)")
+    assert.has_error(function() webhook.verify(SECRET, signed(TS), BODY, { replay = webhook.memory_store(),
+      replay_ttl = 0 }) end, "bad argument #4 to 'verify' (opts.replay_ttl must be a positive number (seconds), got 0)")
+    assert.has_error(function() webhook.memory_store{ max = 0 } end)
+    assert.has_error(function() webhook.memory_store{ size = 3 } end)
   end)
 end)

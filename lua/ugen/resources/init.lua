@@ -7,8 +7,10 @@
 -- when the endpoint has such fields; `opts` is the per-call options table
 -- ({timeout=, connect_timeout=, headers=, max_retries=, idempotency_key=,
 -- extra = {field = value} (sent as given, not validated)}).
--- Envelope-paginated endpoints also get an iterator: `list` -> `each`, any
--- other name -> `each_<name without a final s>` (credits:each_transaction).
+-- Envelope-paginated endpoints also get two iterators: over the items, `list`
+-- -> `each`, any other name -> `each_<name without a final s>`
+-- (credits:each_transaction); over whole pages, `list` -> `pages`, any other
+-- name -> `<name without a final s>_pages` (credits:transaction_pages).
 -- Multipart endpoints take files as `file = "path"` or
 -- `file = {path = | data =, filename =, content_type =}` (data: the bytes as
 -- a Lua string). Before anything is sent the file is checked against the
@@ -279,6 +281,65 @@ local function each_name(ep)
 end
 _M.each_name = each_name
 
+local function pages_name(ep)
+  if ep.name == "list" then return "pages" end
+  return (string_match(ep.name, "^(.-)s$") or ep.name) .. "_pages"
+end
+_M.pages_name = pages_name
+
+-- The arguments of an iterator (each / pages), checked at the caller
+-- (level 3 from here) -> client, params copy, per-call opts, error mode
+local function iterator_args(self, ep, fname, params, opts)
+  local client = client_of(self, ep)
+  if params ~= nil and type(params) ~= "table" then
+    argerror(1, fname, "table expected, got " .. type(params), 3)
+  end
+  local mode = "raise"
+  if type(opts) == "table" and opts.errors ~= nil then
+    mode = opts.errors
+    if mode ~= "raise" and mode ~= "yield" then
+      argerror(2, fname, "opts.errors must be \"raise\" or \"yield\"", 3)
+    end
+    local o = {}
+    for k, v in pairs(opts) do if k ~= "errors" then o[k] = v end end
+    opts = o
+  end
+  check_call_opts(opts, 2, fname, 3)
+  local p = {}
+  for k, v in pairs(params or {}) do p[k] = v end
+  return client, p, opts, mode
+end
+
+-- The one page walk behind each and pages: a function returning the next
+-- page (the decoded envelope), nil at the end, or false, err for a failed
+-- page (raised instead in mode "raise"; either way the walk then ends).
+-- Paging stops at total_pages, at an empty `items` (never returned), or at a
+-- short page when total_pages is absent.
+local function page_walker(client, ep, p, opts, mode)
+  local page = tonumber(p.page) or 1
+  local done = false
+  return function()
+    if done then return nil end
+    p.page = page
+    local res, err = client:_call(ep, {}, p, opts)
+    if not res then
+      done = true
+      if mode == "raise" then error(err, 0) end
+      return false, err
+    end
+    local items = res.items
+    if type(items) ~= "table" or #items == 0 then
+      done = true
+      return nil
+    end
+    local tp = tonumber(res.total_pages)
+    local size = tonumber(res.page_size) or tonumber(p.page_size) or 20
+    if (tp and page >= tp) or (not tp and #items < size) then done = true end
+    page = page + 1
+    return res
+  end
+end
+
 -- Iterator over every item of every page of an envelope endpoint:
 --   for item in resource:each{page_size = 100} do ... end
 -- A failed page raises its structured error (the ugen error table: pcall
@@ -288,55 +349,36 @@ _M.each_name = each_name
 --   for item, err in resource:each({page_size = 100}, {errors = "yield"}) do
 --     if not item then <handle err>; break end
 --   end
--- Paging stops at total_pages, at an empty `items`, or at a short page when
--- total_pages is absent. The other opts are per-call options of every page.
+-- The other opts are per-call options of every page.
 local function make_each(ep)
   local fname = each_name(ep)
   return function(self, params, opts)
-    local client = client_of(self, ep)
-    if params ~= nil and type(params) ~= "table" then
-      argerror(1, fname, "table expected, got " .. type(params), 2)
-    end
-    local mode = "raise"
-    if type(opts) == "table" and opts.errors ~= nil then
-      mode = opts.errors
-      if mode ~= "raise" and mode ~= "yield" then
-        argerror(2, fname, "opts.errors must be \"raise\" or \"yield\"", 2)
-      end
-      local o = {}
-      for k, v in pairs(opts) do if k ~= "errors" then o[k] = v end end
-      opts = o
-    end
-    check_call_opts(opts, 2, fname, 2)
-    local p = {}
-    for k, v in pairs(params or {}) do p[k] = v end
-    local page = tonumber(p.page) or 1
-    local items, idx, done = nil, 0, false
+    local client, p, o, mode = iterator_args(self, ep, fname, params, opts)
+    local next_page = page_walker(client, ep, p, o, mode)
+    local items, idx = nil, 0
     return function()
       while true do
         if items and idx < #items then
           idx = idx + 1
           return items[idx]
         end
-        if done then return nil end
-        p.page = page
-        local res, err = client:_call(ep, {}, p, opts)
-        if not res then
-          done = true
-          if mode == "raise" then error(err, 0) end
-          return false, err
-        end
+        local res, err = next_page()
+        if not res then return res, err end
         items, idx = res.items, 0
-        if type(items) ~= "table" or #items == 0 then
-          done = true
-          return nil
-        end
-        local tp = tonumber(res.total_pages)
-        local size = tonumber(res.page_size) or tonumber(p.page_size) or 20
-        if (tp and page >= tp) or (not tp and #items < size) then done = true end
-        page = page + 1
       end
     end
+  end
+end
+
+-- Iterator over the pages themselves, same arguments and error behaviour as each:
+--   for page in resource:pages{page_size = 50} do
+--     -- page.items, page.total, page.page, page.page_size, page.total_pages
+--   end
+local function make_pages(ep)
+  local fname = pages_name(ep)
+  return function(self, params, opts)
+    local client, p, o, mode = iterator_args(self, ep, fname, params, opts)
+    return page_walker(client, ep, p, o, mode)
   end
 end
 
@@ -364,7 +406,10 @@ function _M.attach(client)
     local r = { _client = client, name = rname }
     for _, ep in pairs(eps) do
       r[ep.name] = make_method(ep)
-      if ep.paging == "envelope" then r[each_name(ep)] = make_each(ep) end
+      if ep.paging == "envelope" then
+        r[each_name(ep)] = make_each(ep)
+        r[pages_name(ep)] = make_pages(ep)
+      end
     end
     local special = special_for(rname)
     if special then special.extend(r, eps) end
