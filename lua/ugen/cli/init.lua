@@ -36,7 +36,7 @@ local cmd_sandbox = require "ugen.cli.cmd_sandbox"
 
 local _M = { _VERSION = "0.1.0" }
 
-local ipairs, pairs, tostring, xpcall = ipairs, pairs, tostring, xpcall
+local ipairs, pairs, tostring, xpcall, type = ipairs, pairs, tostring, xpcall, type
 local concat = table.concat
 local string_format = string.format
 
@@ -155,7 +155,7 @@ local function main_help()
   end
   lines[#lines + 1] = ""
   lines[#lines + 1] = string_format("    %-22s %s", "help [COMMAND]", "this text, or every flag of a command")
-  lines[#lines + 1] = string_format("    %-22s %s", "version", "print the version")
+  lines[#lines + 1] = string_format("    %-22s %s", "version [--json]", "print the version")
   lines[#lines + 1] = ""
   global_help(lines)
   lines[#lines + 1] = ""
@@ -259,7 +259,21 @@ local function run(argv, io_)
     return EXIT.ok
   end
   if word == "version" then
-    out_line(ctx, "ugen " .. _M._VERSION)
+    local as_json = false
+    for k = 1, #pre do if pre[k] == "--json" then as_json = true end end
+    for k = i + 1, n do
+      if argv[k] == "--json" then as_json = true
+      elseif argv[k] == "--help" or argv[k] == "-h" then
+        out_line(ctx, "Usage: ugen version [--json]\n\nPrint the version (--json: {name, version, lua}).")
+        return EXIT.ok
+      else usage_error("'ugen version' takes no argument but --json (got " .. argv[k] .. ")") end
+    end
+    if as_json then
+      context.print_json(ctx, { name = "ugen", version = _M._VERSION,
+        lua = type(jit) == "table" and jit.version or _VERSION })
+    else
+      out_line(ctx, "ugen " .. _M._VERSION)
+    end
     return EXIT.ok
   end
 
