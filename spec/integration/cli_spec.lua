@@ -477,6 +477,40 @@ describe("ugen CLI", function()
       assert.falsy(r.err:find("\27[K", 1, true))
     end)
 
+    it("the progress line fits the terminal (40 and 120 columns, a real pty): no wrap, no repeated lines", function()
+      tools.need("script")
+      for _, cols in ipairs({ 40, 120 }) do
+        local base = tmpfile("pty" .. cols)
+        -- stty sets the pty's size (what `ugen` reads from its stderr); COLUMNS unset
+        local inner = string.format("stty cols %d rows 24 && env -u COLUMNS %s %s %s %s", cols,
+          env_prefix(api_env()), INTERP, LAUNCHER, argv_text(with(job_args("jobs", "create"), "--wait",
+          "--interval", "0.05")))
+        sh(string.format("script -qec %s /dev/null >%s.out 2>&1 </dev/null; echo $? >%s.rc", q(inner), base, base))
+        local out = read(base .. ".out")
+        assert.equal(0, tonumber(read(base .. ".rc")), out)
+        out = out:gsub("\r\n", "\n")
+        local bars, last = 0, nil
+        for _, l in ipairs(lines(out)) do
+          if l:find("\27[K", 1, true) then
+            -- every rewrite of the line is shorter than the terminal: nothing wraps onto a line that
+            -- the next "\r\27[K" cannot erase
+            for piece in (l .. "\r\27[K"):gmatch("(.-)\r\27%[K") do
+              assert.truthy(#piece <= cols - 1, cols .. " columns: a " .. #piece .. "-column line: " .. piece)
+              if piece ~= "" then last = piece end
+            end
+            bars = bars + 1
+          end
+        end
+        assert.equal(1, bars, out) -- one progress line, rewritten in place
+        assert.truthy(last:find("^complete %(8/8%)"), last)
+        assert.truthy(last:find("100%", 1, true), last)
+        if cols >= 80 then
+          assert.truthy(last:find("[########################]", 1, true), last) -- wide: the whole bar
+        end
+        assert.equal(5, #lines(out), out) -- job id, created, the progress line, completed, URL
+      end
+    end)
+
     it("--wait --json prints the final job as one JSON document; --quiet prints no progress", function()
       local r = run(with(job_args("jobs", "create"), "--wait", "--interval", "0.05", "--json", "--quiet"))
       assert.equal(0, r.code, r.err)

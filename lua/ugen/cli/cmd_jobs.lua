@@ -216,6 +216,7 @@ commands[#commands + 1] = {
     local tty = not quiet and stderr_is_tty()
     if not quiet then err_line(ctx, "downloading the final video of job " .. id .. " to " .. path) end
     local shown = false
+    local cols = tty and progress.columns()
     local res, err = c.jobs:download(id, path, {
       -- on a terminal: one updating line; otherwise only the summary at the end
       on_progress = tty and function(done, total)
@@ -223,12 +224,16 @@ commands[#commands + 1] = {
         total = tonumber(total)
         local text
         if total and total > 0 then
-          text = string_format("%s %3d%%  %s / %s", progress.bar(done * 100 / total), floor(done * 100 / total),
-            human_bytes(done), human_bytes(total))
+          -- the bar shrinks (then goes) so the line stays under the terminal's width
+          local rest = string_format(" %3d%%  %s / %s", floor(done * 100 / total), human_bytes(done),
+            human_bytes(total))
+          local bw = cols - 1 - #rest - 2
+          if bw > 24 then bw = 24 end
+          text = (bw >= 5 and progress.bar(done * 100 / total, bw) or "") .. rest
         else
           text = human_bytes(done)
         end
-        ctx.err:write("\r\27[K", text)
+        ctx.err:write("\r\27[K", progress.fit(text, cols - 1))
         ctx.err:flush()
         shown = true
       end or nil,
