@@ -530,6 +530,33 @@ describe("ugen CLI", function()
       assert.truthy(r.out:match("^https?://%S+\n$"), r.out)
     end)
 
+    it("jobs create says each retry on stderr (429: 'rate limited, retrying in N s'), same key: one job", function()
+      local tag = tostring(os.time()) .. "-" .. tostring(math.random(1e9))
+      local rl = run({ "jobs", "create", "--product-name", "rl " .. tag, "--image-url", "https://example.com/a.jpg",
+        "--segments", "1", "--header", "X-Sandbox-Fault: status=429;retry_after=1;count=1;key=rl-" .. tag })
+      assert.equal(0, rl.code, rl.err)
+      assert.truthy(rl.out:match("^%S+\n$"), rl.out)
+      assert.equal("rate limited, retrying in 1 s (retry 1 of 2)\n", rl.err)
+      -- the first attempt created the job, then the connection broke: the retry (same
+      -- idempotency key) gets that job, no second one
+      local name = "reset " .. tag
+      local rs = run({ "jobs", "create", "--product-name", name, "--image-url", "https://example.com/a.jpg",
+        "--segments", "1", "--header", "X-Sandbox-Fault: reset_after;count=1;key=rs-" .. tag })
+      assert.equal(0, rs.code, rs.err)
+      assert.truthy(rs.err:find("^network: .*, retrying in [%d.]+ s %(retry 1 of 2%)\n$"), rs.err)
+      local all = json.decode(run({ "jobs", "list", "--all", "--json" }).out)
+      local same = 0
+      for _, j in ipairs(all) do
+        if j.product_name == name then same = same + 1; assert.equal(rs.out, j.job_id .. "\n") end
+      end
+      assert.equal(1, same)
+      -- --max-retries 0: no retry, no message but the error
+      local none = run({ "--max-retries", "0", "jobs", "create", "--product-name", "rl0 " .. tag, "--image-url",
+        "https://example.com/a.jpg", "--segments", "1", "--header", "X-Sandbox-Fault: status=429;retry_after=1" })
+      assert.equal(1, none.code)
+      assert.truthy(none.err:find("^error: rate_limit: [^\n]*\n$"), none.err)
+    end)
+
     it("a failing job exits 3 with error kind job_failed", function()
       local r = run({ "jobs", "create", "--product-name", "Headphones [fail]", "--image-url",
         "https://example.com/headphones.jpg", "--segments", "1", "--wait", "--interval", "0.05" })
