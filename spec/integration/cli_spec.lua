@@ -557,6 +557,40 @@ describe("ugen CLI", function()
       assert.truthy(none.err:find("^error: rate_limit: [^\n]*\n$"), none.err)
     end)
 
+    it("jobs wait A B ...: each job printed as it ends; exit 3 when one failed; --json: one array", function()
+      local ok1 = run(job_args("jobs", "create")).out:match("^(%S+)")
+      local ok2 = run(job_args("jobs", "create")).out:match("^(%S+)")
+      local bad = run({ "jobs", "create", "--product-name", "Headphones [fail]", "--image-url",
+        "https://example.com/headphones.jpg", "--segments", "1" }).out:match("^(%S+)")
+      assert.truthy(ok1 and ok2 and bad)
+      local both = run({ "jobs", "wait", ok1, ok2, "--interval", "0.05" })
+      assert.equal(0, both.code, both.err)
+      local got = {}
+      for _, l in ipairs(lines(both.out)) do
+        local id, url = l:match("^(%S+) completed (https?://%S+)$")
+        assert.truthy(id, l)
+        got[id] = url
+      end
+      assert.truthy(got[ok1] and got[ok2], both.out)
+      assert.equal(2, #lines(both.out))
+      assert.truthy(both.err:find("^waiting for 2 jobs\n"), both.err)
+      local mixed = run({ "jobs", "wait", ok1, bad, "--interval", "0.05", "-q" })
+      assert.equal(3, mixed.code, mixed.err)
+      assert.equal(ok1 .. " completed " .. got[ok1] .. "\n", mixed.out)
+      assert.truthy(mixed.err:find("^error: job_failed: job " .. bad:gsub("%-", "%%-") .. " failed"), mixed.err)
+      local j = run({ "jobs", "wait", ok1, bad, "00000000-0000-4000-8000-000000000000", "--interval", "0.05",
+        "--json", "-q" })
+      assert.equal(3, j.code, j.err)
+      local doc = json.decode(j.out)
+      assert.equal(3, #doc)
+      assert.equal("completed", doc[1].status)
+      assert.equal(bad, doc[2].job_id)
+      assert.equal("job_failed", doc[2].error.kind)
+      assert.equal("not_found", doc[3].error.kind)
+      local nf = run({ "jobs", "wait", ok1, "00000000-0000-4000-8000-000000000000", "--interval", "0.05", "-q" })
+      assert.equal(1, nf.code, nf.err)
+    end)
+
     it("a failing job exits 3 with error kind job_failed", function()
       local r = run({ "jobs", "create", "--product-name", "Headphones [fail]", "--image-url",
         "https://example.com/headphones.jpg", "--segments", "1", "--wait", "--interval", "0.05" })

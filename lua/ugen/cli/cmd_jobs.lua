@@ -52,6 +52,14 @@ local function display_job(ctx, job)
   return out
 end
 
+-- The failure line of a job that failed or was cancelled (err.kind job_failed).
+local function job_failed_text(err, job_id)
+  local job = type(err.job) == "table" and err.job or {}
+  return string_format("job %s %s%s: %s", show(job.job_id or job_id), show(job.status or "failed"),
+    job.current_stage and (" at stage " .. show(job.current_stage)) or "",
+    show(job.error_message or err.message or "no error message"))
+end
+
 local function wait_job(ctx, c, job_id, first)
   local v = ctx.values
   local prog
@@ -70,11 +78,7 @@ local function wait_job(ctx, c, job_id, first)
   end
   if not final then
     if type(err) == "table" and err.kind == "job_failed" then
-      local job = type(err.job) == "table" and err.job or {}
-      local msg = string_format("job %s %s%s: %s", show(job.job_id or job_id), show(job.status or "failed"),
-        job.current_stage and (" at stage " .. show(job.current_stage)) or "",
-        show(job.error_message or err.message or "no error message"))
-      err_line(ctx, "error: job_failed: " .. msg)
+      err_line(ctx, "error: job_failed: " .. job_failed_text(err, job_id))
       if ctx.json then print_json(ctx, output.error_table(err)) end
       return EXIT.job_failed
     end
@@ -210,13 +214,57 @@ commands[#commands + 1] = {
   end,
 }
 
+-- Several jobs at once (client.jobs:as_finished): each is printed as it
+-- finishes: "JOB_ID completed URL" on stdout, or its error on stderr; with
+-- --json, one array in the order of the ids (the job, or {job_id =, error =}).
+-- Exit: 0 all completed, 3 when a job failed or was cancelled, else 1 when
+-- waiting for one ended in another error (timeout, not found, ...).
+local function wait_jobs(ctx, c, ids)
+  local v = ctx.values
+  local started = progress.new{ out = ctx.err, tty = false }
+  if not v.quiet then err_line(ctx, string_format("waiting for %d jobs", #ids)) end
+  local results, failed, other = {}, false, false
+  for i, job, err in c.jobs:as_finished(ids, {
+    interval = v.interval or DEFAULT_INTERVAL,
+    timeout = v.timeout or DEFAULT_WAIT_TIMEOUT,
+    on_progress = not v.quiet and function(j, id)
+      err_line(ctx, string_format("[%s] %s %s", progress.elapsed_text(started:elapsed()), show(id),
+        context.scrub(ctx, progress.summary(display_job(ctx, j)))))
+    end or nil,
+  }) do
+    local id = ids[i]
+    if job then
+      results[i] = job
+      if not ctx.json then
+        out_line(ctx, string_format("%s %s %s", show(job.job_id or id), show(job.status),
+          show(job.final_video_url or "-")))
+      end
+    else
+      local kind = type(err) == "table" and err.kind
+      if kind == "job_failed" then
+        failed = true
+        err_line(ctx, "error: job_failed: " .. job_failed_text(err, id))
+      else
+        other = true
+        err_line(ctx, "error: job " .. show(id) .. ": " .. output.error_text(err))
+      end
+      results[i] = { job_id = id, error = output.error_table(err).error }
+    end
+  end
+  if ctx.json then print_json(ctx, results) end
+  if failed then return EXIT.job_failed end
+  if other then return EXIT.error end
+  return EXIT.ok
+end
+
 commands[#commands + 1] = {
-  name = "jobs wait", api = true, positional = { "JOB_ID" },
-  summary = "follow a job to the end with a progress bar, then print the final video URL",
-  usage = "ugen jobs wait JOB_ID [--interval SECONDS] [--timeout SECONDS]",
+  name = "jobs wait", api = true, positional = { "JOB_ID..." }, variadic = true,
+  summary = "follow jobs to the end (one: a progress bar, then the final video URL; several: each as it ends)",
+  usage = "ugen jobs wait JOB_ID [JOB_ID...] [--interval SECONDS] [--timeout SECONDS]",
   flags = WAIT_FLAGS,
   run = function(ctx)
-    return wait_job(ctx, client(ctx), ctx.pos[1])
+    if #ctx.pos == 1 then return wait_job(ctx, client(ctx), ctx.pos[1]) end
+    return wait_jobs(ctx, client(ctx), ctx.pos)
   end,
 }
 

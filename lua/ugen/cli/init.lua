@@ -3,7 +3,7 @@
 --   local code = require("ugen.cli").main(arg)   -- bin/ugen: os.exit(code)
 --
 -- Commands (ugen help lists them with every flag):
---   jobs create|get|list|wait|download, credits estimate|balance|transactions,
+--   jobs create|get|list|wait (one or several jobs)|download, credits estimate|balance|transactions,
 --   webhooks set|get|delete (the account's webhook configuration),
 --   webhook sign|verify|listen|new-secret (the receiving side, local),
 --   models list|get, one generated command per other endpoint (tenant,
@@ -311,7 +311,9 @@ local function run(argv, io_)
   for _, a in ipairs(pre) do tokens[#tokens + 1] = a end
   for k = rest, n do tokens[#tokens + 1] = argv[k] end
   local specs = args.join(def.flags, GLOBAL_FLAGS)
-  local values, pos = args.parse(tokens, 1, specs, def.positional and #def.positional or 0)
+  -- def.variadic: the last positional repeats (jobs wait A B ...)
+  local values, pos = args.parse(tokens, 1, specs,
+    def.variadic and math.huge or (def.positional and #def.positional or 0))
   if not values then usage_error(pos) end
   ctx.json = values.json
   -- env fallbacks and required flags of the command (global env is read by context.client)

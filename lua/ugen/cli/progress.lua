@@ -148,6 +148,13 @@ function _M:update(job)
   self.out:flush()
 end
 
+--- One job's state in a few words: "generation (4/8)  45% processing".
+function _M.summary(job)
+  local p = percent_of(job)
+  return string_format("%s %s %s", stage_text(job.current_stage), pct_text(p),
+    job.status and tostring(job.status) or "?")
+end
+
 --- End the progress display (leaves the terminal on a fresh line).
 function _M:finish()
   if self.open_line then
