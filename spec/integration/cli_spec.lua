@@ -918,17 +918,25 @@ describe("ugen CLI", function()
       return d
     end
 
-    it("runs the docs' main job end to end in under a minute and cleans up", function()
+    it("runs the docs' main job end to end in under a minute on its own sandbox and cleans up", function()
       local dtmp = new_tmpdir()
       local base = tmpfile("demo")
       local t0 = now()
-      sh(string.format("%s UGEN_DEMO_SPEED=4 UGEN_DEMO_INTERVAL=0.1 sh scripts/demo.sh >%s.out 2>%s.err;"
-        .. " echo $? >%s.rc", demo_env(dtmp), base, base, base))
+      -- a stale sandbox's exports in the caller's shell: the demo ignores them, says so, and
+      -- runs on its own sandbox (nothing listens on port 9)
+      local stale_key = "ugen_sk_test_stale_0123456789abcdef"
+      sh(string.format("%s UGEN_BASE_URL=http://127.0.0.1:9/api/v1 UGEN_API_KEY=%s UGEN_DEMO_SPEED=4"
+        .. " UGEN_DEMO_INTERVAL=0.1 sh scripts/demo.sh >%s.out 2>%s.err; echo $? >%s.rc",
+        demo_env(dtmp), stale_key, base, base, base))
       local elapsed = now() - t0
       local out, err = read(base .. ".out"), read(base .. ".err")
       assert.equal(0, tonumber(read(base .. ".rc")),
         "demo failed:\n" .. out:sub(-2500) .. "\n--- stderr:\n" .. err:sub(-2500))
       assert.truthy(elapsed < 60, "demo took " .. elapsed .. " s")
+      assert.truthy(out:find("^lua%-ugen demo: [^\n]*%(mode: sandbox%)\n"), out)
+      assert.truthy(err:find("^demo: ignoring UGEN_BASE_URL/UGEN_API_KEY/UGEN_JWT from the environment "
+        .. "%(UGEN_BASE_URL=http://127%.0%.0%.1:9/api/v1%): the demo starts its own sandbox"), err)
+      assert.falsy((out .. err):find(stale_key, 1, true))
       for i = 1, 7 do assert.truthy(out:find("\n== " .. i .. "/7 ", 1, true), "step " .. i) end
       local id = out:match("\n   job id:%s+(%S+)\n")
       local url = out:match("\n   final video URL: (https?://%S+)\n")
