@@ -12,9 +12,12 @@
 #   7. stops the sandbox.
 # The sandbox and the listener are cleaned up on success, failure and Ctrl-C.
 #
-# Against a real account: export UGEN_API_KEY and UGEN_BASE_URL (both) and run
-# `make demo` (or `sh scripts/demo.sh`). No sandbox is started then, and the job
-# SPENDS REAL CREDITS. The account's webhook configuration is not touched; to see
+# Against a real account: export UGEN_API_KEY and UGEN_BASE_URL (both) and
+# UGEN_DEMO_REAL=1, and run `make demo` (or `sh scripts/demo.sh`). No sandbox is
+# started then, and the job SPENDS REAL CREDITS. Without UGEN_DEMO_REAL=1 the
+# demo always runs on its own new sandbox: UGEN_API_KEY / UGEN_BASE_URL /
+# UGEN_JWT in the caller's environment (often a sandbox's exports, maybe of a
+# sandbox stopped since) are ignored, and the demo says so. The account's webhook configuration is not touched; to see
 # a delivery, expose a local port through an HTTPS tunnel and set
 #   UGEN_DEMO_WEBHOOK_URL=https://<tunnel>/   (sent as the job's webhook_url)
 #   UGEN_DEMO_LISTEN_PORT=8787                (the local port the tunnel forwards to)
@@ -62,10 +65,18 @@ say() { printf '%s\n' "$*"; }
 step() { STEP=$1; say ""; say "== $1"; }
 die() { echo "demo: $*" >&2; exit 1; }
 
-if [ -n "${UGEN_API_KEY:-}" ] && [ -n "${UGEN_BASE_URL:-}" ]; then
+if [ "${UGEN_DEMO_REAL:-}" = 1 ]; then
   MODE=real
+  if [ -z "${UGEN_API_KEY:-}" ] || [ -z "${UGEN_BASE_URL:-}" ]; then
+    die "UGEN_DEMO_REAL=1 needs UGEN_API_KEY and UGEN_BASE_URL of the account"
+  fi
 else
   MODE=sandbox
+  # the caller's settings (a sandbox's exports, perhaps stale) never point the demo elsewhere
+  if [ -n "${UGEN_API_KEY:-}${UGEN_BASE_URL:-}${UGEN_JWT:-}" ]; then
+    echo "demo: ignoring UGEN_BASE_URL/UGEN_API_KEY/UGEN_JWT from the environment${UGEN_BASE_URL:+ (UGEN_BASE_URL=$UGEN_BASE_URL)}:" \
+      "the demo starts its own sandbox; UGEN_DEMO_REAL=1 runs it against that account (real credits)" >&2
+  fi
   unset UGEN_API_KEY UGEN_BASE_URL UGEN_JWT
 fi
 

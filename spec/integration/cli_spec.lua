@@ -272,6 +272,19 @@ describe("ugen CLI", function()
       assert.truthy(r.out:find("^ugen %d+%.%d+%.%d+\n$"))
       assert.equal(r.out, ugen({ "--version" }).out)
     end)
+
+    it("version --json prints one JSON document (either flag order); other arguments are a usage error", function()
+      local r = ugen({ "version", "--json" })
+      assert.equal(0, r.code, r.err)
+      assert.truthy(one_line(r.out), r.out)
+      local v = json.decode(r.out)
+      assert.same({ name = "ugen", version = ugen({ "version" }).out:match("^ugen (%S+)\n$"),
+        lua = type(jit) == "table" and jit.version or _VERSION }, v)
+      assert.same(v, json.decode(ugen({ "--json", "version" }).out))
+      local extra = ugen({ "version", "--jsn" })
+      assert.equal(2, extra.code)
+      assert.equal("", extra.out)
+    end)
   end)
 
   describe("webhook sign / verify / new-secret (local, no server)", function()
@@ -382,6 +395,9 @@ describe("ugen CLI", function()
       local c = run(with(job_args("jobs", "create"), "--json"))
       assert.equal(0, c.code)
       assert.truthy(json.decode(c.out).job_id)
+      -- --json documents print "/" as "/", not "\/" (one encoder for every --json output)
+      assert.truthy(c.out:find('"https://example.com/headphones.jpg"', 1, true), c.out)
+      assert.falsy(c.out:find("\\/", 1, true), c.out)
     end)
 
     it("list flags (repeated or a JSON array) and object flags (JSON) reach the API", function()
@@ -461,6 +477,40 @@ describe("ugen CLI", function()
       assert.falsy(r.err:find("\27[K", 1, true))
     end)
 
+    it("the progress line fits the terminal (40 and 120 columns, a real pty): no wrap, no repeated lines", function()
+      tools.need("script")
+      for _, cols in ipairs({ 40, 120 }) do
+        local base = tmpfile("pty" .. cols)
+        -- stty sets the pty's size (what `ugen` reads from its stderr); COLUMNS unset
+        local inner = string.format("stty cols %d rows 24 && env -u COLUMNS %s %s %s %s", cols,
+          env_prefix(api_env()), INTERP, LAUNCHER, argv_text(with(job_args("jobs", "create"), "--wait",
+          "--interval", "0.05")))
+        sh(string.format("script -qec %s /dev/null >%s.out 2>&1 </dev/null; echo $? >%s.rc", q(inner), base, base))
+        local out = read(base .. ".out")
+        assert.equal(0, tonumber(read(base .. ".rc")), out)
+        out = out:gsub("\r\n", "\n")
+        local bars, last = 0, nil
+        for _, l in ipairs(lines(out)) do
+          if l:find("\27[K", 1, true) then
+            -- every rewrite of the line is shorter than the terminal: nothing wraps onto a line that
+            -- the next "\r\27[K" cannot erase
+            for piece in (l .. "\r\27[K"):gmatch("(.-)\r\27%[K") do
+              assert.truthy(#piece <= cols - 1, cols .. " columns: a " .. #piece .. "-column line: " .. piece)
+              if piece ~= "" then last = piece end
+            end
+            bars = bars + 1
+          end
+        end
+        assert.equal(1, bars, out) -- one progress line, rewritten in place
+        assert.truthy(last:find("^complete %(8/8%)"), last)
+        assert.truthy(last:find("100%", 1, true), last)
+        if cols >= 80 then
+          assert.truthy(last:find("[########################]", 1, true), last) -- wide: the whole bar
+        end
+        assert.equal(5, #lines(out), out) -- job id, created, the progress line, completed, URL
+      end
+    end)
+
     it("--wait --json prints the final job as one JSON document; --quiet prints no progress", function()
       local r = run(with(job_args("jobs", "create"), "--wait", "--interval", "0.05", "--json", "--quiet"))
       assert.equal(0, r.code, r.err)
@@ -478,6 +528,67 @@ describe("ugen CLI", function()
       local r = run({ "jobs", "wait", id, "--interval", "0.05" })
       assert.equal(0, r.code, r.err)
       assert.truthy(r.out:match("^https?://%S+\n$"), r.out)
+    end)
+
+    it("jobs create says each retry on stderr (429: 'rate limited, retrying in N s'), same key: one job", function()
+      local tag = tostring(os.time()) .. "-" .. tostring(math.random(1e9))
+      local rl = run({ "jobs", "create", "--product-name", "rl " .. tag, "--image-url", "https://example.com/a.jpg",
+        "--segments", "1", "--header", "X-Sandbox-Fault: status=429;retry_after=1;count=1;key=rl-" .. tag })
+      assert.equal(0, rl.code, rl.err)
+      assert.truthy(rl.out:match("^%S+\n$"), rl.out)
+      assert.equal("rate limited, retrying in 1 s (retry 1 of 2)\n", rl.err)
+      -- the first attempt created the job, then the connection broke: the retry (same
+      -- idempotency key) gets that job, no second one
+      local name = "reset " .. tag
+      local rs = run({ "jobs", "create", "--product-name", name, "--image-url", "https://example.com/a.jpg",
+        "--segments", "1", "--header", "X-Sandbox-Fault: reset_after;count=1;key=rs-" .. tag })
+      assert.equal(0, rs.code, rs.err)
+      assert.truthy(rs.err:find("^network: .*, retrying in [%d.]+ s %(retry 1 of 2%)\n$"), rs.err)
+      local all = json.decode(run({ "jobs", "list", "--all", "--json" }).out)
+      local same = 0
+      for _, j in ipairs(all) do
+        if j.product_name == name then same = same + 1; assert.equal(rs.out, j.job_id .. "\n") end
+      end
+      assert.equal(1, same)
+      -- --max-retries 0: no retry, no message but the error
+      local none = run({ "--max-retries", "0", "jobs", "create", "--product-name", "rl0 " .. tag, "--image-url",
+        "https://example.com/a.jpg", "--segments", "1", "--header", "X-Sandbox-Fault: status=429;retry_after=1" })
+      assert.equal(1, none.code)
+      assert.truthy(none.err:find("^error: rate_limit: [^\n]*\n$"), none.err)
+    end)
+
+    it("jobs wait A B ...: each job printed as it ends; exit 3 when one failed; --json: one array", function()
+      local ok1 = run(job_args("jobs", "create")).out:match("^(%S+)")
+      local ok2 = run(job_args("jobs", "create")).out:match("^(%S+)")
+      local bad = run({ "jobs", "create", "--product-name", "Headphones [fail]", "--image-url",
+        "https://example.com/headphones.jpg", "--segments", "1" }).out:match("^(%S+)")
+      assert.truthy(ok1 and ok2 and bad)
+      local both = run({ "jobs", "wait", ok1, ok2, "--interval", "0.05" })
+      assert.equal(0, both.code, both.err)
+      local got = {}
+      for _, l in ipairs(lines(both.out)) do
+        local id, url = l:match("^(%S+) completed (https?://%S+)$")
+        assert.truthy(id, l)
+        got[id] = url
+      end
+      assert.truthy(got[ok1] and got[ok2], both.out)
+      assert.equal(2, #lines(both.out))
+      assert.truthy(both.err:find("^waiting for 2 jobs\n"), both.err)
+      local mixed = run({ "jobs", "wait", ok1, bad, "--interval", "0.05", "-q" })
+      assert.equal(3, mixed.code, mixed.err)
+      assert.equal(ok1 .. " completed " .. got[ok1] .. "\n", mixed.out)
+      assert.truthy(mixed.err:find("^error: job_failed: job " .. bad:gsub("%-", "%%-") .. " failed"), mixed.err)
+      local j = run({ "jobs", "wait", ok1, bad, "00000000-0000-4000-8000-000000000000", "--interval", "0.05",
+        "--json", "-q" })
+      assert.equal(3, j.code, j.err)
+      local doc = json.decode(j.out)
+      assert.equal(3, #doc)
+      assert.equal("completed", doc[1].status)
+      assert.equal(bad, doc[2].job_id)
+      assert.equal("job_failed", doc[2].error.kind)
+      assert.equal("not_found", doc[3].error.kind)
+      local nf = run({ "jobs", "wait", ok1, "00000000-0000-4000-8000-000000000000", "--interval", "0.05", "-q" })
+      assert.equal(1, nf.code, nf.err)
     end)
 
     it("a failing job exits 3 with error kind job_failed", function()
@@ -765,8 +876,13 @@ describe("ugen CLI", function()
       assert.equal(2, #out)
       assert.truthy(out[1]:match("^export UGEN_BASE_URL=http://127%.0%.0%.1:%d+/api/v1$"), out[1])
       assert.truthy(out[2]:match("^export UGEN_API_KEY=%S+$"), out[2])
-      local st = json.decode(ugen({ "sandbox", "status", "--dir", dir, "--json" }).out)
+      local raw = ugen({ "sandbox", "status", "--dir", dir, "--json" }).out
+      local st = json.decode(raw)
       assert.is_true(st.running)
+      -- "/" is not escaped in --json output (JSON does not require it): the URL is greppable as is
+      assert.truthy(raw:find('"' .. st.base_url .. '"', 1, true), raw)
+      assert.truthy(st.base_url:find("^http://127%.0%.0%.1:%d+/api/v1$"), raw)
+      assert.falsy(raw:find("\\/", 1, true), raw)
       local s = ugen({ "sandbox", "stop", "--dir", dir })
       assert.equal(0, s.code, s.err)
       local after = ugen({ "sandbox", "status", "--dir", dir })
@@ -802,17 +918,25 @@ describe("ugen CLI", function()
       return d
     end
 
-    it("runs the docs' main job end to end in under a minute and cleans up", function()
+    it("runs the docs' main job end to end in under a minute on its own sandbox and cleans up", function()
       local dtmp = new_tmpdir()
       local base = tmpfile("demo")
       local t0 = now()
-      sh(string.format("%s UGEN_DEMO_SPEED=4 UGEN_DEMO_INTERVAL=0.1 sh scripts/demo.sh >%s.out 2>%s.err;"
-        .. " echo $? >%s.rc", demo_env(dtmp), base, base, base))
+      -- a stale sandbox's exports in the caller's shell: the demo ignores them, says so, and
+      -- runs on its own sandbox (nothing listens on port 9)
+      local stale_key = "ugen_sk_test_stale_0123456789abcdef"
+      sh(string.format("%s UGEN_BASE_URL=http://127.0.0.1:9/api/v1 UGEN_API_KEY=%s UGEN_DEMO_SPEED=4"
+        .. " UGEN_DEMO_INTERVAL=0.1 sh scripts/demo.sh >%s.out 2>%s.err; echo $? >%s.rc",
+        demo_env(dtmp), stale_key, base, base, base))
       local elapsed = now() - t0
       local out, err = read(base .. ".out"), read(base .. ".err")
       assert.equal(0, tonumber(read(base .. ".rc")),
         "demo failed:\n" .. out:sub(-2500) .. "\n--- stderr:\n" .. err:sub(-2500))
       assert.truthy(elapsed < 60, "demo took " .. elapsed .. " s")
+      assert.truthy(out:find("^lua%-ugen demo: [^\n]*%(mode: sandbox%)\n"), out)
+      assert.truthy(err:find("^demo: ignoring UGEN_BASE_URL/UGEN_API_KEY/UGEN_JWT from the environment "
+        .. "%(UGEN_BASE_URL=http://127%.0%.0%.1:9/api/v1%): the demo starts its own sandbox"), err)
+      assert.falsy((out .. err):find(stale_key, 1, true))
       for i = 1, 7 do assert.truthy(out:find("\n== " .. i .. "/7 ", 1, true), "step " .. i) end
       local id = out:match("\n   job id:%s+(%S+)\n")
       local url = out:match("\n   final video URL: (https?://%S+)\n")

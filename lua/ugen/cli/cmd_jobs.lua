@@ -12,6 +12,8 @@ local output = require "ugen.cli.output"
 local pages = require "ugen.cli.pages"
 local params = require "ugen.cli.params"
 local progress = require "ugen.cli.progress"
+local retry = require "ugen.retry"
+local sched = require "ugen.sched"
 
 local type, pairs, tonumber, tostring = type, pairs, tonumber, tostring
 local string_format = string.format
@@ -50,6 +52,14 @@ local function display_job(ctx, job)
   return out
 end
 
+-- The failure line of a job that failed or was cancelled (err.kind job_failed).
+local function job_failed_text(err, job_id)
+  local job = type(err.job) == "table" and err.job or {}
+  return string_format("job %s %s%s: %s", show(job.job_id or job_id), show(job.status or "failed"),
+    job.current_stage and (" at stage " .. show(job.current_stage)) or "",
+    show(job.error_message or err.message or "no error message"))
+end
+
 local function wait_job(ctx, c, job_id, first)
   local v = ctx.values
   local prog
@@ -68,11 +78,7 @@ local function wait_job(ctx, c, job_id, first)
   end
   if not final then
     if type(err) == "table" and err.kind == "job_failed" then
-      local job = type(err.job) == "table" and err.job or {}
-      local msg = string_format("job %s %s%s: %s", show(job.job_id or job_id), show(job.status or "failed"),
-        job.current_stage and (" at stage " .. show(job.current_stage)) or "",
-        show(job.error_message or err.message or "no error message"))
-      err_line(ctx, "error: job_failed: " .. msg)
+      err_line(ctx, "error: job_failed: " .. job_failed_text(err, job_id))
       if ctx.json then print_json(ctx, output.error_table(err)) end
       return EXIT.job_failed
     end
@@ -111,6 +117,42 @@ local CREATE_FLAGS = params.flags("jobs.create", {
   stop_at_stage = { placeholder = "STAGE" },
 })
 
+-- Seconds as the retry message shows them: "20", "1.5".
+local function seconds_text(w)
+  if w >= 10 then return string_format("%d", floor(w + 0.5)) end
+  return (string_format("%.1f", w):gsub("%.0$", ""))
+end
+
+-- jobs:create with the SDK's retry rule, run here rather than inside the SDK's
+-- pipeline (max_retries = 0 per call) so that each retry is said on stderr
+-- ("rate limited, retrying in 20 s") instead of a silent wait. The rule is the
+-- pipeline's: a retryable error (429, 5xx, network), at most --max-retries
+-- retries (the client's max_retries), no retry when the server asks for more
+-- than retry.MAX_RETRY_AFTER seconds, and the wait is retry.delay (the backoff,
+-- or the Retry-After when longer). Every attempt sends the same idempotency key
+-- (the one the first attempt used: err.idempotency_key), so a retry of a
+-- create that did reach the API returns that job instead of making another.
+local function create(ctx, c, fields)
+  local max = ctx.values.max_retries or c.max_retries or 2
+  local p = {}
+  for k, v in pairs(fields) do p[k] = v end
+  local attempt = 0
+  while true do
+    local job, err = c.jobs:create(p, { max_retries = 0 })
+    if job then return job end
+    attempt = attempt + 1
+    if type(err) ~= "table" or not err.retryable or attempt > max
+        or (err.retry_after and err.retry_after > retry.MAX_RETRY_AFTER) then
+      return nil, err
+    end
+    if type(err.idempotency_key) == "string" then p.idempotency_key = err.idempotency_key end
+    local wait = retry.delay(attempt, err.retry_after, c.rng)
+    local what = err.status == 429 and "rate limited" or output.error_text(err)
+    err_line(ctx, string_format("%s, retrying in %s s (retry %d of %d)", what, seconds_text(wait), attempt, max))
+    sched.sleep(wait)
+  end
+end
+
 commands[#commands + 1] = {
   name = "jobs create", api = true,
   summary = "create a video job; prints its id (with --wait: progress, then the final video URL)",
@@ -121,7 +163,7 @@ commands[#commands + 1] = {
   run = function(ctx)
     local c = client(ctx)
     local p = params.values(ctx, CREATE_FLAGS)
-    local job, err = c.jobs:create(p)
+    local job, err = create(ctx, c, p)
     if not job then
       local code = fail(ctx, err)
       -- the request may have reached the API: the same key makes a retry safe
@@ -172,13 +214,57 @@ commands[#commands + 1] = {
   end,
 }
 
+-- Several jobs at once (client.jobs:as_finished): each is printed as it
+-- finishes: "JOB_ID completed URL" on stdout, or its error on stderr; with
+-- --json, one array in the order of the ids (the job, or {job_id =, error =}).
+-- Exit: 0 all completed, 3 when a job failed or was cancelled, else 1 when
+-- waiting for one ended in another error (timeout, not found, ...).
+local function wait_jobs(ctx, c, ids)
+  local v = ctx.values
+  local started = progress.new{ out = ctx.err, tty = false }
+  if not v.quiet then err_line(ctx, string_format("waiting for %d jobs", #ids)) end
+  local results, failed, other = {}, false, false
+  for i, job, err in c.jobs:as_finished(ids, {
+    interval = v.interval or DEFAULT_INTERVAL,
+    timeout = v.timeout or DEFAULT_WAIT_TIMEOUT,
+    on_progress = not v.quiet and function(j, id)
+      err_line(ctx, string_format("[%s] %s %s", progress.elapsed_text(started:elapsed()), show(id),
+        context.scrub(ctx, progress.summary(display_job(ctx, j)))))
+    end or nil,
+  }) do
+    local id = ids[i]
+    if job then
+      results[i] = job
+      if not ctx.json then
+        out_line(ctx, string_format("%s %s %s", show(job.job_id or id), show(job.status),
+          show(job.final_video_url or "-")))
+      end
+    else
+      local kind = type(err) == "table" and err.kind
+      if kind == "job_failed" then
+        failed = true
+        err_line(ctx, "error: job_failed: " .. job_failed_text(err, id))
+      else
+        other = true
+        err_line(ctx, "error: job " .. show(id) .. ": " .. output.error_text(err))
+      end
+      results[i] = { job_id = id, error = output.error_table(err).error }
+    end
+  end
+  if ctx.json then print_json(ctx, results) end
+  if failed then return EXIT.job_failed end
+  if other then return EXIT.error end
+  return EXIT.ok
+end
+
 commands[#commands + 1] = {
-  name = "jobs wait", api = true, positional = { "JOB_ID" },
-  summary = "follow a job to the end with a progress bar, then print the final video URL",
-  usage = "ugen jobs wait JOB_ID [--interval SECONDS] [--timeout SECONDS]",
+  name = "jobs wait", api = true, positional = { "JOB_ID..." }, variadic = true,
+  summary = "follow jobs to the end (one: a progress bar, then the final video URL; several: each as it ends)",
+  usage = "ugen jobs wait JOB_ID [JOB_ID...] [--interval SECONDS] [--timeout SECONDS]",
   flags = WAIT_FLAGS,
   run = function(ctx)
-    return wait_job(ctx, client(ctx), ctx.pos[1])
+    if #ctx.pos == 1 then return wait_job(ctx, client(ctx), ctx.pos[1]) end
+    return wait_jobs(ctx, client(ctx), ctx.pos)
   end,
 }
 
@@ -216,6 +302,7 @@ commands[#commands + 1] = {
     local tty = not quiet and stderr_is_tty()
     if not quiet then err_line(ctx, "downloading the final video of job " .. id .. " to " .. path) end
     local shown = false
+    local cols = tty and progress.columns()
     local res, err = c.jobs:download(id, path, {
       -- on a terminal: one updating line; otherwise only the summary at the end
       on_progress = tty and function(done, total)
@@ -223,12 +310,16 @@ commands[#commands + 1] = {
         total = tonumber(total)
         local text
         if total and total > 0 then
-          text = string_format("%s %3d%%  %s / %s", progress.bar(done * 100 / total), floor(done * 100 / total),
-            human_bytes(done), human_bytes(total))
+          -- the bar shrinks (then goes) so the line stays under the terminal's width
+          local rest = string_format(" %3d%%  %s / %s", floor(done * 100 / total), human_bytes(done),
+            human_bytes(total))
+          local bw = cols - 1 - #rest - 2
+          if bw > 24 then bw = 24 end
+          text = (bw >= 5 and progress.bar(done * 100 / total, bw) or "") .. rest
         else
           text = human_bytes(done)
         end
-        ctx.err:write("\r\27[K", text)
+        ctx.err:write("\r\27[K", progress.fit(text, cols - 1))
         ctx.err:flush()
         shown = true
       end or nil,

@@ -9,7 +9,6 @@
 
 local output = require "ugen.cli.output"
 local errors = require "ugen.errors"
-local json = require "ugen.json"
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -91,7 +90,7 @@ local print_json = _M.print_json
 --- JSON without redaction: for values that are meant to be shown (a new
 -- secret the user asked for, the sandbox's local test credentials).
 function _M.print_raw_json(ctx, v)
-  ctx.out:write(json.encode(v) or "null", "\n")
+  ctx.out:write(output.json_text(v), "\n")
   ctx.out:flush()
 end
 

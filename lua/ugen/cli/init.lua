@@ -3,7 +3,7 @@
 --   local code = require("ugen.cli").main(arg)   -- bin/ugen: os.exit(code)
 --
 -- Commands (ugen help lists them with every flag):
---   jobs create|get|list|wait|download, credits estimate|balance|transactions,
+--   jobs create|get|list|wait (one or several jobs)|download, credits estimate|balance|transactions,
 --   webhooks set|get|delete (the account's webhook configuration),
 --   webhook sign|verify|listen|new-secret (the receiving side, local),
 --   models list|get, one generated command per other endpoint (tenant,
@@ -36,7 +36,7 @@ local cmd_sandbox = require "ugen.cli.cmd_sandbox"
 
 local _M = { _VERSION = "0.1.0" }
 
-local ipairs, pairs, tostring, xpcall = ipairs, pairs, tostring, xpcall
+local ipairs, pairs, tostring, xpcall, type = ipairs, pairs, tostring, xpcall, type
 local concat = table.concat
 local string_format = string.format
 
@@ -155,7 +155,7 @@ local function main_help()
   end
   lines[#lines + 1] = ""
   lines[#lines + 1] = string_format("    %-22s %s", "help [COMMAND]", "this text, or every flag of a command")
-  lines[#lines + 1] = string_format("    %-22s %s", "version", "print the version")
+  lines[#lines + 1] = string_format("    %-22s %s", "version [--json]", "print the version")
   lines[#lines + 1] = ""
   global_help(lines)
   lines[#lines + 1] = ""
@@ -259,7 +259,21 @@ local function run(argv, io_)
     return EXIT.ok
   end
   if word == "version" then
-    out_line(ctx, "ugen " .. _M._VERSION)
+    local as_json = false
+    for k = 1, #pre do if pre[k] == "--json" then as_json = true end end
+    for k = i + 1, n do
+      if argv[k] == "--json" then as_json = true
+      elseif argv[k] == "--help" or argv[k] == "-h" then
+        out_line(ctx, "Usage: ugen version [--json]\n\nPrint the version (--json: {name, version, lua}).")
+        return EXIT.ok
+      else usage_error("'ugen version' takes no argument but --json (got " .. argv[k] .. ")") end
+    end
+    if as_json then
+      context.print_json(ctx, { name = "ugen", version = _M._VERSION,
+        lua = type(jit) == "table" and jit.version or _VERSION })
+    else
+      out_line(ctx, "ugen " .. _M._VERSION)
+    end
     return EXIT.ok
   end
 
@@ -297,7 +311,9 @@ local function run(argv, io_)
   for _, a in ipairs(pre) do tokens[#tokens + 1] = a end
   for k = rest, n do tokens[#tokens + 1] = argv[k] end
   local specs = args.join(def.flags, GLOBAL_FLAGS)
-  local values, pos = args.parse(tokens, 1, specs, def.positional and #def.positional or 0)
+  -- def.variadic: the last positional repeats (jobs wait A B ...)
+  local values, pos = args.parse(tokens, 1, specs,
+    def.variadic and math.huge or (def.positional and #def.positional or 0))
   if not values then usage_error(pos) end
   ctx.json = values.json
   -- env fallbacks and required flags of the command (global env is read by context.client)

@@ -8,7 +8,8 @@
 -- Server data never drives the terminal: in human output every string from a
 -- result or an error (keys too) has its control characters escaped ("\n",
 -- "\x1b", "\u009b": ugen.errors.escape_controls); JSON output escapes C0 and
--- DEL (cjson) and UTF-8-encoded C1 controls ("\u009b") as well.
+-- DEL (cjson) and UTF-8-encoded C1 controls ("\u009b") as well, and prints
+-- "/" unescaped (see json_text).
 
 local json = require "ugen.json"
 local errors = require "ugen.errors"
@@ -131,16 +132,39 @@ end
 
 local function c1_escape(c) return string_format("\\u%04x", c:byte()) end
 
---- JSON text for v (secrets redacted). Never raises; unencodable values give an error object.
--- cjson escapes C0 and DEL; UTF-8-encoded C1 controls (only possible inside
--- strings) become \u0080..\u009f too, so no byte of the output drives a terminal.
-function _M.to_json(v)
-  local s, err = json.encode(redacted(v))
-  if not s then
-    return json.encode({ error = { kind = "decode", message = "cannot encode output: " .. tostring(err) } })
-  end
+-- The one JSON encoder of the CLI's output (every --json document, the
+-- sandbox's and new-secret's raw documents): ugen.json (cjson), then
+--   * "/" is printed as "/", not "\/": JSON never requires escaping it
+--     (RFC 8259 section 7), and a URL in --json output stays a URL that grep,
+--     copy-paste and `cut` see as such. (Escaping it only matters inside an
+--     HTML <script>, which is not where a terminal's output goes.) cjson
+--     escapes every "/" and nothing else can precede one with a backslash, so
+--     dropping the backslash before each "/" is exact;
+--   * UTF-8-encoded C1 controls (only possible inside strings) become
+--     \u0080..\u009f, as cjson does for C0 and DEL, so no byte of the output
+--     drives a terminal.
+-- nil, message when v cannot be encoded.
+local function encode(v)
+  local s, err = json.encode(v)
+  if not s then return nil, err end
+  if s:find("/", 1, true) then s = s:gsub("\\/", "/") end
   if s:find("\194", 1, true) then s = s:gsub("\194([\128-\159])", c1_escape) end
   return s
+end
+
+--- JSON text for v as it is (no redaction): for values meant to be shown.
+-- Never raises; an unencodable value gives an error object.
+function _M.json_text(v)
+  local s, err = encode(v)
+  if not s then
+    return encode({ error = { kind = "decode", message = "cannot encode output: " .. tostring(err) } })
+  end
+  return s
+end
+
+--- JSON text for v (secrets redacted). Never raises; unencodable values give an error object.
+function _M.to_json(v)
+  return _M.json_text(redacted(v))
 end
 
 --- Rows as an aligned text table. cols = { {key, title}, ... }
