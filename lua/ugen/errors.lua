@@ -4,7 +4,7 @@
 -- module's metatable:
 --   kind         "api" | "validation" | "rate_limit" | "insufficient_credits" |
 --                "auth" | "not_found" | "conflict" | "network" | "timeout" |
---                "tls" | "decode" | "signature" | "job_failed" | "cancelled"
+--                "tls" | "decode" | "signature" | "job_failed" | "cancelled" | "io"
 --   status       HTTP status, or nil when no response arrived
 --   code         API error code ("INSUFFICIENT_CREDITS"), curl code as
 --                "CURLE_<n>", or an SDK code ("WAIT_TIMEOUT", "SIGNATURE_MISMATCH")
@@ -15,7 +15,11 @@
 --   request_id   X-Request-Id of the response, or nil
 --   retryable    boolean: the same call may succeed later
 --   job          the last job seen (kind "job_failed", and wait timeouts)
--- tostring(err) is one readable line and never contains a secret: control
+--   attempts     how many times the call was sent (set by the pipeline)
+-- tostring(err) is one readable line and never contains a secret; after the
+-- message it names the job (id, status, stage) of err.job, the credits
+-- required and available of a 402, and the attempts of a network/timeout
+-- error (of any error sent more than once). Control
 -- characters (newlines, ESC, other C0 bytes, DEL, UTF-8-encoded C1) in the
 -- fields are shown escaped ("\n", "\x1b", "\u009b"). The fields themselves
 -- keep the server's text as sent (minus secrets, see "Secrets" below).
@@ -34,6 +38,7 @@ _M.KINDS = {
   "api", "validation", "rate_limit", "insufficient_credits", "auth", "not_found", "conflict",
   "network", "timeout", "tls", "decode", "signature", "job_failed",
   "cancelled",  -- a scheduler task was cancelled (ugen.scheduler: task:cancel())
+  "io",         -- a local file cannot be read or written (download target, upload file)
 }
 local KIND_SET = {}
 for _, k in ipairs(_M.KINDS) do KIND_SET[k] = true end
@@ -79,6 +84,18 @@ _M.escape_controls = escape_controls
 
 local secret_list, scrub_string   -- defined with the redaction below
 
+-- 140 and 140.0 both as "140"; anything else as tostring gives it ("?" for nil)
+local function number_text(v)
+  if v == nil then return "?" end
+  if type(v) == "number" and v == math_floor(v) and v > -2^53 and v < 2^53 then
+    return string_format("%d", v)
+  end
+  return tostring(v)
+end
+
+-- kinds whose attempt count tostring shows even for a single attempt
+local RETRIED_KINDS = { network = true, timeout = true }
+
 function mt.__tostring(e)
   local list = secret_list()
   local function show(v) return escape_controls(scrub_string(tostring(v), list)) end
@@ -93,6 +110,23 @@ function mt.__tostring(e)
       list2[#list2 + 1] = show(field_loc(f)) .. ": " .. show(type(f) == "table" and f.msg or f)
     end
     out[#out + 1] = " [" .. concat(list2, "; ") .. "]"
+  end
+  local job = e.job
+  if type(job) == "table" then
+    local facts = { "job " .. show(job.job_id or "?") }
+    if job.status ~= nil then facts[#facts + 1] = "status " .. show(job.status) end
+    if job.current_stage ~= nil then facts[#facts + 1] = "stage " .. show(job.current_stage) end
+    out[#out + 1] = " (" .. concat(facts, ", ") .. ")"
+  end
+  local details = e.details
+  if e.kind == "insufficient_credits" and type(details) == "table"
+      and (details.required ~= nil or details.available ~= nil) then
+    out[#out + 1] = string_format(" (credits required %s, available %s)",
+      show(number_text(details.required)), show(number_text(details.available)))
+  end
+  local attempts = e.attempts
+  if type(attempts) == "number" and (attempts > 1 or (attempts == 1 and RETRIED_KINDS[e.kind])) then
+    out[#out + 1] = string_format(" (after %d attempt%s)", attempts, attempts == 1 and "" or "s")
   end
   if type(e.retry_after) == "number" then out[#out + 1] = string_format(" (retry after %gs)", e.retry_after) end
   if e.request_id then out[#out + 1] = " (request " .. show(e.request_id) .. ")" end
@@ -130,6 +164,19 @@ end
 
 function _M.reason(status) return REASONS[status] or "HTTP error" end
 
+-- A 404 body that says the server has no route for the path (a wrong
+-- base_url), not that an id is unknown: the sandbox's {"error": {"message":
+-- "No route for GET /api/v2/..."}} and FastAPI's default {"detail": "Not
+-- Found"} (the API answers an unknown id with an {"error": {...}} body).
+local function is_route_miss(decoded)
+  if type(decoded) ~= "table" then return false end
+  local eo = decoded.error
+  if type(eo) == "table" then
+    return type(eo.message) == "string" and string_find(eo.message, "^No route for ") ~= nil
+  end
+  return eo == nil and decoded.detail == "Not Found"
+end
+
 -- Build the error for a non-2xx response.
 --   status, body (string or nil), request_id, keep_null
 -- Decisions (README "Where the docs are silent"):
@@ -140,7 +187,10 @@ function _M.reason(status) return REASONS[status] or "HTTP error" end
 --   * an empty body, or a non-JSON body on 408/429/5xx (e.g. a gateway's HTML
 --     page), keeps the status' kind (408/5xx: "api"), retryable as the status;
 --   * a non-empty non-JSON (or truncated) body on any other status is kind
---     "decode", with the status kept.
+--     "decode", with the status kept;
+--   * a 404 whose body says the path has no route (is_route_miss) is kind
+--     "api", code "ROUTE_NOT_FOUND", its message pointing at base_url: a
+--     wrong base path must not read like a missing job.
 function _M.from_response(status, body, request_id, keep_null)
   local e = {
     status = status, request_id = request_id,
@@ -182,6 +232,11 @@ function _M.from_response(status, body, request_id, keep_null)
     end
     if type(decoded.message) == "string" and not e.message then e.message = decoded.message end
   end
+  if status == 404 and is_route_miss(decoded) then
+    e.kind, e.code = "api", "ROUTE_NOT_FOUND"
+    e.message = (e.message or "HTTP 404 Not Found") .. " (the server has no such endpoint, whatever the id:"
+      .. " check the client's base_url, whose path must be /api/v1, and the path called)"
+  end
   if e.kind == "validation" and e.fields == nil then e.fields = {} end
   if not e.message then
     e.message = string_format("HTTP %d %s", status, _M.reason(status))
@@ -191,21 +246,22 @@ function _M.from_response(status, body, request_id, keep_null)
 end
 
 -- Build the error for a failed transfer (no usable response).
--- t: {kind = "network"|"timeout"|"tls"|"decode", message, curl_code, code, sent, retryable}
+-- t: {kind = "network"|"timeout"|"tls"|"decode"|"io", message, curl_code, code, sent, retryable}
 -- (any other kind becomes "network"; network/timeout are retryable unless
--- t.retryable == false; tls and decode never are)
+-- t.retryable == false; tls, decode and io (a local file cannot be read or
+-- written) never are)
 function _M.from_transport(t)
   if type(t) == "string" then t = { kind = "network", message = t } end
   if type(t) ~= "table" then t = { kind = "network", message = tostring(t) } end
   if getmetatable(t) == mt then return t end
   local kind = t.kind
-  if kind ~= "timeout" and kind ~= "tls" and kind ~= "decode" then kind = "network" end
+  if kind ~= "timeout" and kind ~= "tls" and kind ~= "decode" and kind ~= "io" then kind = "network" end
   local retryable = kind == "network" or kind == "timeout"
   if t.retryable == false then retryable = false end
   local e = {
     kind = kind,
     message = type(t.message) == "string" and t.message or (kind .. " error"),
-    code = t.curl_code and ("CURLE_" .. tostring(t.curl_code)) or t.code,
+    code = t.code or (t.curl_code and ("CURLE_" .. tostring(t.curl_code))),
     curl_code = t.curl_code,
     retryable = retryable,
     sent = t.sent,

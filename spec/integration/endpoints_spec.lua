@@ -455,7 +455,11 @@ describe("endpoints (sandbox)", function()
         local r, err = c:request(method, path, method == "POST" and { pack = "starter" } or nil)
         assert.is_nil(r)
         assert.equal(404, err.status, path)                -- the sandbox does not emulate them
-        assert.equal("not_found", err.kind)
+        if path == "/models/pricing" then                  -- /models/{model_id}: an unknown model
+          assert.equal("not_found", err.kind)
+        else                                               -- no route, not an unknown id
+          assert.equal("api", err.kind); assert.equal("ROUTE_NOT_FOUND", err.code)
+        end
         assert.equal(S.tenant.default.api_key, calls[#calls].headers["X-API-Key"])
       end
       assert.equal("application/json", calls[#calls].headers["Content-Type"])
@@ -586,7 +590,7 @@ describe("endpoints (sandbox)", function()
       local running = assert(c.jobs:create{ product_name = "Slow", product_image_url = "https://example.com/s.png",
                                             segment_count = 1 })
       local _, err = c.jobs:download(running, path)
-      assert.equal("NO_VIDEO", err.code)
+      assert.equal("NO_VIDEO", err.code); assert.equal("validation", err.kind)
       _, err = c.jobs:download("00000000-0000-4000-8000-000000000000", path)
       assert.equal("not_found", err.kind)
       S.write_file(path .. ".part", "stale")
@@ -595,8 +599,9 @@ describe("endpoints (sandbox)", function()
       assert.is_nil(S.read_file(path .. ".part")); assert.is_nil(S.read_file(path))
       _, err = c.jobs:download(completed(), S.tmpdir() .. "/no/such/dir/out.mp4", { max_retries = 3 })
       assert.is_table(err)
+      assert.equal("io", err.kind)
       assert.is_false(err.retryable)
-      assert.equal(1, err.attempts)
+      assert.equal(0, err.attempts)   -- refused before sending (issue 16 item 6)
       -- a 5xx on the file (retried, then given up) keeps nothing when nothing arrived
       _, err = c.jobs:download(completed(), path, { max_retries = 1,
         headers = { ["X-Sandbox-Fault"] = "status=503;count=2;key=" .. S.tmpdir() } })

@@ -259,6 +259,19 @@ describe("ngx transport (nginx, one worker)", function()
       assert.is_nil(N.read_file(d .. "/missing.json"))
     end)
 
+    it("a local file that cannot be written or read is kind io, never retried (issue 16 item 6)", function()
+      local d = N.tmpdir()
+      local res, err = N.transport{ url = base .. "/chunked", output = d .. "/no/such/out.json" }
+      assert.is_nil(res)
+      assert.equal("io", err.kind); assert.equal("IO", err.code); assert.is_false(err.retryable)
+      assert.truthy(err.message:find("no/such/out.json", 1, true), err.message)
+      res, err = N.transport{ method = "POST", url = base .. "/echo",
+                              mime = { { name = "file", path = d .. "/no-such-file.png" } } }
+      assert.is_nil(res)
+      assert.equal("io", err.kind); assert.equal("IO", err.code); assert.is_false(err.retryable)
+      assert.is_false(err.sent)
+    end)
+
     it("sends the SDK's headers, Host and Content-Length", function()
       local j = N.run{ call = "raw", method = "POST", base_url = base, path = "/echo", params = { a = 1 },
                        api_key = "key-for-echo-123" }

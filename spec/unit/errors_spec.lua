@@ -37,8 +37,8 @@ describe("ugen.errors.from_response", function()
     assert.equal("INSUFFICIENT_CREDITS", e.code)
     assert.equal(140, e.details.required)
     assert.equal(35, e.details.available)
-    assert.equal("ugen: insufficient_credits error (HTTP 402) INSUFFICIENT_CREDITS: Not enough credits for this job",
-      tostring(e))
+    assert.equal("ugen: insufficient_credits error (HTTP 402) INSUFFICIENT_CREDITS: Not enough credits for this job"
+      .. " (credits required 140, available 35)", tostring(e))
   end)
 
   it("maps the documented 422 detail list to kind validation with fields", function()
@@ -63,7 +63,7 @@ describe("ugen.errors.from_response", function()
   end)
 
   it("understands FastAPI's {detail = string} and a bare message", function()
-    assert.equal("Not Found", errors.from_response(404, '{"detail":"Not Found"}').message)
+    assert.equal("Not Found", errors.from_response(405, '{"detail":"Not Found"}').message)
     assert.equal("nope", errors.from_response(403, '{"message":"nope"}').message)
   end)
 
@@ -134,7 +134,8 @@ describe("ugen.errors helpers", function()
 
   it("lists every kind of DESIGN.md plus job_failed", function()
     for _, k in ipairs({ "api", "validation", "rate_limit", "insufficient_credits", "auth", "not_found",
-                         "conflict", "network", "timeout", "tls", "decode", "signature", "job_failed" }) do
+                         "conflict", "network", "timeout", "tls", "decode", "signature", "job_failed",
+                         "cancelled", "io" }) do
       assert.is_true(errors.is_kind(k), k)
     end
   end)
@@ -159,5 +160,89 @@ describe("ugen.errors.from_transport (decode, explicit retryable)", function()
     assert.equal("decode", e.kind); assert.equal("TOO_LARGE", e.code); assert.is_false(e.retryable)
     e = errors.from_transport({ kind = "network", message = "x", retryable = false })
     assert.is_false(e.retryable)
+  end)
+end)
+
+-- Issue 16 item 7: tostring says what the CLI says; a wrong base path is not a missing job.
+describe("ugen.errors tostring facts", function()
+  it("names the job (id, status, stage) of a job_failed error", function()
+    local e = errors.new{ kind = "job_failed", code = "JOB_FAILED", message = "generation crashed",
+      job = { job_id = "j-1", status = "failed", current_stage = "generating_video" } }
+    assert.equal("ugen: job_failed error JOB_FAILED: generation crashed"
+      .. " (job j-1, status failed, stage generating_video)", tostring(e))
+  end)
+
+  it("shows the credits required and available of a 402, whatever their number subtype", function()
+    local e = errors.new{ kind = "insufficient_credits", status = 402, code = "INSUFFICIENT_CREDITS",
+      message = "Not enough credits", details = { required = 140.0, available = 35 } }
+    assert.equal("ugen: insufficient_credits error (HTTP 402) INSUFFICIENT_CREDITS: Not enough credits"
+      .. " (credits required 140, available 35)", tostring(e))
+    e.details = { required = 140 }
+    assert.matches("(credits required 140, available ?)", tostring(e), 1, true)
+  end)
+
+  it("shows the attempts of a network/timeout error, and of any error sent more than once", function()
+    local e = errors.from_transport({ kind = "network", message = "Couldn't connect to server", curl_code = 7 })
+    e.attempts = 3
+    assert.equal("ugen: network error CURLE_7: Couldn't connect to server (after 3 attempts)", tostring(e))
+    e.attempts = 1
+    assert.equal("ugen: network error CURLE_7: Couldn't connect to server (after 1 attempt)", tostring(e))
+    local h = errors.from_response(404, '{"error":{"code":"JOB_NOT_FOUND","message":"Job not found"}}')
+    h.attempts = 1
+    assert.equal("ugen: not_found error (HTTP 404) JOB_NOT_FOUND: Job not found", tostring(h))
+    h = errors.from_response(503, '{"error":{"code":"UNAVAILABLE","message":"down"}}', "r-9")
+    h.attempts = 3
+    assert.equal("ugen: api error (HTTP 503) UNAVAILABLE: down (after 3 attempts) (request r-9)", tostring(h))
+  end)
+
+  it("keeps the line one line and secret-free with the new facts", function()
+    local secret = "ugen_sk_live_0123456789abcdef"
+    local owner = {}
+    errors.add_secrets(owner, secret)
+    local e = errors.new{ kind = "job_failed", message = "x",
+      job = { job_id = "a\nb\27[31m", status = "failed", current_stage = "s-" .. secret } }
+    local s = tostring(e)
+    assert.is_nil(s:find("\n")); assert.is_nil(s:find("\27", 1, true))
+    assert.truthy(s:find("(job a\\nb\\x1b[31m, status failed, stage s-<redacted>)", 1, true), s)
+    assert.is_nil(s:find(secret, 1, true))
+    assert.is_table(owner)   -- (held until here: its secrets are registered while it lives)
+  end)
+end)
+
+describe("ugen.errors.from_response: a wrong base path", function()
+  it("a 404 with the server's no-route body is kind api, ROUTE_NOT_FOUND, pointing at base_url", function()
+    for _, body in ipairs({
+      '{"error":{"code":"NOT_FOUND","message":"No route for GET /api/v2/jobs/abc"}}',  -- the sandbox
+      '{"detail":"Not Found"}',                                                          -- FastAPI
+    }) do
+      local e = errors.from_response(404, body, "r-1")
+      assert.equal("api", e.kind, body)
+      assert.equal("ROUTE_NOT_FOUND", e.code)
+      assert.equal(404, e.status)
+      assert.is_false(e.retryable)
+      assert.matches("base_url", e.message)
+      assert.matches("no such endpoint", tostring(e))
+    end
+    local e = errors.from_response(404, '{"error":{"code":"NOT_FOUND","message":"No route for GET /x"}}')
+    assert.matches("^No route for GET /x %(", e.message)
+  end)
+
+  it("an unknown id keeps kind not_found and does not mention base_url", function()
+    local e = errors.from_response(404, '{"error":{"code":"JOB_NOT_FOUND","message":"Job not found"}}')
+    assert.equal("not_found", e.kind); assert.equal("JOB_NOT_FOUND", e.code)
+    assert.is_nil(tostring(e):find("base_url", 1, true))
+    e = errors.from_response(404, "")
+    assert.equal("not_found", e.kind)
+  end)
+end)
+
+describe("ugen.errors kind io", function()
+  it("from_transport keeps kind io, never retryable, its own code before the curl code", function()
+    local e = errors.from_transport({ kind = "io", code = "IO_ERROR", curl_code = 23, retryable = true,
+      message = "cannot open output file: /x/y.part: No such file or directory" })
+    assert.equal("io", e.kind); assert.is_false(e.retryable)
+    assert.equal("IO_ERROR", e.code); assert.equal(23, e.curl_code)
+    assert.equal("ugen: io error IO_ERROR: cannot open output file: /x/y.part: No such file or directory",
+      tostring(e))
   end)
 end)

@@ -295,7 +295,7 @@ commands[#commands + 1] = {
       local f = io.open(path, "rb")
       if f then
         f:close()
-        return fail(ctx, { kind = "conflict", message = path .. " exists (pass --force to overwrite)" })
+        return fail(ctx, { kind = "io", code = "FILE_EXISTS", message = path .. " exists (pass --force to overwrite)" })
       end
     end
     local quiet = ctx.values.quiet

@@ -34,6 +34,13 @@
 -- resumes. Any other failure (404, auth, a local file error, ...) removes the
 -- .part. Either way nothing is written at `path`.
 --
+-- Local file problems are kind "io", never retried: the directory of `path`
+-- missing (code NO_DIRECTORY; no directory is ever created) or `path` a
+-- directory (IS_DIRECTORY), both found before anything is sent; a .part or
+-- `path` that cannot be opened, written or renamed (IO_ERROR). A job without
+-- final_video_url (not finished, failed) is kind "validation", code
+-- NO_VIDEO, with err.job.
+--
 -- opts (all optional):
 --   on_progress      function(done_bytes, total_bytes): called whenever either
 --                    changes; done counts the bytes already in the .part, total
@@ -62,7 +69,7 @@ local url_mod = require "ugen.url"
 
 local type, pairs, tostring, tonumber, error, pcall = type, pairs, tostring, tonumber, error, pcall
 local string_match, math_max, math_floor = string.match, math.max, math.floor
-local os_remove, os_rename = os.remove, os.rename
+local os_remove, os_rename, io_open = os.remove, os.rename, io.open
 
 local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
 
@@ -86,6 +93,29 @@ local function content_range(v)
   return first, tonumber(total), last
 end
 _M.content_range = content_range
+
+-- Local problems with `path` found before anything is sent: its directory
+-- is missing or not a directory, or `path` is a directory -> err (kind "io")
+-- | nil. (download never creates directories: a typo in the path must not
+-- leave a stray directory tree behind.) "dir/." opens when dir is a
+-- directory; errno 2 is ENOENT, 20 ENOTDIR.
+local function path_problem(path)
+  local f = io_open(path .. "/.", "rb")
+  if f then
+    f:close()
+    return errors.new{ kind = "io", code = "IS_DIRECTORY", retryable = false, attempts = 0,
+      message = "cannot write the download to " .. path .. ": it is a directory" }
+  end
+  local dir = string_match(path, "^(.*)/[^/]*$")
+  if dir == nil or dir == "" then return nil end
+  local d, _, errno = io_open(dir .. "/.", "rb")
+  if d then d:close() end
+  if errno ~= 2 and errno ~= 20 then return nil end
+  return errors.new{ kind = "io", code = "NO_DIRECTORY", retryable = false, attempts = 0,
+    message = "cannot write the download to " .. path .. ": the directory " .. dir
+      .. (errno == 2 and " does not exist (download does not create directories: create it first)"
+                      or " is not a directory") }
+end
 
 local function broken(message, code)
   return errors.new{ kind = "network", code = code or "INCOMPLETE_DOWNLOAD", retryable = true, message = message }
@@ -118,6 +148,9 @@ function _M.extend(r, eps)
     end
     check_call_opts(call_opts, 3, "download", 2)
 
+    local perr = path_problem(path)
+    if perr then return nil, perr end
+
     if type(job) == "string" then
       local j, err = self:get(job, { headers = opts.headers, max_retries = opts.max_retries,
                                      connect_timeout = opts.connect_timeout })
@@ -126,8 +159,15 @@ function _M.extend(r, eps)
     end
     local url = job.final_video_url
     if type(url) ~= "string" or url == "" then
-      return nil, errors.new{ kind = "api", code = "NO_VIDEO", retryable = false,
-        message = "job " .. tostring(job.job_id) .. " has no final_video_url (status " .. tostring(job.status) .. ")" }
+      -- the job given cannot be downloaded (yet): the caller's input, like a
+      -- missing field; err.job says where the job is
+      local status = job.status
+      local why = (status == "failed" or status == "cancelled" or status == "canceled") and "it has no final video"
+        or status == "completed" and "its final_video_url is missing"
+        or "its final video is not ready: wait for it (jobs:wait) first"
+      return nil, errors.new{ kind = "validation", code = "NO_VIDEO", retryable = false, job = job,
+        message = "cannot download job " .. tostring(job.job_id) .. ": " .. why,
+        fields = { { type = "missing", loc = { "job", "final_video_url" }, msg = "Field required" } } }
     end
     if url:sub(1, 1) == "/" then
       local origin = url_mod.origin(client.base_url)
@@ -184,7 +224,7 @@ function _M.extend(r, eps)
         local hdrs = meta.headers
         local expected, total
         if size == nil then
-          err = errors.new{ kind = "network", code = "IO_ERROR", retryable = false,
+          err = errors.new{ kind = "io", code = "IO_ERROR", retryable = false,
             message = "the download's .part is missing or no longer a regular file" }
         elseif res.status == 206 then
           local first, last
@@ -211,7 +251,7 @@ function _M.extend(r, eps)
           local ok, rerr = os_rename(part, path)
           if not ok then
             os_remove(part)
-            return nil, errors.new{ kind = "network", code = "IO_ERROR", retryable = false,
+            return nil, errors.new{ kind = "io", code = "IO_ERROR", retryable = false,
               message = "cannot move the download into place: " .. tostring(rerr) }
           end
           if on_progress then report(size, size) end

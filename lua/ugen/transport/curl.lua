@@ -3,7 +3,9 @@
 -- Converts the pipeline's request (header map) into a core request (header
 -- list), awaits it through ugen.sched (blocking now; yielding inside the
 -- scheduler later) and passes the core's answer through. Core errors keep
--- their kind (network/timeout/tls); other core kinds become "network".
+-- their kind (network/timeout/tls; io, a local file that cannot be opened,
+-- read or written, as kind "io", code IO_ERROR, never retried); other core
+-- kinds become "network".
 
 local sched = require "ugen.sched"
 
@@ -86,12 +88,13 @@ function _M.request(req)
                     message = err.message }
     end
     local kind = err.kind
-    -- "io": the output or mime file cannot be opened/read/written; trying again will not help
-    local retryable
-    if kind == "io" then retryable = false end
+    if kind == "io" then
+      -- the output or mime file cannot be opened/read/written: a local problem, trying again will not help
+      return nil, { kind = "io", code = "IO_ERROR", message = err.message, curl_code = err.curl_code,
+                    sent = err.sent, retryable = false }
+    end
     if kind ~= "network" and kind ~= "timeout" and kind ~= "tls" then kind = "network" end
-    return nil, { kind = kind, message = err.message, curl_code = err.curl_code, sent = err.sent,
-                  retryable = retryable }
+    return nil, { kind = kind, message = err.message, curl_code = err.curl_code, sent = err.sent }
   end
   return res
 end

@@ -68,7 +68,12 @@ local function io_error(message, code)
     e.retryable = false
     return e
   end
-  return fail("network", code or "IO", message, true)
+  if code == nil or code == "IO" then
+    local e = fail("io", "IO", message, true)   -- the output file: a local problem, not retried
+    e.retryable = false
+    return e
+  end
+  return fail("network", code, message, true)
 end
 
 local function too_large(max)

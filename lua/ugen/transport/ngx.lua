@@ -67,7 +67,8 @@
 -- CONNECT_TIMEOUT, RESOLVE_FAILED, TLS_HANDSHAKE, CAINFO_UNSUPPORTED,
 -- SEND_FAILED, SEND_TIMEOUT, RECV_FAILED, RECV_TIMEOUT, PARTIAL_BODY,
 -- BAD_RESPONSE, BAD_URL, TOO_MANY_REDIRECTS, INSECURE_REDIRECT, ABORTED,
--- LOW_SPEED, IO, TOO_LARGE.
+-- LOW_SPEED, IO, TOO_LARGE. IO (the output file or an upload's file cannot be
+-- opened, read or written) is kind "io", never retried.
 
 local ngx = ngx
 if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.socket.tcp) ~= "function"
@@ -256,7 +257,11 @@ local function request_once(req, url, method, hdrs, deadline, range_from)
   if method == "GET" or method == "HEAD" then body = nil end
   if req.mime and method ~= "GET" and method ~= "HEAD" then
     pieces, length, ctype = multipart.build(req.mime)
-    if not pieces then return nil, fail("network", "IO", length, false) end
+    if not pieces then
+      local e = fail("io", "IO", length, false)   -- an upload's file cannot be read
+      e.retryable = false
+      return nil, e
+    end
     body = nil
   elseif body ~= nil then
     length = #body
