@@ -20,6 +20,14 @@
  * Callbacks never raise: body and header bytes go into buffers allocated
  * with the state's allocator (lua_getallocf); only the progress callback
  * enters Lua, under lua_pcall, on the thread that called e:run/e:request.
+ *
+ * Closing from inside a callback: libcurl forbids removing an easy handle
+ * while one of its callbacks runs, so t:close() there only marks the
+ * transfer `closing` (its handle is closed for Lua at once; its callbacks
+ * stop and abort it). The engine removes and frees it as soon as the
+ * current curl_multi_perform returns (ugen_engine_reap), before e:run or
+ * e:request return, and e:run then returns without waiting in
+ * curl_multi_poll, so whoever closed it is not kept waiting.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,6 +87,7 @@ typedef struct ugen_transfer {
   curl_mime *mime;
   int state, fail, sync, anchored, in_multi, has_progress, out_mode;
   int https_only;         /* follows redirects to https URLs only */
+  int closing;            /* closed from inside a callback; reaped after the multi call */
   CURLcode code;
   int fd;                 /* output file, -1 when none is open */
   const char *out_path;   /* pinned in UV_OUTPUT */
@@ -108,6 +117,7 @@ typedef struct ugen_engine {
   ugen_transfer *done_tail;
   int inflight;   /* transfers in the multi handle */
   int closed, busy;
+  int nclosing;   /* transfers marked closing, not yet reaped */
   lua_State *L;   /* thread inside e:run/e:request, else NULL */
   int anchors;    /* stack index of the anchors table on L */
   lua_Alloc allocf;
@@ -426,6 +436,8 @@ static size_t ugen_engine_write_cb(char *ptr, size_t size, size_t nmemb, void *u
   ugen_transfer *t = (ugen_transfer *)ud;
   size_t n = size * nmemb;
 
+  if (t->closing)
+    return 0;
   if (t->out_path != NULL && t->out_mode == OUT_UNDECIDED) {
     long code = 0;
     /* only a 2xx body goes to the file; an error body stays in memory */
@@ -485,6 +497,8 @@ static size_t ugen_engine_header_cb(char *buf, size_t size, size_t nitems, void 
   size_t total = size * nitems;
   ugen_hdr_line l;
 
+  if (t->closing)
+    return 0;
   if (e == NULL) {
     t->fail = F_NOMEM;
     return 0;
@@ -530,6 +544,8 @@ static int ugen_engine_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlno
   t->dlnow = dlnow;
   t->ultotal = ultotal;
   t->ulnow = ulnow;
+  if (t->closing)
+    return 1;
   if (!t->has_progress || e == NULL || e->L == NULL)
     return 0;
   L = e->L;
@@ -558,6 +574,8 @@ static int ugen_engine_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlno
     abort_ = 1;
   }
   lua_settop(L, top);
+  if (t->closing) /* on_progress closed its own transfer */
+    abort_ = 1;
   return abort_;
 }
 
@@ -660,6 +678,8 @@ int ugen_engine_collect(ugen_engine *e)
       continue;
     if (curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv) != CURLE_OK || priv == NULL)
       continue;
+    if (((ugen_transfer *)(void *)priv)->closing)
+      continue; /* ugen_engine_reap frees it */
     ugen_engine_finish(e, (ugen_transfer *)(void *)priv, m->data.result);
     n++;
   }
@@ -828,7 +848,7 @@ static int ugen_engine_push_result(lua_State *L, ugen_transfer *t, int uv)
 static ugen_transfer *ugen_transfer_get(lua_State *L, int idx)
 {
   ugen_transfer *t = (ugen_transfer *)luaL_checkudata(L, idx, UGEN_TRANSFER_CLASS);
-  if (t->state == T_CLOSED)
+  if (t->state == T_CLOSED || t->closing)
     luaL_error(L, UGEN_TRANSFER_CLASS ": handle is closed");
   return t;
 }
@@ -881,11 +901,16 @@ static int ugen_transfer_close(lua_State *L)
   ugen_transfer *t = (ugen_transfer *)luaL_checkudata(L, 1, UGEN_TRANSFER_CLASS);
   ugen_engine *e = t->engine;
 
-  if (t->state == T_CLOSED)
+  if (t->state == T_CLOSED || t->closing)
     return 0;
   if (e != NULL) {
-    if (e->busy && t->in_multi)
-      return luaL_error(L, UGEN_TRANSFER_CLASS ": cannot close a transfer from inside a callback");
+    if (e->busy && t->in_multi) {
+      /* inside a callback of this engine: libcurl cannot let go of the easy
+       * handle now; ugen_engine_reap does it once the multi call returns */
+      t->closing = 1;
+      e->nclosing++;
+      return 0;
+    }
     if (t->state == T_DONE) {
       if (!t->sync)
         ugen_engine_unlink(e, t, 1);
@@ -1332,6 +1357,38 @@ static int ugen_engine_submit(lua_State *L)
   return 1;
 }
 
+/* Frees the transfers closed from inside a callback. Runs between multi
+ * calls (never inside a libcurl callback), on the thread that entered, with
+ * the anchors table at e->anchors. Returns how many it freed. */
+static int ugen_engine_reap(lua_State *L, ugen_engine *e)
+{
+  int n = 0;
+  ugen_transfer *t = e->active;
+
+  if (e->nclosing == 0)
+    return 0;
+  while (t != NULL) {
+    ugen_transfer *next = t->next;
+    if (t->closing) {
+      ugen_engine_drop_easy(e, t);
+      ugen_engine_unlink(e, t, 0);
+      t->engine = NULL;
+      if (t->anchored) {
+        t->anchored = 0;
+        lua_pushnil(L);
+        ugen_rawsetp(L, e->anchors, t);
+      }
+      ugen_transfer_free(L, t);
+      t->closing = 0;
+      t->state = T_CLOSED;
+      n++;
+    }
+    t = next;
+  }
+  e->nclosing = 0;
+  return n;
+}
+
 /* Enters a multi call: callbacks may run Lua on L. Pushes the anchors. */
 void ugen_engine_enter(lua_State *L, ugen_engine *e)
 {
@@ -1343,6 +1400,7 @@ void ugen_engine_enter(lua_State *L, ugen_engine *e)
 
 void ugen_engine_leave(lua_State *L, ugen_engine *e)
 {
+  (void)ugen_engine_reap(L, e);
   e->L = NULL;
   e->busy = 0;
   lua_settop(L, e->anchors - 1);
@@ -1366,8 +1424,9 @@ static int ugen_engine_run(lua_State *L)
   ugen_engine_enter(L, e);
   if (e->inflight > 0) {
     mc = ugen_loop_step(e->loop, 0);
-    if (mc == CURLM_OK && ugen_engine_collect(e) == 0 && e->done == NULL && timeout > 0 &&
-        e->inflight > 0) {
+    /* a transfer closed from a callback: its owner has something to do, do not wait */
+    if (mc == CURLM_OK && ugen_engine_collect(e) == 0 && ugen_engine_reap(L, e) == 0 &&
+        e->done == NULL && timeout > 0 && e->inflight > 0) {
       mc = ugen_loop_step(e->loop, (double)timeout);
       if (mc == CURLM_OK)
         (void)ugen_engine_collect(e);
@@ -1420,6 +1479,7 @@ static int ugen_engine_request(lua_State *L)
       if (mc != CURLM_OK)
         break;
       (void)ugen_engine_collect(e);
+      (void)ugen_engine_reap(L, e);
       if (t->state == T_DONE)
         break;
     }

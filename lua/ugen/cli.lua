@@ -843,7 +843,7 @@ GROUP_DOC.templates = "saved job configurations"
 
 -- sandbox -----------------------------------------------------------------------
 -- Same output as the sandbox's own `ugen sandbox` (lua/ugen/sandbox.lua main):
--- start prints the two export lines; stop says "ugen sandbox: stopped" on
+-- start prints the export lines; stop says "ugen sandbox: stopped" on
 -- stderr; status prints "running: ..." (exit 0) or "not running: ..." (exit 1).
 -- --json prints the sandbox info as is (its keys are local test credentials).
 local function sandbox_mod()
@@ -862,7 +862,7 @@ end
 command{
   name = "sandbox start",
   summary = "start the local sandbox; prints export lines for eval \"$(ugen sandbox start)\"",
-  usage = "ugen sandbox start [--port N] [--dir DIR] [--speed X] [--seed S]",
+  usage = "ugen sandbox start [--port N] [--dir DIR] [--speed X] [--seed S] [--tls]",
   flags = {
     { name = "port", key = "port", type = "integer", min = 0, max = 65535, cli_default = 0,
       doc = "port on 127.0.0.1 (0: a free one)" },
@@ -871,16 +871,18 @@ command{
       doc = "job clock speed-up (1: a default job takes about 20 s)" },
     { name = "seed", key = "seed", type = "string", placeholder = "S", cli_default = "ugen-sandbox",
       doc = "seed of the seeded accounts' keys and data" },
+    { name = "tls", key = "tls", type = "boolean",
+      doc = "serve HTTPS + HTTP/2 with a private CA made in DIR/tls/ (also prints export UGEN_CAINFO=...)" },
   },
   run = function(ctx)
     local v = ctx.values
-    local info, err = sandbox_mod().start{ port = v.port, dir = v.dir, speed = v.speed, seed = v.seed }
+    local info, err = sandbox_mod().start{ port = v.port, dir = v.dir, speed = v.speed, seed = v.seed,
+                                           tls = v.tls == true }
     if not info then return sandbox_error(ctx, err) end
     if ctx.json then
       print_raw_json(ctx, info)
     else
-      out_line(ctx, "export UGEN_BASE_URL=" .. tostring(info.base_url))
-      out_line(ctx, "export UGEN_API_KEY=" .. tostring(info.api_key))
+      out_line(ctx, (sandbox_mod().exports(info):gsub("\n$", "")))
     end
     return EXIT.ok
   end,

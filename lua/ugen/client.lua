@@ -371,6 +371,30 @@ _M.origin = origin
 -- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
 --          output, resume_from, on_progress, low_speed_time, idempotent, opts (per-call),
 --          secrets (extra strings), headers (the SDK's own, sent to any origin) }
+--
+-- Deadlines. A call has one when its opts carry `timeout` (the whole call,
+-- retries and backoff included, ends within that many seconds) or when a
+-- helper attached one to its opts table with set_deadline (jobs:wait gives
+-- every poll the wait's deadline). Each attempt then gets the time left as
+-- its transfer timeout (at most the per-attempt timeout), no backoff sleep
+-- reaches past the deadline (the last error is returned instead), and the
+-- transport sees req.deadline (ugen.sched.now() clock) so a request queued
+-- by the scheduler gives up at the deadline too.
+local deadlines = setmetatable({}, { __mode = "k" })
+
+-- opts (a per-call opts table) -> opts; every call made with it ends by `deadline`
+-- (seconds on ugen.sched.now()'s clock), like a per-call timeout, without
+-- changing the per-attempt timeout.
+function _M.set_deadline(opts, deadline)
+  deadlines[opts] = deadline
+  return opts
+end
+
+local function deadline_error()
+  return errors.new{ kind = "timeout", code = "DEADLINE_EXCEEDED", retryable = true, attempts = 0,
+    message = "the call's deadline passed before the request was sent" }
+end
+
 local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
 
 -- hdrs[k] = v, replacing a header of the same name in any letter case
@@ -440,8 +464,9 @@ function _M._send(self, spec)
     -- neither credentials nor the user's headers (nothing of them can follow a
     -- redirect to yet another host)
     follow = (foreign and spec.follow) or nil,
-    timeout = opts.timeout or self.timeout,
-    connect_timeout = opts.connect_timeout or self.connect_timeout,
+    timeout = nil,               -- per attempt, below
+    connect_timeout = nil,
+    deadline = nil,
     cainfo = self.cainfo,
     capath = self.capath,
   }
@@ -451,9 +476,30 @@ function _M._send(self, spec)
   -- connection) must not do so for a request that may only be sent once
   req.idempotent = idempotent
   local max_retries = opts.max_retries or self.max_retries
+  local attempt_timeout = opts.timeout or self.timeout
+  local connect_timeout = opts.connect_timeout or self.connect_timeout
+  local deadline = deadlines[opts]
+  local t = nil     -- the clock, read once for the first attempt
+  if opts.timeout then
+    t = sched.now()
+    local d = t + opts.timeout
+    if deadline == nil or d < deadline then deadline = d end
+  end
+  req.timeout, req.connect_timeout, req.deadline = attempt_timeout, connect_timeout, deadline
 
-  local attempt = 0
+  local attempt, last_err = 0, nil
   while true do
+    if deadline then
+      local left = deadline - (t or sched.now())
+      t = nil
+      if left <= 0 then
+        -- (after a backoff sleep that overshot: the error that led to it)
+        if last_err then return nil, errors.redact(last_err, secret_list(self, spec.secrets)) end
+        return nil, deadline_error()
+      end
+      req.timeout = attempt_timeout < left and attempt_timeout or left
+      req.connect_timeout = connect_timeout < left and connect_timeout or left
+    end
     local res, terr = self._send_fn(req)
     local result, meta, err
     if res then
@@ -469,10 +515,13 @@ function _M._send(self, spec)
     local can = err.retryable and (idempotent or (res == nil and err.sent == false))
     local wait
     if can and attempt <= max_retries then
-      if err.retry_after then
-        if err.retry_after > retry.MAX_RETRY_AFTER then can = false else wait = err.retry_after end
+      if err.retry_after and err.retry_after > retry.MAX_RETRY_AFTER then
+        can = false
       else
-        wait = retry.backoff(attempt, self.rng)
+        -- never shorter than the backoff, whatever Retry-After said (0, a past date)
+        wait = retry.delay(attempt, err.retry_after, self.rng)
+        -- no time left for another attempt after the sleep: give the error now
+        if deadline and sched.now() + wait >= deadline then can = false end
       end
     else
       can = false
@@ -482,6 +531,7 @@ function _M._send(self, spec)
       errors.redact(err, secret_list(self, spec.secrets))
       return nil, err
     end
+    last_err = err
     sched.sleep(wait)
   end
 end

@@ -3,11 +3,18 @@
 --   retry.backoff(attempt, rng) -> seconds
 --       attempt 1, 2, 3, ...: min(0.5 * 2^(attempt-1), 8) * f, f in [0.5, 1]
 --       rng() must return a number in [0, 1) (math.random by default).
---   retry.parse_retry_after(value, now) -> seconds (>= 0) | nil
+--   retry.parse_retry_after(value, now) -> seconds in [0, RETRY_AFTER_CAP] | nil
 --       value: delta-seconds ("120", also "1.5") or an HTTP date (IMF-fixdate,
---       RFC 850, asctime); now: wall-clock epoch seconds for dates.
---       Anything else (garbage, negative, empty) -> nil.
+--       RFC 850, asctime); now: wall-clock epoch seconds for dates. A date in
+--       the past is 0; anything larger than RETRY_AFTER_CAP (a 400-digit number,
+--       a date centuries ahead, a JSON number that decoded to inf) is clamped to
+--       it, so the result is always a finite number.
+--       Anything else (garbage, negative, NaN, empty) -> nil.
+--   retry.delay(attempt, retry_after, rng) -> seconds to sleep before the next
+--       attempt: the backoff, or the server's Retry-After when that is longer.
+--       A Retry-After of 0 (or a past date) never makes the retry immediate.
 --   retry.MAX_RETRY_AFTER = 60   longest server-requested wait the pipeline sleeps
+--   retry.RETRY_AFTER_CAP = 86400  clamp of a parsed Retry-After (one day)
 
 local type, tonumber, math_min, math_floor, math_random, string_match, string_lower =
   type, tonumber, math.min, math.floor, math.random, string.match, string.lower
@@ -17,6 +24,7 @@ local _M = {
   BASE = 0.5,
   CAP = 8,
   MAX_RETRY_AFTER = 60,
+  RETRY_AFTER_CAP = 86400,
 }
 
 function _M.backoff(attempt, rng)
@@ -72,19 +80,35 @@ function _M.parse_http_date(s)
   return nil
 end
 
+local function clamp(v)
+  if v > _M.RETRY_AFTER_CAP then return _M.RETRY_AFTER_CAP end
+  return v
+end
+
 function _M.parse_retry_after(v, now)
   if type(v) == "number" then
-    if v ~= v or v < 0 or v == math.huge then return nil end
-    return v
+    if v ~= v or v < 0 then return nil end
+    return clamp(v)
   end
   if type(v) ~= "string" then return nil end
   local num = string_match(v, "^%s*(%d+%.?%d*)%s*$")
-  if num then return tonumber(num) end
+  if num then
+    local n = tonumber(num)
+    if n == nil or n ~= n then return nil end
+    return clamp(n)
+  end
   local t = _M.parse_http_date(v)
   if not t then return nil end
   local delta = t - (now or os.time())
+  if delta ~= delta then return nil end
   if delta < 0 then delta = 0 end
-  return delta
+  return clamp(delta)
+end
+
+function _M.delay(attempt, retry_after, rng)
+  local b = _M.backoff(attempt, rng)
+  if type(retry_after) == "number" and retry_after > b then return clamp(retry_after) end
+  return b
 end
 
 return _M

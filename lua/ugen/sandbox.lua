@@ -2,19 +2,26 @@
 -- (sandbox/ on real nginx + lua-nginx-module, loopback only).
 --
 --   local sandbox = require "ugen.sandbox"
---   local info, err = sandbox.start{ port = 0, dir = nil, speed = 1, seed = "ugen-sandbox" }
+--   local info, err = sandbox.start{ port = 0, dir = nil, speed = 1, seed = "ugen-sandbox", tls = false }
 --   -- info = { base_url = "http://127.0.0.1:PORT/api/v1", origin = "http://127.0.0.1:PORT",
+--   --          tls =, cainfo = <CA certificate path, with tls = true: https URLs>,
 --   --          port =, dir =, pid =, worker_pid =, speed =, seed =, api_key = <default tenant key>,
 --   --          jwt = <default tenant JWT>, tenants = { { slug =, name =, id =, api_key =, jwt =,
 --   --          jwt_expired =, credits =, concurrent_limit =, daily_limit = }, ... } }
 --   sandbox.status{ dir = } -> info | nil, message
 --   sandbox.stop{ dir = }   -> true | nil, message
 --   sandbox.main(argv)      -> exit code (`ugen sandbox start|stop|status ...`)
+--   sandbox.exports(info)   -> the export lines `ugen sandbox start` prints
+--   sandbox.tls.ca(dir[, { cn = }]) -> { dir, key, cert } (a usable CA in dir, else a new one)
+--   sandbox.tls.issue(ca, { name =, dns =, ip =, cn =, days = | not_before =, not_after = })
+--                           -> { key, cert } (EC P-256 server certificates, e.g. expired ones)
+--   sandbox.tls.server_files(dir) -> { cainfo, cert, key } (DIR/tls/, made once, reused while valid)
 --
 -- Works from Lua 5.1-5.4 and LuaJIT. Needs the `nginx` binary with the Lua
 -- module (Debian: nginx + libnginx-mod-http-lua), the C core ugen.core for the
 -- calling interpreter (JWT signing) and for LuaJIT under build/luajit/ (the
--- server's HMAC), and luasocket (port picking, readiness probe).
+-- server's HMAC), and luasocket (port picking, readiness probe); with tls,
+-- the openssl CLI (UGEN_OPENSSL names another binary).
 --
 -- Environment: UGEN_SANDBOX_ROOT (the sandbox/ directory; default: next to
 -- this checkout's lua/), UGEN_NGINX (nginx binary; default: nginx on PATH, then
@@ -214,6 +221,217 @@ local function tenants_for(root, seed)
 end
 
 ----------------------------------------------------------------------------
+-- TLS: a private CA and certificates it signs, made with the openssl CLI
+----------------------------------------------------------------------------
+-- A CA lives in one directory: ca.key, ca.crt (EC P-256, 10 years,
+-- CA:TRUE pathlen 0), ca.cnf (its `openssl ca` setup), index.txt, serial and
+-- issued/ (openssl ca's database). Certificates it issues go next to it as
+-- NAME.key / NAME.crt: EC P-256, CA:FALSE, digitalSignature, EKU serverAuth,
+-- the SAN given (DNS and IP entries), 397 days unless dates are given.
+
+local tls = {}
+_M.tls = tls
+
+tls.CA_DAYS = 3650
+tls.CERT_DAYS = 397
+tls.MIN_LEFT = 86400 -- a CA or certificate expiring within a day is not reused
+
+local function openssl_bin()
+  local env = os.getenv("UGEN_OPENSSL")
+  if env and env ~= "" then return env end
+  return "openssl"
+end
+
+-- Runs `openssl ARGS` in dir with umask 077 -> true | nil, message (its output's tail)
+local function openssl(dir, args)
+  local log = dir .. "/openssl.log"
+  if run(format("cd %s && umask 077 && %s %s >%s 2>&1", q(dir), q(openssl_bin()), args, q(log))) then
+    os.remove(log)
+    return true
+  end
+  local out = (read_file(log) or ""):gsub("%s+$", "")
+  if #out > 600 then out = "..." .. out:sub(-600) end
+  return nil, "openssl " .. args:match("^%S+") .. " failed in " .. dir .. ": " .. out
+end
+
+-- A shell test: the same public key in the key file and the certificate?
+local function key_matches_sh(key, cert)
+  local bin = q(openssl_bin())
+  return format('a=$(%s pkey -in %s -pubout 2>/dev/null) && b=$(%s x509 -in %s -noout -pubkey 2>/dev/null) '
+                .. '&& [ -n "$a" ] && [ "$a" = "$b" ]', bin, q(key), bin, q(cert))
+end
+
+local function check_name(fname, field, s, pattern, desc)
+  if type(s) ~= "string" or not s:find(pattern) then
+    error(format("bad argument to 'tls.%s' (%s: %s expected, got %s)", fname, field, desc, tostring(s)), 3)
+  end
+end
+
+local CA_CNF = [[
+# ugen.sandbox: the signing setup of this private CA (openssl ca, run in this directory)
+[ ca ]
+default_ca = sandbox_ca
+[ sandbox_ca ]
+database = index.txt
+new_certs_dir = issued
+serial = serial
+default_md = sha256
+policy = any_cn
+unique_subject = no
+copy_extensions = none
+email_in_dn = no
+[ any_cn ]
+commonName = supplied
+[ req ]
+distinguished_name = dn
+prompt = no
+[ dn ]
+[ ca_ext ]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+]]
+
+local NEWKEY = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+
+local function ca_table(dir)
+  return { dir = dir, key = dir .. "/ca.key", cert = dir .. "/ca.crt" }
+end
+
+--- A usable CA already in dir (files present, key matching, not expiring) -> ca | nil
+function tls.find_ca(dir)
+  local ca = ca_table(dir)
+  for _, f in ipairs({ "ca.key", "ca.crt", "ca.cnf", "index.txt", "serial" }) do
+    if not read_file(dir .. "/" .. f) then return nil end
+  end
+  if not run(format("cd %s && %s x509 -in ca.crt -noout -checkend %d >/dev/null 2>&1 && %s", q(dir),
+                    q(openssl_bin()), tls.MIN_LEFT, key_matches_sh("ca.key", "ca.crt"))) then
+    return nil
+  end
+  return ca
+end
+
+--- A private CA in dir: the one already there when usable, else a new one.
+-- opts.cn: its common name (default "U-Gen sandbox CA").
+-- -> ca = { dir =, key =, cert = } | nil, message
+function tls.ca(dir, opts)
+  if type(dir) ~= "string" then error("bad argument #1 to 'tls.ca' (string expected, got " .. type(dir) .. ")", 2) end
+  opts = opts or {}
+  local cn = opts.cn or "U-Gen sandbox CA"
+  check_name("ca", "cn", cn, "^[%w][%w .-]*$", "letters, digits, ' ', '.' or '-'")
+  dir = norm(abspath(dir))
+  local found = tls.find_ca(dir)
+  if found then return found end
+  if not run("mkdir -p " .. q(dir .. "/issued") .. " && chmod 700 " .. q(dir)) then
+    return nil, "cannot create " .. dir
+  end
+  for _, f in ipairs({ "ca.key", "ca.crt", "index.txt", "index.txt.attr", "index.txt.old", "serial", "serial.old" }) do
+    os.remove(dir .. "/" .. f)
+  end
+  local ok, err = write_file(dir .. "/ca.cnf", CA_CNF)
+  if not ok then return nil, "cannot write " .. dir .. "/ca.cnf: " .. tostring(err) end
+  write_file(dir .. "/index.txt", "")
+  ok, err = openssl(dir, "rand -hex -out serial 16")
+  if not ok then return nil, err end
+  ok, err = openssl(dir, format("req -x509 -new %s -keyout ca.key -out ca.crt -days %d -sha256 -subj %s "
+    .. "-config ca.cnf -extensions ca_ext", NEWKEY, tls.CA_DAYS, q("/CN=" .. cn)))
+  if not ok then return nil, err end
+  run("chmod 644 " .. q(dir .. "/ca.crt")) -- the certificate is public; the key stays 0600
+  return ca_table(dir)
+end
+
+--- Issue a certificate signed by ca (from tls.ca) -> { key =, cert = } | nil, message
+-- opts: name (file base name in ca.dir, default "server"), dns = { names }, ip = { addresses },
+-- cn (default: the first DNS name or IP), days (default 397) or not_before and not_after
+-- ("YYYYMMDDHHMMSSZ", UTC; may both lie in the past: an expired certificate).
+function tls.issue(ca, opts)
+  opts = opts or {}
+  if type(ca) ~= "table" or type(ca.dir) ~= "string" then
+    error("bad argument #1 to 'tls.issue' (a CA from tls.ca expected)", 2)
+  end
+  local name = opts.name or "server"
+  check_name("issue", "name", name, "^[%w_-]+$", "letters, digits, '_' or '-'")
+  local san = {}
+  for _, d in ipairs(opts.dns or {}) do
+    if type(d) ~= "string" or not d:find("^[%w*][%w.-]*$") then
+      error("bad argument to 'tls.issue' (dns: host names expected, got " .. tostring(d) .. ")", 2)
+    end
+    san[#san + 1] = "DNS:" .. d
+  end
+  for _, a in ipairs(opts.ip or {}) do
+    if type(a) ~= "string" or not a:find("^[%x:.]+$") then
+      error("bad argument to 'tls.issue' (ip: addresses expected, got " .. tostring(a) .. ")", 2)
+    end
+    san[#san + 1] = "IP:" .. a
+  end
+  if #san == 0 then error("bad argument to 'tls.issue' (dns or ip: at least one name expected)", 2) end
+  local cn = opts.cn or (opts.dns and opts.dns[1]) or opts.ip[1]
+  check_name("issue", "cn", cn, "^[%w*][%w .:*-]*$", "a plain name")
+  local dates
+  if opts.not_before or opts.not_after then
+    for _, d in ipairs({ opts.not_before, opts.not_after }) do
+      if type(d) ~= "string" or not d:find("^%d%d%d%d%d%d%d%d%d%d%d%d%d%dZ$") then
+        error("bad argument to 'tls.issue' (not_before and not_after: \"YYYYMMDDHHMMSSZ\" expected, got "
+              .. tostring(d) .. ")", 2)
+      end
+    end
+    dates = "-startdate " .. opts.not_before .. " -enddate " .. opts.not_after
+  else
+    local days = opts.days or tls.CERT_DAYS
+    if type(days) ~= "number" or days < 1 or days % 1 ~= 0 then
+      error("bad argument to 'tls.issue' (days: positive integer expected, got " .. tostring(days) .. ")", 2)
+    end
+    dates = format("-days %d", days)
+  end
+  local dir = ca.dir
+  local ext = "[ ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+    .. "extendedKeyUsage = serverAuth\nsubjectAltName = " .. concat(san, ", ")
+    .. "\nauthorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n"
+  local ok, err = write_file(dir .. "/" .. name .. ".ext", ext)
+  if not ok then return nil, "cannot write " .. dir .. "/" .. name .. ".ext: " .. tostring(err) end
+  os.remove(dir .. "/" .. name .. ".crt")
+  ok, err = openssl(dir, format("req -new %s -keyout %s.key -out %s.csr -subj %s -config ca.cnf",
+                                NEWKEY, name, name, q("/CN=" .. cn)))
+  if ok then
+    ok, err = openssl(dir, format("ca -batch -notext -config ca.cnf -cert ca.crt -keyfile ca.key -in %s.csr "
+                                  .. "-out %s.crt %s -extfile %s.ext -extensions ext", name, name, dates, name))
+  end
+  os.remove(dir .. "/" .. name .. ".csr")
+  if not ok then return nil, err end
+  run("chmod 644 " .. q(dir .. "/" .. name .. ".crt"))
+  return { key = dir .. "/" .. name .. ".key", cert = dir .. "/" .. name .. ".crt" }
+end
+
+-- The sandbox's server certificate in dir (with ca.crt): reused while it
+-- chains to that CA, is a server certificate for 127.0.0.1 and localhost,
+-- matches its key and neither it nor the CA expires within MIN_LEFT.
+local function server_cert_ok(dir)
+  for _, f in ipairs({ "ca.crt", "server.crt", "server.key" }) do
+    if not read_file(dir .. "/" .. f) then return false end
+  end
+  return run(format("cd %s && %s verify -CAfile ca.crt -attime %d -purpose sslserver -verify_hostname localhost "
+                    .. "-verify_ip 127.0.0.1 server.crt >/dev/null 2>&1 && %s", q(dir), q(openssl_bin()),
+                    os.time() + tls.MIN_LEFT, key_matches_sh("server.key", "server.crt")))
+end
+
+--- The sandbox's TLS files under dir/tls, made once and then reused while valid:
+-- -> { cainfo = CA cert path, cert = server cert path, key = server key path } | nil, message
+function tls.server_files(dir)
+  if type(dir) ~= "string" then
+    error("bad argument #1 to 'tls.server_files' (string expected, got " .. type(dir) .. ")", 2)
+  end
+  local tdir = norm(abspath(dir)) .. "/tls"
+  local files = { cainfo = tdir .. "/ca.crt", cert = tdir .. "/server.crt", key = tdir .. "/server.key" }
+  if server_cert_ok(tdir) then return files end
+  local ca, err = tls.ca(tdir)
+  if not ca then return nil, err end
+  local c
+  c, err = tls.issue(ca, { name = "server", dns = { "localhost" }, ip = { "127.0.0.1" }, cn = "127.0.0.1" })
+  if not c then return nil, err end
+  return files
+end
+
+----------------------------------------------------------------------------
 -- readiness and ports
 ----------------------------------------------------------------------------
 
@@ -231,8 +449,22 @@ local function free_port()
   return math.random(20000, 60000)
 end
 
--- GET /_sandbox/health -> true when it answers 200
-local function probe(port)
+-- GET /_sandbox/health -> true when it answers 200 | false[, message when
+-- waiting longer cannot help: the server's certificate does not verify]
+local function probe(port, cainfo)
+  if cainfo then
+    -- over TLS through the SDK's own libcurl transport (the C core is loaded
+    -- already: it signed the JWTs), verifying against the sandbox CA
+    local ok, transport = pcall(require, "ugen.transport.curl")
+    if not ok then return false, "cannot load ugen.transport.curl: " .. tostring(transport) end
+    local res, err = transport.request{ method = "GET", url = format("https://127.0.0.1:%d/_sandbox/health", port),
+                                        cainfo = cainfo, timeout = 1, connect_timeout = 1 }
+    if res then return res.status == 200 end
+    if type(err) == "table" and err.kind == "tls" then
+      return false, "the sandbox's certificate does not verify against " .. cainfo .. ": " .. tostring(err.message)
+    end
+    return false
+  end
   if socket then
     local c = socket.tcp()
     c:settimeout(1)
@@ -307,6 +539,10 @@ function _M.start(opts)
   if opts.owner_pid ~= nil and type(opts.owner_pid) ~= "number" then
     error("bad argument #1 to 'start' (owner_pid: number expected, got " .. type(opts.owner_pid) .. ")", 2)
   end
+  if opts.tls ~= nil and type(opts.tls) ~= "boolean" then
+    error("bad argument #1 to 'start' (tls: boolean expected, got " .. type(opts.tls) .. ")", 2)
+  end
+  local use_tls = opts.tls == true
   speed = speed or 1
   seed = tostring(seed or DEFAULT_SEED)
   local dir = norm(abspath(opts.dir or _M.default_dir()))
@@ -336,6 +572,14 @@ function _M.start(opts)
   os.remove(dir .. "/nginx.pid")
   os.remove(dir .. "/sandbox-info.lua")
 
+  local tlsf
+  if use_tls then
+    local err
+    tlsf, err = tls.server_files(dir)
+    if not tlsf then return nil, "cannot make the sandbox's TLS certificate: " .. tostring(err) end
+  end
+  local scheme = use_tls and "https" or "http"
+
   local luadir = lua_dir()
   local repo = norm(luadir .. "/..")
   local modules_dir = os.getenv("UGEN_NGINX_MODULES")
@@ -352,14 +596,21 @@ function _M.start(opts)
     local vars = {
       LOAD_MODULES = concat(load, "\n"), USER = uid() == "0" and "user root;" or "",
       DIR = dir, ROOT = root, PORT = tostring(p), LOG_LEVEL = "warn",
+      LISTEN_OPTS = use_tls and " ssl http2" or "",
+      TLS_SERVER = use_tls and format('ssl_certificate "%s";\n    ssl_certificate_key "%s";\n'
+        .. '    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:ugen_sandbox_tls:1m;\n'
+        .. '    ssl_session_timeout 1h;', tlsf.cert, tlsf.key) or "",
+      TLS_HTTP = use_tls and format('lua_ssl_trusted_certificate "%s";\n  lua_ssl_verify_depth 2;\n'
+        .. '  lua_ssl_protocols TLSv1.2 TLSv1.3;', tlsf.cainfo) or "",
       LUA_PATH = concat({ root .. "/lib/?.lua", luadir .. "/?.lua", luadir .. "/?/init.lua" }, ";"),
       LUA_CPATH = repo .. "/build/luajit/?.so",
     }
     local conf = template:gsub("%${([%u_]+)}", function(k) return vars[k] end)
     local ok, werr = write_file(dir .. "/nginx.conf", conf)
     if not ok then return nil, "cannot write " .. dir .. "/nginx.conf: " .. tostring(werr) end
-    local config = format("return { seed = %q, speed = %s, dir = %q, port = %d, root = %q, owner_pid = %s }\n",
-      seed, format("%.17g", speed), dir, p, root, opts.owner_pid and format("%d", opts.owner_pid) or "nil")
+    local config = format("return { seed = %q, speed = %s, dir = %q, port = %d, root = %q, owner_pid = %s, "
+      .. "tls = %s }\n", seed, format("%.17g", speed), dir, p, root,
+      opts.owner_pid and format("%d", opts.owner_pid) or "nil", tostring(use_tls))
     write_file(dir .. "/sandbox-config.lua", config)
     write_file(dir .. "/error.log", "")
     os.remove(dir .. "/start.err")
@@ -368,9 +619,10 @@ function _M.start(opts)
                        q(dir .. "/error.log"), q(dir .. "/start.err"))
     if run(cmd) then
       local deadline = monotime() + START_TIMEOUT
-      local up = false
+      local up, fatal
       repeat
-        if probe(p) then up = true; break end
+        up, fatal = probe(p, tlsf and tlsf.cainfo)
+        if up or fatal then break end
         local pid = read_pid(dir)
         if pid and not alive(pid) then break end
         sleep(0.05)
@@ -378,7 +630,8 @@ function _M.start(opts)
       local pid = read_pid(dir)
       if up and pid then
         local info = {
-          base_url = format("http://127.0.0.1:%d/api/v1", p), origin = format("http://127.0.0.1:%d", p),
+          base_url = format("%s://127.0.0.1:%d/api/v1", scheme, p), origin = format("%s://127.0.0.1:%d", scheme, p),
+          tls = use_tls, cainfo = tlsf and tlsf.cainfo,
           port = p, dir = dir, pid = pid, speed = speed, seed = seed, root = root,
           api_key = tenants[1].api_key, jwt = tenants[1].jwt, tenants = tenants,
           started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"),
@@ -386,7 +639,7 @@ function _M.start(opts)
         write_file(dir .. "/sandbox-info.lua", "return " .. serialize(info) .. "\n")
         return info
       end
-      last_err = "the sandbox did not come up within " .. START_TIMEOUT .. " s"
+      last_err = fatal or ("the sandbox did not come up within " .. START_TIMEOUT .. " s")
       if pid and alive(pid) then run("kill -TERM " .. pid .. " 2>/dev/null") end
     else
       last_err = "nginx failed to start"
@@ -427,8 +680,25 @@ end
 -- CLI: ugen sandbox start|stop|status
 ----------------------------------------------------------------------------
 
+-- Shell-safe value for an export line: as is when it holds only characters
+-- that need no quoting (URLs, keys, plain paths), else single-quoted.
+local function shell_word(s)
+  s = tostring(s)
+  if s:find("^[%w%%+,./:=@_-]+$") then return s end
+  return q(s)
+end
+
+--- The lines `ugen sandbox start` prints for eval "$(...)" (info from start):
+-- UGEN_BASE_URL, UGEN_API_KEY and, for a TLS sandbox, UGEN_CAINFO.
+function _M.exports(info)
+  local lines = { "export UGEN_BASE_URL=" .. shell_word(info.base_url) .. "\n",
+                  "export UGEN_API_KEY=" .. shell_word(info.api_key) .. "\n" }
+  if info.cainfo then lines[3] = "export UGEN_CAINFO=" .. shell_word(info.cainfo) .. "\n" end
+  return concat(lines)
+end
+
 local USAGE = [[
-usage: ugen sandbox start [--port N] [--dir DIR] [--speed X] [--seed S]
+usage: ugen sandbox start [--port N] [--dir DIR] [--speed X] [--seed S] [--tls]
        ugen sandbox stop [--dir DIR]
        ugen sandbox status [--dir DIR]
 
@@ -437,6 +707,8 @@ start   starts the local U-Gen sandbox (nginx, loopback only) and prints
         eval "$(ugen sandbox start)". --port 0 (default) picks a free port;
         --speed scales the job clock (default 1: a job takes about 20 s);
         --seed makes the seeded accounts' keys (default "ugen-sandbox").
+        --tls serves HTTPS + HTTP/2 with a private CA made in DIR/tls/
+        and prints export UGEN_CAINFO=<its certificate> as well.
 stop    stops it.   status  says whether it runs (exit 0) or not (exit 1).
 DIR defaults to ]] .. "$TMPDIR/ugen-sandbox-<uid> (/tmp when TMPDIR is unset).\n"
 
@@ -446,9 +718,12 @@ local function parse(argv, first, allowed)
   while i <= #argv do
     local a = argv[i]
     local name, val = a:match("^%-%-([%w-]+)=(.*)$")
+    if name and allowed[name] == "boolean" then return nil, "--" .. name .. " takes no value" end
     if not name then
       name = a:match("^%-%-([%w-]+)$")
-      if name and name ~= "help" then
+      if name and allowed[name] == "boolean" then
+        val = true
+      elseif name and name ~= "help" then
         i = i + 1
         val = argv[i]
         if val == nil then return nil, "--" .. name .. " needs a value" end
@@ -472,7 +747,8 @@ end
 function _M.main(argv, out, errout)
   out, errout = out or io.stdout, errout or io.stderr
   local cmd = argv[1]
-  local allowed = cmd == "start" and { port = "number", dir = "string", speed = "number", seed = "string" }
+  local allowed = cmd == "start"
+    and { port = "number", dir = "string", speed = "number", seed = "string", tls = "boolean" }
     or { dir = "string" }
   if cmd ~= "start" and cmd ~= "stop" and cmd ~= "status" then
     if cmd == nil or cmd == "help" or cmd == "--help" or cmd == "-h" then
@@ -495,13 +771,12 @@ function _M.main(argv, out, errout)
     if o.speed and (o.speed ~= o.speed or o.speed <= 0 or o.speed == math.huge) then
       errout:write("ugen sandbox start: --speed must be a positive number\n"); return 2
     end
-    local info, err = _M.start{ port = o.port, dir = o.dir, speed = o.speed, seed = o.seed }
+    local info, err = _M.start{ port = o.port, dir = o.dir, speed = o.speed, seed = o.seed, tls = o.tls }
     if not info then
       errout:write("ugen sandbox start: " .. tostring(err) .. "\n")
       return 1
     end
-    out:write("export UGEN_BASE_URL=" .. info.base_url .. "\n")
-    out:write("export UGEN_API_KEY=" .. info.api_key .. "\n")
+    out:write(_M.exports(info))
     return 0
   elseif cmd == "stop" then
     local ok, err = _M.stop{ dir = o.dir }

@@ -37,6 +37,10 @@
 --                   -- (or its queued request dropped, or its timer removed) and the SDK call
 --                   -- it waits in raises an ugen error with kind "cancelled" (code
 --                   -- "CANCELLED"), unwinding the task; later SDK calls in it raise again.
+--                   -- Callable from anywhere, also from inside a callback the engine runs
+--                   -- (a download's on_progress, of this task or another): the engine
+--                   -- closes the transfer once the callback has returned, and the slot it
+--                   -- frees goes to the next queued request at the scheduler's next round.
 --   task:status()   -- "ready" | "running" | "waiting" | "done" | "failed" | "cancelled"
 --   task:done()     -- finished in any way
 --   task:result()   -- nil while alive; true, ... (its return values) | false, err[, traceback]
@@ -49,9 +53,12 @@
 --
 -- Backpressure: at most max_concurrency (default 64) transfers per origin
 -- (scheme://host:port) are in flight; further requests wait in a FIFO queue
--- (their timeouts start when they are sent). The engine keeps connections
--- alive and reuses them (libcurl connection cache, max_host_connections =
--- max_concurrency).
+-- (their timeouts start when they are sent). A request that carries the
+-- call's deadline (req.deadline, from a per-call timeout or a jobs:wait) gives
+-- up at that deadline even while queued (error kind "timeout", sent = false),
+-- and when it is sent its timeout is at most the time left. The engine keeps
+-- connections alive and reuses them (libcurl connection cache,
+-- max_host_connections = max_concurrency).
 --
 -- Calls from a coroutine the scheduler does not own (a coroutine created by
 -- user code, even inside a task) never yield into foreign code: they block as
@@ -67,8 +74,8 @@ local errors = require "ugen.errors"
 
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
-local type, tostring, error, pcall, select, setmetatable, pairs =
-  type, tostring, error, pcall, select, setmetatable, pairs
+local type, tostring, error, pcall, select, setmetatable, pairs, next =
+  type, tostring, error, pcall, select, setmetatable, pairs, next
 local math_floor, math_huge, string_format, string_match, string_lower =
   math.floor, math.huge, string.format, string.match, string.lower
 local traceback = debug.traceback
@@ -247,7 +254,16 @@ local function host_of(self, key)
 end
 
 local function submit(self, host, entry)
-  local t = engine(self):submit(entry.req)
+  local req = entry.req
+  local d = req.deadline
+  if entry.queued_at and type(d) == "number" then
+    -- sent later than asked: what is left of the call's deadline bounds it
+    local left = d - now()
+    if left < 1e-3 then left = 1e-3 end
+    if type(req.timeout) ~= "number" or req.timeout > left then req.timeout = left end
+    if type(req.connect_timeout) == "number" and req.connect_timeout > left then req.connect_timeout = left end
+  end
+  local t = engine(self):submit(req)
   entry.transfer = t
   self.transfers[t] = entry
   host.inflight = host.inflight + 1
@@ -265,6 +281,7 @@ local function pump_host(self, host)
     host.q[host.qh] = nil
     host.qh = host.qh + 1
     self.queued = self.queued - 1
+    if entry.expiry then entry.expiry.task = nil end   -- sent before its deadline
     if entry.task ~= nil then
       local ok, err = pcall(submit, self, host, entry)
       if not ok then          -- a bad request: raise it in the task that made it
@@ -288,13 +305,28 @@ local function complete(self, t)
   if entry.task ~= nil then wake(self, entry.task, nil) else t:close() end
 end
 
--- drop whatever `task` waits on (cancel)
+-- hosts with a slot freed by a cancel: their queues move at the next round
+-- (a cancel may run inside an engine callback, where nothing can be submitted)
+local function pump_later(self, host)
+  self.to_pump[host] = true
+end
+
+local function pump_pending(self)
+  if next(self.to_pump) == nil then return end
+  local hosts = self.to_pump
+  self.to_pump = {}
+  for host in pairs(hosts) do pump_host(self, host) end
+end
+
+-- drop whatever `task` waits on (cancel). Safe inside an engine callback:
+-- t:close() there is deferred by the engine until the callback returned.
 local function abandon_wait(self, task)
   local w = task.wait
   task.wait = nil
   if w == nil then return end
   if w.kind == "transfer" then
     w.task = nil
+    if w.expiry then w.expiry.task = nil end
     local t = w.transfer
     if t ~= nil then
       if self.transfers[t] ~= nil then
@@ -302,7 +334,7 @@ local function abandon_wait(self, task)
         self.inflight = self.inflight - 1
         w.host.inflight = w.host.inflight - 1
         t:close()
-        pump_host(self, w.host)
+        pump_later(self, w.host)
       else
         t:close()
       end
@@ -433,6 +465,13 @@ local function fire_timers(self)
       heap_pop(h)
       local task = top.task
       top.task = nil
+      local q = top.queued
+      if q then
+        -- a queued request's deadline passed before a slot freed up: it is
+        -- dropped from the queue (pump_host skips it) and fails as a timeout
+        q.task = nil
+        q.expired = true
+      end
       task.wait = nil
       wake(self, task, nil)
     else
@@ -452,6 +491,7 @@ end
 local function round(self, timeout)
   run_ready(self)
   fire_timers(self)
+  pump_pending(self)
   local wait = timeout
   if ready_count(self) > 0 then
     wait = 0
@@ -528,8 +568,15 @@ local function make_backend(self)
       local qt = host.qt + 1
       host.qt = qt
       host.q[qt] = entry
+      entry.queued_at = now()
       self.queued = self.queued + 1
       if self.queued > self.stat.peak_queued then self.stat.peak_queued = self.queued end
+      if type(req.deadline) == "number" then
+        self.seq = self.seq + 1
+        local timer = { kind = "timer", at = req.deadline, seq = self.seq, task = task, queued = entry }
+        entry.expiry = timer
+        heap_push(self.heap, timer)
+      end
     end
     task.wait = entry
     local v = co_yield(WAIT)
@@ -538,6 +585,11 @@ local function make_backend(self)
       abandon_wait(self, task)
       entry.task = nil
       raise_cancelled()
+    end
+    if entry.expired then
+      return nil, { kind = "timeout", curl_code = 28, sent = false,
+                    message = "the call's deadline passed while the request waited for a free slot " ..
+                              "(max_concurrency)" }
     end
     if entry.raise ~= nil then error(entry.raise, 0) end
     local t = entry.transfer
@@ -560,7 +612,7 @@ function _M.new(opts)
     engine = opts.engine, own_engine = false,
     rq = {}, rq_head = 1, rq_tail = 0,
     heap = { n = 0 }, seq = 0,
-    transfers = {}, hosts = {}, inflight = 0, queued = 0,
+    transfers = {}, hosts = {}, inflight = 0, queued = 0, to_pump = {},
     live = {}, ntasks = 0,
     current = nil, stepping = false, closed = false,
     stat = { spawned = 0, finished = 0, resumes = 0, polls = 0, requests = 0, peak_inflight = 0,

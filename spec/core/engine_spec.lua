@@ -342,14 +342,51 @@ describe("ugen.core on_progress callbacks", function()
     e:close()
   end)
 
-  it("closing its own transfer from inside a callback raises", function()
+  -- issue 12 item 3: closing raised "cannot close a transfer from inside a callback"
+  it("a transfer closed from inside a callback (its own or another's) is freed when the multi call returns", function()
     local e = core.engine()
     local t
-    t = e:submit { url = srv.base .. "/slow?ms=2000", on_progress = function() t:close() end }
-    assert.is_true(wait_done(e, t))
-    local res, err = t:result()
-    assert.is_nil(res)
-    assert.equal("callback", err.kind)
+    local calls = 0
+    t = e:submit { url = srv.base .. "/slow?ms=3000", on_progress = function()
+      calls = calls + 1
+      t:close()
+      t:close()                              -- idempotent while deferred
+    end }
+    local t0 = core.now()
+    local done = {}
+    while e:running() > 0 and core.now() - t0 < 5 * SLOW do
+      for _, x in ipairs(e:run(0.5)) do done[#done + 1] = x end
+    end
+    assert.equal(0, e:running())             -- its easy handle left the multi handle
+    assert.same({}, done)                    -- a closed transfer is never reported
+    assert.equal(1, calls)                   -- no callback after the close
+    assert.is_true(core.now() - t0 < 1.5 * SLOW, "the close waited for the transfer")
+    assert.has_error(function() t:done() end, "ugen.transfer: handle is closed")
+
+    -- closed from the callback of another transfer, inside e:run and inside e:request
+    local victim = e:submit { url = srv.base .. "/slow?ms=3000" }
+    t0 = core.now()
+    local other = e:submit { url = srv.base .. "/slow?ms=200", on_progress = function() victim:close() end }
+    local out = {}
+    while e:running() > 0 and core.now() - t0 < 5 * SLOW do
+      for _, x in ipairs(e:run(5)) do out[#out + 1] = x end
+    end
+    assert.same({ other }, out)
+    assert.equal(200, other:result().status)
+    assert.is_true(core.now() - t0 < 1.5 * SLOW)
+    assert.has_error(function() victim:result() end, "ugen.transfer: handle is closed")
+    victim = e:submit { url = srv.base .. "/slow?ms=3000" }
+    local res = e:request { url = srv.base .. "/slow?ms=300", on_progress = function() victim:close() end }
+    assert.equal(200, res.status)
+    assert.equal(0, e:running())
+    assert.same({}, (e:run(0)))
+    -- unreachable once closed: the engine dropped its anchor
+    local weak = setmetatable({ victim }, { __mode = "v" })
+    victim, t = nil, nil
+    full_gc()
+    assert.is_nil(weak[1])
+    -- the engine is still usable
+    assert.equal(200, e:request { url = srv.base .. "/echo" }.status)
     e:close()
   end)
 

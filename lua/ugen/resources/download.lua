@@ -223,7 +223,7 @@ function _M.extend(r, eps)
         attempt = attempt + 1
         local wait
         if err.retryable and attempt <= max_retries then
-          wait = err.retry_after or retry.backoff(attempt, client.rng)
+          wait = retry.delay(attempt, err.retry_after, client.rng)   -- never under the backoff
           if wait > retry.MAX_RETRY_AFTER then wait = nil end
         end
         if not wait then

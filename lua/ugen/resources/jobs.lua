@@ -17,8 +17,8 @@ local sched = require "ugen.sched"
 local client_mod = require "ugen.client"
 local resources = require "ugen.resources"
 
-local type, pairs, tostring, string_format, math_min =
-  type, pairs, tostring, string.format, math.min
+local type, pairs, tostring, string_format, math_min, math_max =
+  type, pairs, tostring, string.format, math.min, math.max
 
 local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
 
@@ -76,7 +76,12 @@ function _M.extend(r, eps)
   --   deadline passed      -> nil, err{kind = "timeout", code = "WAIT_TIMEOUT", job = last job seen}
   --   non-retryable error  -> nil, err (auth, not_found, ...) at once
   -- Retryable errors (network, 5xx, 429) of a poll, after the pipeline's own
-  -- retries, do not end the wait: polling goes on until the deadline.
+  -- retries, do not end the wait: polling goes on until the deadline (the
+  -- next poll after max(interval, the error's retry_after)).
+  -- The deadline is a deadline: every poll gets it (each attempt's transfer
+  -- timeout is at most the time left, no backoff sleep or queueing reaches past
+  -- it) and no poll starts after it, so the call returns within `timeout`
+  -- (plus scheduling latency) whatever the server does.
   function r.wait(self, job_id, opts)
     resources.client_of(self, eps.get)
     if type(job_id) ~= "string" then argerror(1, "wait", "string expected, got " .. type(job_id), 2) end
@@ -99,8 +104,16 @@ function _M.extend(r, eps)
     check_call_opts(get_opts, 2, "wait", 2)
 
     local deadline = sched.now() + timeout
+    client_mod.set_deadline(get_opts, deadline)
     local last_stage, last_pct, last_job, last_err
     local first = true
+    local function timed_out()
+      return nil, errors.new{
+        kind = "timeout", code = "WAIT_TIMEOUT", retryable = true, job = last_job,
+        message = string_format("job %s did not finish within %gs%s", job_id, timeout,
+          last_err and ("; last poll failed: " .. tostring(last_err.message)) or ""),
+      }
+    end
     while true do
       local job, err = self:get(job_id, get_opts)
       if job then
@@ -125,14 +138,11 @@ function _M.extend(r, eps)
         last_err = err
       end
       local now = sched.now()
-      if now >= deadline then
-        return nil, errors.new{
-          kind = "timeout", code = "WAIT_TIMEOUT", retryable = true, job = last_job,
-          message = string_format("job %s did not finish within %gs%s", job_id, timeout,
-            last_err and ("; last poll failed: " .. tostring(last_err.message)) or ""),
-        }
-      end
-      sched.sleep(math_min(interval, deadline - now))
+      if now >= deadline then return timed_out() end
+      local pause = interval
+      if last_err and type(last_err.retry_after) == "number" then pause = math_max(pause, last_err.retry_after) end
+      sched.sleep(math_min(pause, deadline - now))
+      if sched.now() >= deadline then return timed_out() end
     end
   end
 

@@ -67,6 +67,7 @@ function _M.request(req)
     fresh_connect = req.idempotent == false or nil,
     timeout = req.timeout,
     connect_timeout = req.connect_timeout,
+    deadline = req.deadline,    -- the call's deadline (ugen.scheduler: a queued request gives up then)
     cainfo = req.cainfo,
     capath = req.capath,
   }

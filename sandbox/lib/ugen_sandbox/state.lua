@@ -5,8 +5,9 @@
 -- init_by_lua (the master) and inherited by the worker; the runtime part
 -- (tenant data, the active set) is filled by the worker.
 --
---   cfg           { seed, speed, start_speed, dir, port, root, owner_pid }
---   origin        "http://127.0.0.1:PORT" (URLs of generated media and uploads)
+--   cfg           { seed, speed, start_speed, dir, port, root, owner_pid, tls }
+--   origin        "http(s)://127.0.0.1:PORT" (URLs of generated media and uploads;
+--                 https when started with tls = true)
 --   tenants       the seeded tenants, in seed order; by_key[api_key], by_id[id]
 --   models, models_by_id, personas (by id), catalog (music), jwt_secret
 --   data          tenant id -> that tenant's runtime data (see ugen_sandbox.tenants)
@@ -33,7 +34,7 @@ function _M.load(conf)
   cfg.speed = tonumber(cfg.speed) or 1
   cfg.start_speed = cfg.speed
   _M.cfg = cfg
-  _M.origin = "http://127.0.0.1:" .. tostring(cfg.port)
+  _M.origin = (cfg.tls and "https" or "http") .. "://127.0.0.1:" .. tostring(cfg.port)
   _M.tenants = seed.tenants(cfg.seed, crypto.hmac_sha256)
   for _, t in ipairs(_M.tenants) do _M.by_key[t.api_key] = t; _M.by_id[t.id] = t end
   _M.jwt_secret = seed.jwt_secret(cfg.seed)

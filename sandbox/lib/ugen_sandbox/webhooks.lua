@@ -8,11 +8,16 @@
 -- answer 2xx within the timeout is retried at +1 s, +4 s, +16 s (divided by
 -- --speed), then the delivery is abandoned (status "failed").
 -- Only loopback receivers are contacted (127.0.0.0/8, localhost; http:// or
--- https:// without certificate verification); other URLs are logged as
--- "skipped". URLs are checked twice: by check_url at the API boundary (a
--- 422), and by request_bytes, which builds every delivery request and refuses
--- (never sends) a target, Host or header holding anything but URL characters
--- and control-free values.
+-- https://); other URLs are logged as "skipped". https:// receivers: a plain
+-- sandbox does not verify their certificate; a TLS sandbox (start{ tls = true })
+-- verifies it against its own CA (lua_ssl_trusted_certificate in nginx.conf),
+-- and the host name too when the URL names one (localhost). For an IP literal
+-- only the chain is verified and no SNI is sent: nginx's cosocket checks names
+-- with X509_check_host, which never matches an IP address SAN.
+-- URLs are checked twice: by check_url at the API boundary (a 422), and by
+-- request_bytes, which builds every delivery request and refuses (never
+-- sends) a target, Host or header holding anything but URL characters and
+-- control-free values.
 
 local util = require "ugen_sandbox.util"
 local signing = require "ugen.webhook" -- the SDK's own signing code
@@ -121,7 +126,20 @@ local function post(url, headers, body, timeout)
   local ok, err = sock:connect(host == "localhost" and "127.0.0.1" or host, port)
   if not ok then return nil, "connect: " .. tostring(err) end
   if scheme == "https" then
-    ok, err = sock:sslhandshake(nil, host, false)
+    local verify, name = cfg.tls == true, host
+    if verify and host:find("^%d+%.%d+%.%d+%.%d+$") then name = nil end -- chain only (see the top)
+    -- pcall: lua-resty-core 0.1.25 (Debian 12) raises "assertion failed!"
+    -- instead of returning the error when a verifying handshake completes
+    -- at once and then fails its certificate or host check (the C side
+    -- returns OK with the error recorded); that is a failed verification.
+    local pok, r1, r2 = pcall(sock.sslhandshake, sock, nil, name, verify)
+    if pok then
+      ok, err = r1, r2
+    elseif tostring(r1):find("assertion failed", 1, true) then
+      ok, err = nil, "the certificate did not verify (chain or host name)"
+    else
+      ok, err = nil, r1
+    end
     if not ok then sock:close(); return nil, "tls: " .. tostring(err) end
   end
   ok, err = sock:send(req)
