@@ -71,13 +71,13 @@
 
 local sched = require "ugen.sched"
 local errors = require "ugen.errors"
+local url_mod = require "ugen.url"
 
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
 local type, tostring, error, pcall, select, setmetatable, pairs, next =
   type, tostring, error, pcall, select, setmetatable, pairs, next
-local math_floor, math_huge, string_format, string_match, string_lower =
-  math.floor, math.huge, string.format, string.match, string.lower
+local math_floor, math_huge, string_format = math.floor, math.huge, string.format
 local traceback = debug.traceback
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
@@ -115,9 +115,9 @@ local function raise_cancelled()
   error(cancelled_error(), 0)
 end
 
+-- per-origin backpressure key ("scheme://host:port"; "?" when there is none)
 local function origin_of(url)
-  local o = type(url) == "string" and string_match(url, "^(%a[%w+.-]*://[^/?#]*)")
-  return o and string_lower(o) or "?"
+  return type(url) == "string" and url_mod.origin(url) or "?"
 end
 
 local function default_on_error(err, task, tb)

@@ -123,6 +123,25 @@ describe("ngx transport (nginx, one worker)", function()
       assert.equal(200, res.status); assert.equal("", res.body)
     end)
 
+    it("a response line over 100 KiB is refused as soon as it passes the limit (BAD_RESPONSE)", function()
+      for _, case in ipairs({ "long_header", "long_chunk_ext" }) do
+        local res, err = N.transport{ url = base .. "/raw?case=" .. case }
+        assert.is_nil(res, case)
+        assert.equal("network", err.kind, case); assert.equal("BAD_RESPONSE", err.code, case .. ": " .. err.message)
+        assert.truthy(err.message:find("longer than 102400 bytes", 1, true), err.message)
+        assert.is_true(err.sent)
+      end
+      -- a header line that never ends: refused without waiting for its end
+      local res, err, elapsed = N.transport{ url = base .. "/raw?case=endless_header", timeout = 5 }
+      assert.is_nil(res)
+      assert.equal("BAD_RESPONSE", err.code, err.message)
+      assert.is_true(elapsed < 1, tostring(elapsed))
+      -- a long line under the limit is still read whole
+      res = assert(N.transport{ url = base .. "/raw?case=big_header" })
+      assert.equal(string.rep("b", 90 * 1024), header(res, "x-big"))
+      assert.equal("{}", res.body)
+    end)
+
     it("a body cut short is kind network (PARTIAL_BODY), sent = true", function()
       for _, case in ipairs({ "length_cut", "chunked_cut" }) do
         local res, err = N.transport{ url = base .. "/raw?case=" .. case }
@@ -277,6 +296,21 @@ describe("ngx transport (nginx, one worker)", function()
       echo = json.decode(res.body)
       assert.is_nil(echo.headers["x-api-key"])                         -- other origin: dropped
       assert.equal("o", echo.headers["x-other"])
+    end)
+
+    it("relative Locations resolve as RFC 3986 says: '?query' keeps the path, dot segments go", function()
+      -- "Location: ?n=1" from /redir is /redir?n=1 (which then redirects to /api/v1/redirected), not /?n=1
+      local res = assert(N.transport{ url = base .. "/redir?n=1&to=%3Fn%3D1", follow = true })
+      assert.equal(200, res.status)
+      assert.equal("/api/v1/redirected", json.decode(res.body).path)
+      -- "Location: ../api/v1/dotted" from /redir is /api/v1/dotted, not /../api/v1/dotted
+      res = assert(N.transport{ url = base .. "/redir?n=1&to=..%2Fapi%2Fv1%2Fdotted", follow = true })
+      assert.equal(200, res.status, res.body)
+      assert.equal("/api/v1/dotted", json.decode(res.body).path)
+      -- a Location with a line break or a space is refused, never sent on
+      local r2, err = N.transport{ url = base .. "/redir?n=1&to=%2Fa%20b", follow = true }
+      assert.is_nil(r2)
+      assert.equal("network", err.kind); assert.equal("BAD_URL", err.code)
     end)
 
     it("resume_from appends the rest (Range, 206) when the file holds exactly that many bytes", function()

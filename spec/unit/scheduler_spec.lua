@@ -332,7 +332,9 @@ describe("ugen.scheduler (unit)", function()
 
   it("origins are keyed by scheme, host and port", function()
     assert.equal("http://127.0.0.1:8080", scheduler._origin_of("http://127.0.0.1:8080/api/v1/jobs?x=1"))
-    assert.equal("https://api.u-gen.ai", scheduler._origin_of("HTTPS://API.U-GEN.AI/api/v1"))
+    assert.equal("https://api.u-gen.ai:443", scheduler._origin_of("HTTPS://API.U-GEN.AI/api/v1"))
+    assert.equal("https://api.u-gen.ai:443", scheduler._origin_of("https://user:pw@api.u-gen.ai:443/x"))
+    assert.equal("?", scheduler._origin_of(nil))
   end)
 
   it("close cancels every task and is idempotent; a closed scheduler refuses tasks", function()

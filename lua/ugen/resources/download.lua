@@ -58,6 +58,7 @@ local retry = require "ugen.retry"
 local sched = require "ugen.sched"
 local client_mod = require "ugen.client"
 local resources = require "ugen.resources"
+local url_mod = require "ugen.url"
 
 local type, pairs, tostring, tonumber, error, pcall = type, pairs, tostring, tonumber, error, pcall
 local string_match, math_max, math_floor = string.match, math.max, math.floor
@@ -128,7 +129,14 @@ function _M.extend(r, eps)
       return nil, errors.new{ kind = "api", code = "NO_VIDEO", retryable = false,
         message = "job " .. tostring(job.job_id) .. " has no final_video_url (status " .. tostring(job.status) .. ")" }
     end
-    if url:sub(1, 1) == "/" then url = client_mod.origin(client.base_url) .. url end
+    if url:sub(1, 1) == "/" then
+      local origin = url_mod.origin(client.base_url)
+      if not origin then
+        return nil, errors.new{ kind = "api", code = "BAD_URL", retryable = false,
+          message = "cannot resolve final_video_url against the client's base_url" }
+      end
+      url = origin .. url
+    end
 
     -- Video, not JSON; no content coding, so byte offsets are file offsets.
     -- (the SDK's own headers, sent to any host; opts.headers go, like the

@@ -134,7 +134,16 @@ local RAW = {
   h304 = "HTTP/1.1 304 Not Modified\r\nConnection: close\r\nContent-Length: 10\r\nETag: \"x\"\r\n\r\n",
   head = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n",
 }
-local STALL = { h204 = true, h304 = true, head = true, slowbody = true }
+-- response lines around the 100 KiB line limit
+RAW.big_header = "HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("b", 90 * 1024) .. "\r\nContent-Length: 2\r\n" ..
+                 "Connection: close\r\n\r\n{}"
+RAW.long_header = "HTTP/1.1 200 OK\r\nX-Long: " .. string.rep("a", 200 * 1024) .. "\r\nContent-Length: 2\r\n" ..
+                  "Connection: close\r\n\r\n{}"
+RAW.long_chunk_ext = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" ..
+                     "2;ext=" .. string.rep("e", 200 * 1024) .. "\r\n{}\r\n0\r\n\r\n"
+-- a header line that does not end (the server then stalls)
+RAW.endless_header = "HTTP/1.1 200 OK\r\nX-Endless: " .. string.rep("a", 300 * 1024)
+local STALL = { h204 = true, h304 = true, head = true, slowbody = true, endless_header = true }
 
 function _M.raw()
   local case = ngx.var.arg_case
