@@ -4,20 +4,19 @@
 -- in client:request(...); both go through client:_send, which owns auth
 -- headers, the idempotency key, JSON encoding, retries with backoff and
 -- Retry-After, response decoding and error mapping. Waiting (backoff sleeps,
--- transfers) goes through ugen.sched only.
+-- transfers, the clock) goes through the client's runtime (ugen.runtime) only.
 
 local json = require "ugen.json"
 local errors = require "ugen.errors"
 local retry = require "ugen.retry"
-local sched = require "ugen.sched"
 local headers_mod = require "ugen.headers"
-local transport = require "ugen.transport"
+local runtime_mod = require "ugen.runtime"
 local validate = require "ugen.validate"
 local crypto = require "ugen.crypto"
 local endpoints = require "ugen.endpoints"
 
-local type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require =
-  type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require
+local type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require, select =
+  type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require, select
 local string_format, string_gsub, string_match, string_find, string_byte, string_sub, string_upper, string_lower =
   string.format, string.gsub, string.match, string.find, string.byte, string.sub, string.upper, string.lower
 local concat, sort, math_floor, math_random = table.concat, table.sort, math.floor, math.random
@@ -143,7 +142,7 @@ end
 
 local OPTIONS = {
   base_url = "string", api_key = "string", jwt = "string", timeout = "positive",
-  connect_timeout = "positive", max_retries = "count", transport = "any", keep_null = "boolean",
+  connect_timeout = "positive", max_retries = "count", transport = "any", runtime = "any", keep_null = "boolean",
   headers = "table", user_agent = "string", cainfo = "string", capath = "string", rng = "function",
 }
 
@@ -254,7 +253,7 @@ function _M.new(opts)
   check_base_url(base, 2)
   base = string_gsub(base, "/+$", "")
 
-  local send, tname = transport.resolve(opts.transport, 2)
+  local rt, tname = runtime_mod.resolve(opts.runtime, opts.transport, 2)
 
   local self = {
     base_url = base,
@@ -266,7 +265,7 @@ function _M.new(opts)
     cainfo = opts.cainfo, capath = opts.capath,
     default_headers = {},
     rng = opts.rng or math_random,
-    _send_fn = send,
+    runtime = rt,
   }
   for k, v in pairs(opts.headers or {}) do self.default_headers[k] = tostring(v) end
   local cv = tname ~= "ngx" and curl_version() or nil
@@ -288,8 +287,8 @@ end
 
 function mt.__tostring(self)
   local shown = string_gsub(self.base_url, "^(%a[%w+.-]*://)[^/]*@", "%1<redacted>@")
-  return string_format("ugen.client(base_url=%s, auth=%s, transport=%s)",
-    shown, self.auth, tostring(self.transport_name))
+  return string_format("ugen.client(base_url=%s, auth=%s, transport=%s, runtime=%s)",
+    shown, self.auth, tostring(self.transport_name), tostring(self.runtime.name or "runtime"))
 end
 
 -- The client's credentials and extra values (a call's secret parameters), as
@@ -309,11 +308,18 @@ end
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
-local function retry_after_of(err, hdrs)
+-- wall-clock seconds: the runtime's time(), else the C core's clock
+local function wall_time(rt)
+  local f = rt.time
+  if f then return f() end
+  return require("ugen.core").time()   -- (through ugen.native once it lands, issue 13 item 3)
+end
+
+local function retry_after_of(self, err, hdrs)
   local v = hdrs and hdrs["retry-after"]
-  local ra = v and retry.parse_retry_after(v, sched.time())
+  local ra = v and retry.parse_retry_after(v, wall_time(self.runtime))
   if ra == nil and type(err.details) == "table" then
-    ra = retry.parse_retry_after(err.details.retry_after, sched.time())
+    ra = retry.parse_retry_after(err.details.retry_after, wall_time(self.runtime))
   end
   return ra
 end
@@ -354,7 +360,7 @@ local function handle_response(self, res, spec)
     return v, meta
   end
   local err = errors.from_response(status, res.body, request_id, self.keep_null)
-  err.retry_after = retry_after_of(err, hdrs)
+  err.retry_after = retry_after_of(self, err, hdrs)
   return nil, err, hdrs
 end
 
@@ -378,12 +384,12 @@ _M.origin = origin
 -- every poll the wait's deadline). Each attempt then gets the time left as
 -- its transfer timeout (at most the per-attempt timeout), no backoff sleep
 -- reaches past the deadline (the last error is returned instead), and the
--- transport sees req.deadline (ugen.sched.now() clock) so a request queued
+-- transport sees req.deadline (the runtime's now() clock) so a request queued
 -- by the scheduler gives up at the deadline too.
 local deadlines = setmetatable({}, { __mode = "k" })
 
 -- opts (a per-call opts table) -> opts; every call made with it ends by `deadline`
--- (seconds on ugen.sched.now()'s clock), like a per-call timeout, without
+-- (seconds on the client runtime's now() clock), like a per-call timeout, without
 -- changing the per-attempt timeout.
 function _M.set_deadline(opts, deadline)
   deadlines[opts] = deadline
@@ -479,9 +485,11 @@ function _M._send(self, spec)
   local attempt_timeout = opts.timeout or self.timeout
   local connect_timeout = opts.connect_timeout or self.connect_timeout
   local deadline = deadlines[opts]
+  local rt = self.runtime
+  local rt_now, perform = rt.now, rt.perform
   local t = nil     -- the clock, read once for the first attempt
   if opts.timeout then
-    t = sched.now()
+    t = rt_now()
     local d = t + opts.timeout
     if deadline == nil or d < deadline then deadline = d end
   end
@@ -490,7 +498,7 @@ function _M._send(self, spec)
   local attempt, last_err = 0, nil
   while true do
     if deadline then
-      local left = deadline - (t or sched.now())
+      local left = deadline - (t or rt_now())
       t = nil
       if left <= 0 then
         -- (after a backoff sleep that overshot: the error that led to it)
@@ -500,7 +508,7 @@ function _M._send(self, spec)
       req.timeout = attempt_timeout < left and attempt_timeout or left
       req.connect_timeout = connect_timeout < left and connect_timeout or left
     end
-    local res, terr = self._send_fn(req)
+    local res, terr = perform(req)
     local result, meta, err
     if res then
       result, meta = handle_response(self, res, spec)
@@ -521,7 +529,7 @@ function _M._send(self, spec)
         -- never shorter than the backoff, whatever Retry-After said (0, a past date)
         wait = retry.delay(attempt, err.retry_after, self.rng)
         -- no time left for another attempt after the sleep: give the error now
-        if deadline and sched.now() + wait >= deadline then can = false end
+        if deadline and rt_now() + wait >= deadline then can = false end
       end
     else
       can = false
@@ -532,7 +540,7 @@ function _M._send(self, spec)
       return nil, err
     end
     last_err = err
-    sched.sleep(wait)
+    rt.sleep(wait)
   end
 end
 
@@ -741,12 +749,20 @@ end
 function _M.is_client(v) return getmetatable(v) == mt end
 
 ---------------------------------------------------------------------------
--- scheduler (ugen.scheduler): client:spawn(fn, ...) -> task; client:step([timeout_s]) -> live tasks
+-- the client's runtime: client:spawn(fn, ...) -> handle (a task on the curl
+-- runtime); client:step([timeout_s]) -> seconds until the runtime next needs
+-- to run (0: at once) | nil when it has nothing to do
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 function _M.spawn(self, fn, ...)
   if getmetatable(self) ~= mt then error("ugen: call client:spawn(...) with a colon", 2) end
   if type(fn) ~= "function" then argerror(1, "spawn", "function expected, got " .. typename(fn), 2) end
-  return require("ugen.scheduler").spawn(fn, ...)
+  local spawn = runtime_mod.need(self.runtime, "spawn", "client:spawn", 2)
+  local n = select("#", ...)
+  if n == 0 then return spawn(fn) end
+  local args = { ... }
+  return spawn(function() return fn(unpack(args, 1, n)) end)
 end
 
 function _M.step(self, timeout)
@@ -754,7 +770,8 @@ function _M.step(self, timeout)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
     argerror(1, "step", "non-negative number of seconds expected, got " .. typename(timeout), 2)
   end
-  return require("ugen.scheduler").step(timeout)
+  local step = runtime_mod.need(self.runtime, "step", "client:step", 2)
+  return step(timeout or 0)
 end
 
 return _M

@@ -8,14 +8,17 @@
 --   crypto.uuid4()                -> "xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx"
 --   crypto.new_secret()           -> 64 hex characters (32 random bytes)
 
-local sched = require "ugen.sched"
-
 local type, pairs, error = type, pairs, error
 local string_byte, string_char, string_format, string_sub = string.byte, string.char, string.format, string.sub
 
 local _M = { _VERSION = "0.1.0" }
 
-local function core() return sched.core() end
+-- (the C core: through ugen.native once it lands, issue 13 item 3)
+local core_mod
+local function core()
+  if not core_mod then core_mod = require "ugen.core" end
+  return core_mod
+end
 
 function _M.hmac_sha256(key, msg)
   return core().hmac_sha256(key, msg)

@@ -40,7 +40,8 @@ local crypto = require "ugen.crypto"
 local errors = require "ugen.errors"
 local json = require "ugen.json"
 local retry = require "ugen.retry"
-local sched = require "ugen.sched"
+-- wall-clock seconds from the C core (the C core: through ugen.native once it lands, issue 13 item 3)
+local function wall_time() return require("ugen.core").time() end
 
 local type, pairs, ipairs, tostring, tonumber, error, rawget = type, pairs, ipairs, tostring, tonumber, error, rawget
 local math_floor, math_abs, math_huge, string_lower, string_gsub, string_match, string_gmatch, string_format,
@@ -180,7 +181,7 @@ function _M.headers(secret, raw_body, timestamp)
   if type(raw_body) ~= "string" then
     error("bad argument #2 to 'headers' (string expected, got " .. type(raw_body) .. ")", 2)
   end
-  if timestamp == nil then timestamp = math_floor(sched.time()) end
+  if timestamp == nil then timestamp = math_floor(wall_time()) end
   if type(timestamp) ~= "string" and type(timestamp) ~= "number" then
     error("bad argument #3 to 'headers' (string or number expected, got " .. type(timestamp) .. ")", 2)
   end
@@ -338,7 +339,7 @@ function _M.verify(secret, headers, raw_body, opts)
 
   if tolerance ~= false then
     -- in floats: no 5.3/5.4 integer wrap-around, and %.0f formats any finite age
-    local age = (now or sched.time()) + 0.0 - ts
+    local age = (now or wall_time()) + 0.0 - ts
     if age > tolerance or -age > tolerance then
       return fail("TIMESTAMP_OUT_OF_TOLERANCE", string_format(
         "X-UGen-Timestamp is %.0fs %s the current time (tolerance %gs)",

@@ -1,8 +1,8 @@
 -- ugen.scheduler without network: tasks, the timer heap, errors, cancellation,
 -- step() bounds, joins, deadlocks, foreign coroutines. (Transfers, backpressure
 -- and the jobs helpers run against the sandbox: spec/integration/scheduler_spec.lua.)
-local scheduler = require "ugen.scheduler"
-local sched = require "ugen.sched"
+local scheduler = require("ugen").scheduler
+local sched = require("ugen").scheduler
 local errors = require "ugen.errors"
 
 local now = sched.now

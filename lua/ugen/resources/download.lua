@@ -55,7 +55,6 @@
 
 local errors = require "ugen.errors"
 local retry = require "ugen.retry"
-local sched = require "ugen.sched"
 local client_mod = require "ugen.client"
 local resources = require "ugen.resources"
 local url_mod = require "ugen.url"
@@ -74,7 +73,7 @@ local DOWNLOAD_OPTS = { on_progress = true, timeout = true, connect_timeout = tr
 -- Size of the .part when it may be resumed: a regular file with one link
 -- (lstat: a symbolic link there is not followed); nil for anything else.
 local function part_size(path)
-  return sched.core().output_size(path)
+  return require("ugen.core").output_size(path)   -- (the C core: through ugen.native once it lands, issue 13 item 3)
 end
 
 -- "bytes 100-199/1000" -> 100, 1000, 199 (total nil for "*"); nil when malformed
@@ -244,7 +243,7 @@ function _M.extend(r, eps)
           end
           return nil, err
         end
-        sched.sleep(wait)
+        client.runtime.sleep(wait)
       end
     end
   end

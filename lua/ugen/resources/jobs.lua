@@ -13,7 +13,6 @@
 
 local crypto = require "ugen.crypto"
 local errors = require "ugen.errors"
-local sched = require "ugen.sched"
 local client_mod = require "ugen.client"
 local resources = require "ugen.resources"
 
@@ -68,8 +67,8 @@ function _M.extend(r, eps)
   end
 
   -- wait(job_id[, {interval = 10, timeout = 1800, on_progress = fn(job), headers =, max_retries =}])
-  -- Polls GET /jobs/{id}; sleeps between polls through ugen.sched (blocking
-  -- now, yielding inside ugen.run). on_progress(job) runs on the first poll
+  -- Polls GET /jobs/{id}; sleeps between polls through the client's runtime
+  -- (the curl runtime: blocking, yielding inside ugen.run). on_progress(job) runs on the first poll
   -- and on every change of current_stage or progress_percent. Results:
   --   completed            -> job
   --   failed / cancelled   -> nil, err{kind = "job_failed", code = "JOB_FAILED" | "JOB_CANCELLED", job = job}
@@ -103,7 +102,9 @@ function _M.extend(r, eps)
     local get_opts = { headers = opts.headers, max_retries = opts.max_retries }
     check_call_opts(get_opts, 2, "wait", 2)
 
-    local deadline = sched.now() + timeout
+    local rt = client.runtime
+    local rt_now, rt_sleep = rt.now, rt.sleep
+    local deadline = rt_now() + timeout
     client_mod.set_deadline(get_opts, deadline)
     local last_stage, last_pct, last_job, last_err
     local first = true
@@ -137,12 +138,12 @@ function _M.extend(r, eps)
         if not err.retryable then return nil, err end
         last_err = err
       end
-      local now = sched.now()
+      local now = rt_now()
       if now >= deadline then return timed_out() end
       local pause = interval
       if last_err and type(last_err.retry_after) == "number" then pause = math_max(pause, last_err.retry_after) end
-      sched.sleep(math_min(pause, deadline - now))
-      if sched.now() >= deadline then return timed_out() end
+      rt_sleep(math_min(pause, deadline - now))
+      if rt_now() >= deadline then return timed_out() end
     end
   end
 

@@ -34,8 +34,7 @@
 -- after the other polls are stopped.
 
 local errors = require "ugen.errors"
-local sched = require "ugen.sched"
-local scheduler = require "ugen.scheduler"
+local scheduler = require "ugen.runtime.curl"
 
 local type, pairs, tostring, error, setmetatable, select, string_format, math_floor =
   type, pairs, tostring, error, setmetatable, select, string.format, math.floor
@@ -164,13 +163,13 @@ local function new_group(self, ids, n, opts, interval, timeout)
   end
   local g = setmetatable({ S = S, caller = caller, private = private, ids = ids, n = n, pending = n,
                            q = {}, qh = 1, qt = 0, children = {}, closed = false }, G_mt)
-  local deadline = sched.now() + timeout
+  local deadline = scheduler.now() + timeout
   local on_progress = opts.on_progress
   for i = 1, n do
     local id = ids[i]
     local prog = on_progress and function(job) on_progress(job, id, i) end
     g.children[i] = S:_spawn(function()
-      local left = deadline - sched.now()
+      local left = deadline - scheduler.now()
       if left <= 0 then left = 1e-3 end
       return self:wait(id, { interval = interval, timeout = left, on_progress = prog,
                              headers = opts.headers, max_retries = opts.max_retries })

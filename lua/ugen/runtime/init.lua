@@ -38,8 +38,8 @@
 --   runtime.resolve(runtime_opt, transport_opt[, level]) -> runtime table, transport name
 --   runtime.check(rt[, level])    raises unless rt is a usable runtime table
 
-local type, pairs, tostring, error, require, string_format, rawget =
-  type, pairs, tostring, error, require, string.format, rawget
+local type, pairs, tostring, error, require, pcall, string_format, rawget =
+  type, pairs, tostring, error, require, pcall, string.format, rawget
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -105,38 +105,52 @@ local function builtin(name, level)
   bad(level, "must be \"curl\", \"ngx\" or a table (got \"%s\")", name)
 end
 
+-- the perform of a built-in transport name
+local function builtin_perform(name, level)
+  if name == "ngx" then
+    local ok, t = pcall(require, "ugen.transport.ngx")
+    if not ok then
+      error("ugen.new: transport 'ngx' is not available: " .. tostring(t):match("^[^\n]*"), level + 1)
+    end
+    return t.request
+  end
+  return require("ugen.runtime.curl").default():runtime().perform
+end
+
 -- runtime_opt: nil | "curl" | "ngx" | table; transport_opt: nil | "curl" | "ngx" | function | table.
 -- -> the client's runtime (a table of the interface above), transport name
+--   runtime nil: "ngx" inside nginx, else the curl default scheduler's runtime
+--   transport: a user adapter (function / table with :request) replaces the
+--     runtime's perform; a built-in name other than the runtime's kind too
+--     ("curl" inside nginx: blocking libcurl requests, ngx sleeps); a runtime
+--     table with its own perform takes no transport.
 function _M.resolve(runtime_opt, transport_opt, level)
   level = (level or 1) + 1
-  local transport = require "ugen.transport"
-  local user_send, tname
-  if transport_opt ~= nil then
-    user_send, tname = transport.resolve(transport_opt, level)
-  else
-    tname = in_nginx() and "ngx" or "curl"
-  end
+  local user_send, tname = require("ugen.transport").resolve(transport_opt, level)
+  if transport_opt == nil and (runtime_opt == "curl" or runtime_opt == "ngx") then tname = runtime_opt end
   local rt
-  if runtime_opt == nil then
-    rt = builtin(tname == "ngx" and "ngx" or "curl", level)
-  elseif type(runtime_opt) == "string" then
-    rt = builtin(runtime_opt, level)
-  else
-    if type(runtime_opt) ~= "table" then bad(level, "must be \"curl\", \"ngx\" or a table (got %s)", type(runtime_opt)) end
-    local r = copy(runtime_opt)
-    if r.perform == nil and user_send then r.perform = user_send end
-    rt = _M.check(r, level)
-    if user_send and runtime_opt.perform then
-      error("ugen.new: give either option 'transport' or a runtime with its own perform, not both", level)
+  if runtime_opt == nil or type(runtime_opt) == "string" then
+    rt = builtin(runtime_opt or (in_nginx() and "ngx" or "curl"), level)
+    if user_send == nil and tname ~= rt.name then user_send = builtin_perform(tname, level) end
+    if user_send then
+      rt = copy(rt)
+      rt.perform = user_send
     end
-    return rt, (user_send and tname) or rt.name or "runtime"
+    return rt, tname
   end
-  -- a built-in runtime with the transport of the other built-in kind, or a user adapter
-  if user_send and (tname == "function" or tname == "table" or tname ~= rt.name) then
-    rt = copy(rt)
-    rt.perform = user_send
+  if type(runtime_opt) ~= "table" then
+    bad(level, "must be \"curl\", \"ngx\" or a table (got %s)", type(runtime_opt))
   end
-  return rt, tname
+  if transport_opt ~= nil and runtime_opt.perform ~= nil then
+    error("ugen.new: give either option 'transport' or a runtime with its own perform, not both", level)
+  end
+  local r = copy(runtime_opt)
+  if transport_opt ~= nil and r.perform == nil then
+    r.perform = user_send or builtin_perform(tname, level)
+  end
+  rt = _M.check(r, level)
+  if transport_opt ~= nil then return rt, tname end
+  return rt, rt.name or "runtime"
 end
 
 return _M

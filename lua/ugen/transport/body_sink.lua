@@ -31,9 +31,10 @@ function _M.too_large_message(max)
 end
 
 -- the C core writes output files (no symbolic links followed); loaded on first use
+-- (the C core: through ugen.native once it lands, issue 13 item 3)
 local core_mod
 local function core()
-  if not core_mod then core_mod = require("ugen.sched").core() end
+  if not core_mod then core_mod = require "ugen.core" end
   return core_mod
 end
 

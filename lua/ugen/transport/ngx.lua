@@ -154,7 +154,7 @@ function _M.check_phase(what)
   return phase
 end
 
--- Sleep for the SDK (ugen.sched): yields where nginx allows it; elsewhere
+-- Sleep for the SDK (the ngx runtime's sleep): yields where nginx allows it; elsewhere
 -- (init, or a user who chose the curl transport in a non-yieldable phase) the
 -- C core's blocking sleep.
 function _M.sleep(s)
@@ -162,7 +162,7 @@ function _M.sleep(s)
   if YIELDABLE[get_phase()] then
     ngx_sleep(s)
   else
-    require("ugen.sched").core().sleep(s)
+    require("ugen.core").sleep(s)
   end
 end
 
@@ -177,7 +177,8 @@ end
 -- the C core (file sizes for resume); loaded on first use
 local core_mod
 local function core()
-  if not core_mod then core_mod = require("ugen.sched").core() end
+  -- (the C core: through ugen.native once it lands, issue 13 item 3)
+  if not core_mod then core_mod = require "ugen.core" end
   return core_mod
 end
 

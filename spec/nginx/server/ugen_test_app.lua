@@ -6,7 +6,6 @@
 local ugen = require "ugen"
 local json = require "ugen.json"
 local errors = require "ugen.errors"
-local sched = require "ugen.sched"
 local ugen_ngx = require "ugen.ngx"
 
 local _M = {}
@@ -288,10 +287,10 @@ function _M.wait_all()
   reply(200, { results = out, progress_count = #progress, elapsed = now() - t0 })
 end
 
--- GET /sleep_probe: sched.sleep must yield (ngx.sleep), not block the worker.
+-- GET /sleep_probe: the client's runtime sleep must yield (ngx.sleep), not block the worker.
 function _M.sleep_probe()
   local t0 = now()
-  sched.sleep(tonumber(ngx.var.arg_s) or 0.5)
+  ugen.new{ base_url = "http://127.0.0.1:9/api/v1" }.runtime.sleep(tonumber(ngx.var.arg_s) or 0.5)
   reply(200, { elapsed = now() - t0 })
 end
 
