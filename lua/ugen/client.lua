@@ -14,12 +14,13 @@ local runtime_mod = require "ugen.runtime"
 local validate = require "ugen.validate"
 local crypto = require "ugen.crypto"
 local endpoints = require "ugen.endpoints"
+local url_mod = require "ugen.url"
 
 local type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require, select =
   type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require, select
 local string_format, string_gsub, string_match, string_find, string_byte, string_sub, string_upper, string_lower =
   string.format, string.gsub, string.match, string.find, string.byte, string.sub, string.upper, string.lower
-local concat, sort, math_floor, math_random = table.concat, table.sort, math.floor, math.random
+local concat, math_floor, math_random = table.concat, math.floor, math.random
 
 local VERSION = "0.1.0"
 local DEFAULT_BASE_URL = "https://api.u-gen.ai/api/v1"
@@ -85,48 +86,6 @@ end
 _M.check_call_opts = check_call_opts
 
 ---------------------------------------------------------------------------
--- URL building
-
-local function pct(c) return string_format("%%%02X", string_byte(c)) end
-local function urlencode(s)
-  if not string_find(s, "[^%w%-%._~]") then return s end   -- ids, the common case
-  return (string_gsub(s, "[^%w%-%._~]", pct))
-end
-_M.urlencode = urlencode
-
-local function scalar_string(v)
-  if type(v) == "number" then
-    if v == math_floor(v) and v > -2^53 and v < 2^53 then return string_format("%d", v) end
-    return string_format("%.17g", v)
-  end
-  if type(v) == "boolean" then return v and "true" or "false" end
-  return tostring(v)
-end
-
--- {k = v} -> "?a=1&b=x" (sorted keys; arrays repeat the key; nil/null skipped)
-local function build_query(q)
-  if not q then return "" end
-  local keys = {}
-  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
-  if #keys == 0 then return "" end
-  sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = q[k]
-    if type(v) == "table" then
-      for _, x in ipairs(v) do
-        if x ~= json.null then parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(scalar_string(x)) end
-      end
-    elseif v ~= nil and v ~= json.null then
-      parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(scalar_string(v))
-    end
-  end
-  if #parts == 0 then return "" end
-  return "?" .. concat(parts, "&")
-end
-_M.build_query = build_query
-
----------------------------------------------------------------------------
 -- construction
 
 local function lua_version()
@@ -146,22 +105,13 @@ local OPTIONS = {
   headers = "table", user_agent = "string", cainfo = "string", capath = "string", rng = "function",
 }
 
--- A URL for an error message: userinfo (user:password@) and anything from
--- a '?' or '#' on (a query may hold a token) are not shown.
-local function shown_url(u)
-  local s, n = string_gsub(u, "^(%a[%w+.-]*://).*@", "%1<redacted>@")
-  if n == 0 then s = string_gsub(u, "^.*@", "<redacted>@") end
-  return (string_gsub(s, "[?#].*$", "?<redacted>"))
-end
-_M.shown_url = shown_url
-
 local function check_base_url(base, level)
   level = level + 1
   if type(base) ~= "string" or string_find(base, "[%z\1-\32\127]") then
     error("ugen.new: base_url must be an http:// or https:// URL without spaces or control characters", level)
   end
   if not string_match(base, "^[hH][tT][tT][pP][sS]?://[^/?#]") then
-    error("ugen.new: base_url must be an http:// or https:// URL (got '" .. shown_url(base) .. "')", level)
+    error("ugen.new: base_url must be an http:// or https:// URL (got '" .. url_mod.redact(base) .. "')", level)
   end
   -- every request URL is base_url .. path .. query: a query string or a
   -- fragment in the base would swallow the path of every call
@@ -169,12 +119,14 @@ local function check_base_url(base, level)
     error("ugen.new: base_url must not have a query string or a fragment ('?...' or '#...'): "
       .. "give the API root only, e.g. https://api.u-gen.ai/api/v1", level)
   end
-  -- host[:port] after any user:password@ (a malformed one is not echoed: the
-  -- authority may hold credentials)
-  local hostport = string_gsub(string_match(base, "^%a[%w+.-]*://([^/]*)"), "^.*@", "")
-  local port = string_match(hostport, "^%[[%x:.]+%](.*)$") or string_match(hostport, "^[^:%[%]]+(.*)$")
-  if not port or not (port == "" or string_find(port, "^:%d+$")) then
-    error("ugen.new: base_url has no valid host[:port] (the value is not shown: it may hold credentials)", level)
+  -- host[:port] after any user:password@ (ugen.url; a malformed one is not
+  -- echoed: the authority may hold credentials)
+  -- (a password may hold an unencoded '@', which libcurl takes as userinfo up
+  -- to the last '@': only what follows it is the host checked here)
+  local u, why = url_mod.parse((string_gsub(base, "^(%a[%w+.-]*://)[^/]*@", "%1")))
+  if not u then
+    error("ugen.new: base_url has no valid host[:port] (" .. why .. "; the value is not shown: it may hold " ..
+          "credentials)", level)
   end
 end
 
@@ -364,16 +316,6 @@ local function handle_response(self, res, spec)
   return nil, err, hdrs
 end
 
--- "https://Host:443/x" -> "https://host:443"
-local function origin(url)
-  local scheme, host = string_match(url, "^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme then return nil end
-  scheme, host = scheme:lower(), host:lower():gsub("^.*@", "")
-  if not host:find(":%d+$") then host = host .. (scheme == "https" and ":443" or ":80") end
-  return scheme .. "://" .. host
-end
-_M.origin = origin
-
 -- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
 --          output, resume_from, on_progress, low_speed_time, idempotent, opts (per-call),
 --          secrets (extra strings), headers (the SDK's own, sent to any origin) }
@@ -422,11 +364,11 @@ function _M._send(self, spec)
   -- An absolute URL (a download) gets credentials only on the API's own origin.
   local url = spec.url
   if not url then
-    local q = build_query(spec.query)
+    local q = spec.query and url_mod.build_query(spec.query, json.null) or ""
     if q ~= "" and string_find(spec.path, "?", 1, true) then q = "&" .. string_sub(q, 2) end
     url = self.base_url .. spec.path .. q
   end
-  local foreign = spec.url ~= nil and origin(spec.url) ~= origin(self.base_url)
+  local foreign = spec.url ~= nil and not url_mod.same_origin(spec.url, self.base_url)
   if foreign then s = {} end
   if s.jwt then
     hdrs["Authorization"] = "Bearer " .. s.jwt
@@ -553,10 +495,7 @@ local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
 -- and so route to another endpoint: "." or "..", alone or between slashes
 -- ("../x", "a/./b"; "/" is sent as %2F, which nginx and others decode before
 -- resolving dot segments; "\\" for servers that treat it as "/"). Refused.
-local function dot_segment(v)
-  return type(v) == "string" and string_find("/" .. v .. "/", "[/\\]%.%.?[/\\]") ~= nil
-end
-_M.dot_segment = dot_segment
+local dot_segment = url_mod.dot_segment
 
 local DOT_MSG = "must not be '.' or '..' or hold such a segment between slashes (it would change the endpoint called)"
 
@@ -566,21 +505,22 @@ local function dot_problem(name, v)
 end
 _M.dot_problem = dot_problem
 
+local encode_segment = url_mod.encode_segment
+
 -- Substitute {name} path parameters (URL-encoded) from params; returns the
 -- path and the set of used names, or nil, name of the missing one.
 local function fill_path(path, params)
   local used, missing = {}, nil
   local out = string_gsub(path, "{([%w_]+)}", function(name)
     local v = params and params[name]
-    if type(v) == "number" then v = scalar_string(v) end
+    if type(v) == "number" then v = url_mod.scalar_string(v) end
     if type(v) ~= "string" or v == "" then missing = missing or name; return "" end
     used[name] = true
-    return urlencode(v)
+    return encode_segment(v)
   end)
   if missing then return nil, missing end
   return out, used
 end
-_M.fill_path = fill_path
 
 local function endpoint_for(method, path)
   for _, ep in ipairs(endpoints.list) do
@@ -745,8 +685,6 @@ function _M._call(self, ep, pv, params, opts, extra)
   local result, meta = self:_send(spec)     -- not a tail call: error levels count this frame
   return result, meta
 end
-
-function _M.is_client(v) return getmetatable(v) == mt end
 
 ---------------------------------------------------------------------------
 -- the client's runtime: client:spawn(fn, ...) -> handle (a task on the curl
