@@ -416,14 +416,6 @@ local function finish(self, task, ok, r)
     task.results = { n = 3, false, err, tb }
   end
   self.stat.finished = self.stat.finished + 1
-  local cleanups = task.cleanups
-  task.cleanups = nil
-  if cleanups then
-    for _, fn in pairs(cleanups) do
-      local cok, cerr = pcall(fn, task)
-      if not cok then report(self, task, cerr, nil) end
-    end
-  end
   local aw = task.any_waiter     -- a join_any parked on this task (and others)
   if aw then
     task.any_waiter = nil
@@ -770,7 +762,7 @@ end
 -- the runtime interface (ugen.runtime) of one scheduler
 
 local NOARGS = { n = 0 }
-local spawn    -- below
+local spawn, pump_until    -- below
 
 local function make_runtime(self)
   local rt = { name = "curl", now = now, time = wall_time }
@@ -789,8 +781,14 @@ local function make_runtime(self)
   end
   function rt.join_any(handles, timeout) return join_any(self, handles, timeout) end
   function rt.cancel(h)
-    if not h.finished then h.joined = true end
+    if h.finished then return end
+    h.joined = true
     h:cancel()
+    -- from outside any task: let it unwind now (its transfer is closed already)
+    local hs = h.sched
+    if not h.finished and owner(self) == nil and not hs.stepping then
+      pump_until(hs, function() return h.finished end)
+    end
   end
   function rt.step(timeout)
     if timeout == nil then timeout = 0 end
@@ -889,7 +887,6 @@ function spawn(self, fn, args, hooks)
   wake(self, task, nil)
   return task
 end
-S._spawn = spawn
 
 function S.spawn(self, fn, ...)
   if type(fn) ~= "function" then
@@ -930,7 +927,7 @@ end
 
 -- pump (from outside any task) until cond() is true or nothing can progress.
 -- -> true | false (deadlock: tasks alive, none can make progress)
-local function pump_until(self, cond)
+function pump_until(self, cond)
   return stepping(self, function()
     while not cond() do
       if idle(self) then return false end
@@ -939,7 +936,6 @@ local function pump_until(self, cond)
     return true
   end)
 end
-S._pump_until = pump_until
 
 local function raise_task_error(task, fname)
   local err = task.results[2]
@@ -993,24 +989,6 @@ function S_mt.__tostring(self)
     self.ntasks, self.inflight, self.queued, self.max)
 end
 
--- park the current task until _unpark(token) (used by join and group waits)
-function S._park(_, task)
-  local token = { kind = "park", task = task }
-  task.wait = token
-  local v = co_yield(WAIT)
-  task.wait = nil
-  if v == CANCEL or task.cancelled then raise_cancelled() end
-end
-
-function S._unpark(self, task)
-  local w = task.wait
-  if w and w.kind == "park" and w.task == task then
-    w.task = nil
-    task.wait = nil
-    wake(self, task, nil)
-  end
-end
-
 ---------------------------------------------------------------------------
 -- task objects
 
@@ -1037,18 +1015,6 @@ function T.result(self)
   if not self.finished then return nil end
   local r = self.results
   return unpack(r, 1, r.n)
-end
-
--- run fn(task) when the task ends (any way); key: to remove it again
-function T.add_cleanup(self, key, fn)
-  if self.finished then fn(self); return end
-  local c = self.cleanups or {}
-  c[key] = fn
-  self.cleanups = c
-end
-
-function T.remove_cleanup(self, key)
-  if self.cleanups then self.cleanups[key] = nil end
 end
 
 function T.join(self)
