@@ -80,6 +80,29 @@ local function host_runtime()
   return rt, counts
 end
 
+describe("the curl runtime from a coroutine no scheduler owns", function()
+  setup(function() S.info() end)
+
+  it("wait_any / as_finished inside a task's foreign coroutine block and work (calls block there)", function()
+    local c = ugen.new{ base_url = S.info().base_url, api_key = S.tenant.default.api_key, timeout = 15 }
+    local id = assert(c.jobs:create(job_params("Foreign Mug"))).job_id
+    assert(c.jobs:wait(id, { interval = 0.05, timeout = 30 }))
+    local job, i, n = ugen.run(function()
+      local wrapped = coroutine.wrap(function()
+        local j, k = c.jobs:wait_any({ id }, { interval = 0.05, timeout = 30 })
+        local count = 0
+        for _ in c.jobs:as_finished({ id, id }, { interval = 0.05, timeout = 30 }) do count = count + 1 end
+        return j, k, count
+      end)
+      return wrapped()
+    end)
+    assert.equal(id, job.job_id)
+    assert.equal(1, i)
+    assert.equal(2, n)
+    assert.equal(0, ugen.scheduler.default():tasks())
+  end)
+end)
+
 describe("a user runtime (ugen.new{ runtime = table }) against the sandbox", function()
   local base, key
   setup(function()

@@ -777,7 +777,17 @@ local function make_runtime(self)
     if type(fn) ~= "function" then
       error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
     end
-    return spawn(owner(self) or self, fn, NOARGS)
+    local target = owner(self)
+    if target == nil and self.stepping then
+      -- from a hook or a coroutine no scheduler owns while self steps: a side
+      -- scheduler (own engine) that the caller's join_any pumps, blocking
+      target = self.aside
+      if target == nil or target.closed then
+        target = _M.new{ max_concurrency = self.max, on_error = self.on_error }
+        self.aside = target
+      end
+    end
+    return spawn(target or self, fn, NOARGS)
   end
   function rt.join_any(handles, timeout) return join_any(self, handles, timeout) end
   function rt.cancel(h)
@@ -980,6 +990,7 @@ function S.close(self)
   self:cancel_all()
   pump_until(self, function() return self.ntasks == 0 end)
   self.closed = true
+  if self.aside then self.aside:close() end
   if self.own_engine and self.engine then self.engine:close() end
   self.engine = nil
 end
