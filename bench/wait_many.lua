@@ -26,7 +26,7 @@ package.cpath = root .. "/build/" .. sub .. "/?.so;" .. package.cpath
 
 local ugen = require "ugen"
 local sandbox = require "ugen.sandbox"
-local scheduler = require "ugen.scheduler"
+local scheduler = require("ugen").scheduler
 
 local opts = { jobs = 1000, delay = 0.2, concurrency = 64, sample = 20 }
 do

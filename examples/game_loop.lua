@@ -75,11 +75,11 @@ local function counts()
 end
 
 local frames, worst_step, t_start = 0, 0, now()
-local function render(live)
+local function render(next_in)
   local done, failed = counts()
-  local head = ("%s frame %5d  tick %5d  %5.1f s  jobs %d/%d done, %d failed, %d tasks  worst step(0) %.2f ms")
-    :format(SPIN[math.floor(world.angle) + 1], frames, world.ticks, now() - t_start, done, N, failed, live,
-            worst_step * 1000)
+  local head = ("%s frame %5d  tick %5d  %5.1f s  jobs %d/%d done, %d failed, next in %4.0f ms  worst step(0) %.2f ms")
+    :format(SPIN[math.floor(world.angle) + 1], frames, world.ticks, now() - t_start, done, N, failed,
+            (next_in or 0) * 1000, worst_step * 1000)
   if tty then
     local out = { "\27[H\27[2J", head, "\n" }
     for i = 1, N do
@@ -96,13 +96,14 @@ end
 
 -- the loop: pump the SDK, simulate in fixed steps, render, wait for the next frame
 local acc, last = 0, now()
-local live = N
-while live > 0 and now() - t_start < MAX_SECONDS do
+local next_in = 0
+while next_in ~= nil and now() - t_start < MAX_SECONDS do
   local frame_start = now()
   acc = acc + (frame_start - last)
   last = frame_start
 
-  live = client:step(0)                   -- never blocks
+  next_in = client:step(0)                -- never blocks; -> seconds until the SDK next needs
+                                          -- to run (a host that can sleep sleeps that long), nil: done
   local spent = now() - frame_start
   if spent > worst_step then worst_step = spent end
 
@@ -111,7 +112,7 @@ while live > 0 and now() - t_start < MAX_SECONDS do
     acc = acc - DT
   end
   frames = frames + 1
-  render(live)
+  render(next_in)
 
   local left = DT - (now() - frame_start)
   if left > 0 then sleep(left) end        -- outside a task this is a plain sleep

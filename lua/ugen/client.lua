@@ -4,23 +4,23 @@
 -- in client:request(...); both go through client:_send, which owns auth
 -- headers, the idempotency key, JSON encoding, retries with backoff and
 -- Retry-After, response decoding and error mapping. Waiting (backoff sleeps,
--- transfers) goes through ugen.sched only.
+-- transfers, the clock) goes through the client's runtime (ugen.runtime) only.
 
 local json = require "ugen.json"
 local errors = require "ugen.errors"
 local retry = require "ugen.retry"
-local sched = require "ugen.sched"
 local headers_mod = require "ugen.headers"
-local transport = require "ugen.transport"
+local runtime_mod = require "ugen.runtime"
 local validate = require "ugen.validate"
 local crypto = require "ugen.crypto"
 local endpoints = require "ugen.endpoints"
+local url_mod = require "ugen.url"
 
-local type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require =
-  type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require
+local type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require, select =
+  type, pairs, ipairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require, select
 local string_format, string_gsub, string_match, string_find, string_byte, string_sub, string_upper, string_lower =
   string.format, string.gsub, string.match, string.find, string.byte, string.sub, string.upper, string.lower
-local concat, sort, math_floor, math_random = table.concat, table.sort, math.floor, math.random
+local concat, math_floor, math_random = table.concat, math.floor, math.random
 
 local VERSION = "0.1.0"
 local DEFAULT_BASE_URL = "https://api.u-gen.ai/api/v1"
@@ -94,48 +94,6 @@ end
 _M.check_call_opts = check_call_opts
 
 ---------------------------------------------------------------------------
--- URL building
-
-local function pct(c) return string_format("%%%02X", string_byte(c)) end
-local function urlencode(s)
-  if not string_find(s, "[^%w%-%._~]") then return s end   -- ids, the common case
-  return (string_gsub(s, "[^%w%-%._~]", pct))
-end
-_M.urlencode = urlencode
-
-local function scalar_string(v)
-  if type(v) == "number" then
-    if v == math_floor(v) and v > -2^53 and v < 2^53 then return string_format("%d", v) end
-    return string_format("%.17g", v)
-  end
-  if type(v) == "boolean" then return v and "true" or "false" end
-  return tostring(v)
-end
-
--- {k = v} -> "?a=1&b=x" (sorted keys; arrays repeat the key; nil/null skipped)
-local function build_query(q)
-  if not q then return "" end
-  local keys = {}
-  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
-  if #keys == 0 then return "" end
-  sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = q[k]
-    if type(v) == "table" then
-      for _, x in ipairs(v) do
-        if x ~= json.null then parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(scalar_string(x)) end
-      end
-    elseif v ~= nil and v ~= json.null then
-      parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(scalar_string(v))
-    end
-  end
-  if #parts == 0 then return "" end
-  return "?" .. concat(parts, "&")
-end
-_M.build_query = build_query
-
----------------------------------------------------------------------------
 -- construction
 
 local function lua_version()
@@ -144,25 +102,16 @@ local function lua_version()
 end
 
 local function curl_version()
-  local ok, core = pcall(require, "ugen.core")
-  if ok and type(core) == "table" and core.curl_version then return core.curl_version end
+  local ok, native = pcall(require, "ugen.native")
+  if ok and type(native) == "table" and native.curl_version then return native.curl_version end
   return nil
 end
 
 local OPTIONS = {
   base_url = "string", api_key = "string", jwt = "string", timeout = "positive",
-  connect_timeout = "positive", max_retries = "count", transport = "any", keep_null = "boolean",
+  connect_timeout = "positive", max_retries = "count", transport = "any", runtime = "any", keep_null = "boolean",
   headers = "table", user_agent = "string", cainfo = "string", capath = "string", rng = "function",
 }
-
--- A URL for an error message: userinfo (user:password@) and anything from
--- a '?' or '#' on (a query may hold a token) are not shown.
-local function shown_url(u)
-  local s, n = string_gsub(u, "^(%a[%w+.-]*://).*@", "%1<redacted>@")
-  if n == 0 then s = string_gsub(u, "^.*@", "<redacted>@") end
-  return (string_gsub(s, "[?#].*$", "?<redacted>"))
-end
-_M.shown_url = shown_url
 
 local function check_base_url(base, level)
   level = level + 1
@@ -170,7 +119,7 @@ local function check_base_url(base, level)
     error("ugen.new: base_url must be an http:// or https:// URL without spaces or control characters", level)
   end
   if not string_match(base, "^[hH][tT][tT][pP][sS]?://[^/?#]") then
-    error("ugen.new: base_url must be an http:// or https:// URL (got '" .. shown_url(base) .. "')", level)
+    error("ugen.new: base_url must be an http:// or https:// URL (got '" .. url_mod.redact(base) .. "')", level)
   end
   -- every request URL is base_url .. path .. query: a query string or a
   -- fragment in the base would swallow the path of every call
@@ -178,12 +127,14 @@ local function check_base_url(base, level)
     error("ugen.new: base_url must not have a query string or a fragment ('?...' or '#...'): "
       .. "give the API root only, e.g. https://api.u-gen.ai/api/v1", level)
   end
-  -- host[:port] after any user:password@ (a malformed one is not echoed: the
-  -- authority may hold credentials)
-  local hostport = string_gsub(string_match(base, "^%a[%w+.-]*://([^/]*)"), "^.*@", "")
-  local port = string_match(hostport, "^%[[%x:.]+%](.*)$") or string_match(hostport, "^[^:%[%]]+(.*)$")
-  if not port or not (port == "" or string_find(port, "^:%d+$")) then
-    error("ugen.new: base_url has no valid host[:port] (the value is not shown: it may hold credentials)", level)
+  -- host[:port] after any user:password@ (ugen.url; a malformed one is not
+  -- echoed: the authority may hold credentials)
+  -- (a password may hold an unencoded '@', which libcurl takes as userinfo up
+  -- to the last '@': only what follows it is the host checked here)
+  local u, why = url_mod.parse((string_gsub(base, "^(%a[%w+.-]*://)[^/]*@", "%1")))
+  if not u then
+    error("ugen.new: base_url has no valid host[:port] (" .. why .. "; the value is not shown: it may hold " ..
+          "credentials)", level)
   end
 end
 
@@ -262,7 +213,7 @@ function _M.new(opts)
   check_base_url(base, 2)
   base = string_gsub(base, "/+$", "")
 
-  local send, tname = transport.resolve(opts.transport, 2)
+  local rt, tname = runtime_mod.resolve(opts.runtime, opts.transport, 2)
 
   local self = {
     base_url = base,
@@ -274,7 +225,7 @@ function _M.new(opts)
     cainfo = opts.cainfo, capath = opts.capath,
     default_headers = {},
     rng = opts.rng or math_random,
-    _send_fn = send,
+    runtime = rt,
   }
   for k, v in pairs(opts.headers or {}) do self.default_headers[k] = tostring(v) end
   local cv = tname ~= "ngx" and curl_version() or nil
@@ -296,8 +247,8 @@ end
 
 function mt.__tostring(self)
   local shown = string_gsub(self.base_url, "^(%a[%w+.-]*://)[^/]*@", "%1<redacted>@")
-  return string_format("ugen.client(base_url=%s, auth=%s, transport=%s)",
-    shown, self.auth, tostring(self.transport_name))
+  return string_format("ugen.client(base_url=%s, auth=%s, transport=%s, runtime=%s)",
+    shown, self.auth, tostring(self.transport_name), tostring(self.runtime.name or "runtime"))
 end
 
 -- The client's credentials and extra values (a call's secret parameters), as
@@ -317,11 +268,18 @@ end
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
-local function retry_after_of(err, hdrs)
+-- wall-clock seconds: the runtime's time(), else the C core's clock
+local function wall_time(rt)
+  local f = rt.time
+  if f then return f() end
+  return require("ugen.native").time()
+end
+
+local function retry_after_of(self, err, hdrs)
   local v = hdrs and hdrs["retry-after"]
-  local ra = v and retry.parse_retry_after(v, sched.time())
+  local ra = v and retry.parse_retry_after(v, wall_time(self.runtime))
   if ra == nil and type(err.details) == "table" then
-    ra = retry.parse_retry_after(err.details.retry_after, sched.time())
+    ra = retry.parse_retry_after(err.details.retry_after, wall_time(self.runtime))
   end
   return ra
 end
@@ -362,19 +320,9 @@ local function handle_response(self, res, spec)
     return v, meta
   end
   local err = errors.from_response(status, res.body, request_id, self.keep_null)
-  err.retry_after = retry_after_of(err, hdrs)
+  err.retry_after = retry_after_of(self, err, hdrs)
   return nil, err, hdrs
 end
-
--- "https://Host:443/x" -> "https://host:443"
-local function origin(url)
-  local scheme, host = string_match(url, "^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme then return nil end
-  scheme, host = scheme:lower(), host:lower():gsub("^.*@", "")
-  if not host:find(":%d+$") then host = host .. (scheme == "https" and ":443" or ":80") end
-  return scheme .. "://" .. host
-end
-_M.origin = origin
 
 -- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
 --          output, resume_from, on_progress, low_speed_time, idempotent, opts (per-call),
@@ -386,12 +334,12 @@ _M.origin = origin
 -- every poll the wait's deadline). Each attempt then gets the time left as
 -- its transfer timeout (at most the per-attempt timeout), no backoff sleep
 -- reaches past the deadline (the last error is returned instead), and the
--- transport sees req.deadline (ugen.sched.now() clock) so a request queued
+-- transport sees req.deadline (the runtime's now() clock) so a request queued
 -- by the scheduler gives up at the deadline too.
 local deadlines = setmetatable({}, { __mode = "k" })
 
 -- opts (a per-call opts table) -> opts; every call made with it ends by `deadline`
--- (seconds on ugen.sched.now()'s clock), like a per-call timeout, without
+-- (seconds on the client runtime's now() clock), like a per-call timeout, without
 -- changing the per-attempt timeout.
 function _M.set_deadline(opts, deadline)
   deadlines[opts] = deadline
@@ -424,11 +372,11 @@ function _M._send(self, spec)
   -- An absolute URL (a download) gets credentials only on the API's own origin.
   local url = spec.url
   if not url then
-    local q = build_query(spec.query)
+    local q = spec.query and url_mod.build_query(spec.query, json.null) or ""
     if q ~= "" and string_find(spec.path, "?", 1, true) then q = "&" .. string_sub(q, 2) end
     url = self.base_url .. spec.path .. q
   end
-  local foreign = spec.url ~= nil and origin(spec.url) ~= origin(self.base_url)
+  local foreign = spec.url ~= nil and not url_mod.same_origin(spec.url, self.base_url)
   if foreign then s = {} end
   if s.jwt then
     hdrs["Authorization"] = "Bearer " .. s.jwt
@@ -487,9 +435,11 @@ function _M._send(self, spec)
   local attempt_timeout = opts.timeout or self.timeout
   local connect_timeout = opts.connect_timeout or self.connect_timeout
   local deadline = deadlines[opts]
+  local rt = self.runtime
+  local rt_now, perform = rt.now, rt.perform
   local t = nil     -- the clock, read once for the first attempt
   if opts.timeout then
-    t = sched.now()
+    t = rt_now()
     local d = t + opts.timeout
     if deadline == nil or d < deadline then deadline = d end
   end
@@ -498,7 +448,7 @@ function _M._send(self, spec)
   local attempt, last_err = 0, nil
   while true do
     if deadline then
-      local left = deadline - (t or sched.now())
+      local left = deadline - (t or rt_now())
       t = nil
       if left <= 0 then
         -- (after a backoff sleep that overshot: the error that led to it)
@@ -508,7 +458,7 @@ function _M._send(self, spec)
       req.timeout = attempt_timeout < left and attempt_timeout or left
       req.connect_timeout = connect_timeout < left and connect_timeout or left
     end
-    local res, terr = self._send_fn(req)
+    local res, terr = perform(req)
     local result, meta, err
     if res then
       result, meta = handle_response(self, res, spec)
@@ -529,7 +479,7 @@ function _M._send(self, spec)
         -- never shorter than the backoff, whatever Retry-After said (0, a past date)
         wait = retry.delay(attempt, err.retry_after, self.rng)
         -- no time left for another attempt after the sleep: give the error now
-        if deadline and sched.now() + wait >= deadline then can = false end
+        if deadline and rt_now() + wait >= deadline then can = false end
       end
     else
       can = false
@@ -540,7 +490,7 @@ function _M._send(self, spec)
       return nil, err
     end
     last_err = err
-    sched.sleep(wait)
+    rt.sleep(wait)
   end
 end
 
@@ -553,10 +503,7 @@ local BODY_METHODS = { POST = true, PUT = true, PATCH = true }
 -- and so route to another endpoint: "." or "..", alone or between slashes
 -- ("../x", "a/./b"; "/" is sent as %2F, which nginx and others decode before
 -- resolving dot segments; "\\" for servers that treat it as "/"). Refused.
-local function dot_segment(v)
-  return type(v) == "string" and string_find("/" .. v .. "/", "[/\\]%.%.?[/\\]") ~= nil
-end
-_M.dot_segment = dot_segment
+local dot_segment = url_mod.dot_segment
 
 local DOT_MSG = "must not be '.' or '..' or hold such a segment between slashes (it would change the endpoint called)"
 
@@ -566,21 +513,22 @@ local function dot_problem(name, v)
 end
 _M.dot_problem = dot_problem
 
+local encode_segment = url_mod.encode_segment
+
 -- Substitute {name} path parameters (URL-encoded) from params; returns the
 -- path and the set of used names, or nil, name of the missing one.
 local function fill_path(path, params)
   local used, missing = {}, nil
   local out = string_gsub(path, "{([%w_]+)}", function(name)
     local v = params and params[name]
-    if type(v) == "number" then v = scalar_string(v) end
+    if type(v) == "number" then v = url_mod.scalar_string(v) end
     if type(v) ~= "string" or v == "" then missing = missing or name; return "" end
     used[name] = true
-    return urlencode(v)
+    return encode_segment(v)
   end)
   if missing then return nil, missing end
   return out, used
 end
-_M.fill_path = fill_path
 
 local function endpoint_for(method, path)
   for _, ep in ipairs(endpoints.list) do
@@ -761,15 +709,21 @@ function _M._call(self, ep, pv, params, opts, extra)
   return result, meta
 end
 
-function _M.is_client(v) return getmetatable(v) == mt end
-
 ---------------------------------------------------------------------------
--- scheduler (ugen.scheduler): client:spawn(fn, ...) -> task; client:step([timeout_s]) -> live tasks
+-- the client's runtime: client:spawn(fn, ...) -> handle (a task on the curl
+-- runtime); client:step([timeout_s]) -> seconds until the runtime next needs
+-- to run (0: at once) | nil when it has nothing to do
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 function _M.spawn(self, fn, ...)
   if getmetatable(self) ~= mt then error("ugen: call client:spawn(...) with a colon", 2) end
   if type(fn) ~= "function" then argerror(1, "spawn", "function expected, got " .. typename(fn), 2) end
-  return require("ugen.scheduler").spawn(fn, ...)
+  local spawn = runtime_mod.need(self.runtime, "spawn", "client:spawn", 2)
+  local n = select("#", ...)
+  if n == 0 then return spawn(fn) end
+  local args = { ... }
+  return spawn(function() return fn(unpack(args, 1, n)) end)
 end
 
 function _M.step(self, timeout)
@@ -777,7 +731,8 @@ function _M.step(self, timeout)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
     argerror(1, "step", "non-negative number of seconds expected, got " .. typename(timeout), 2)
   end
-  return require("ugen.scheduler").step(timeout)
+  local step = runtime_mod.need(self.runtime, "step", "client:step", 2)
+  return step(timeout or 0)
 end
 
 return _M

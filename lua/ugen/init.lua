@@ -11,7 +11,8 @@ local client = require "ugen.client"
 local json = require "ugen.json"
 local errors = require "ugen.errors"
 local webhook = require "ugen.webhook"
-local scheduler = require "ugen.scheduler"
+local scheduler = require "ugen.runtime.curl"
+local runtime = require "ugen.runtime"
 
 local _M = {
   _VERSION = client._VERSION,
@@ -23,7 +24,8 @@ local _M = {
   errors = errors,         -- errors.is(err, kind), errors.KINDS
   is_error = errors.is,    -- ugen.is_error(err[, kind])
   run = scheduler.run,     -- ugen.run(fn, ...): fn in a scheduler task; SDK calls yield (ugen.scheduler)
-  scheduler = scheduler,   -- spawn / step / sleep / now / new / configure / default / current
+  scheduler = scheduler,   -- ugen.runtime.curl: spawn / step / sleep / now / new / configure / default / current
+  runtime = runtime,       -- ugen.runtime: check(rt), the interface of ugen.new{ runtime = ... }
 }
 
 return _M

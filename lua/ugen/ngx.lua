@@ -40,11 +40,9 @@
 local ngx = ngx  -- ngx.status, ngx.header and ngx.ctx are written below
 local webhook = require "ugen.webhook"
 local json = require "ugen.json"
-local errors = require "ugen.errors"
 
-local type, pairs, ipairs, next, tostring, tonumber, error, pcall, math_floor, math_min, string_format, io_open =
-  type, pairs, ipairs, next, tostring, tonumber, error, pcall, math.floor, math.min, string.format, io.open
-local unpack = table.unpack or unpack
+local type, pairs, ipairs, tostring, tonumber, pcall, io_open =
+  type, pairs, ipairs, tostring, tonumber, pcall, io.open
 
 local _M = { _VERSION = "0.1.0", DEFAULT_MAX_BODY = 1048576 }
 
@@ -254,121 +252,14 @@ end
 ---------------------------------------------------------------------------
 -- wait_all: many jobs awaited concurrently in light threads
 
-local WAIT_ALL_OPTS = { interval = true, timeout = true, on_progress = true, max_concurrency = true,
-                        headers = true, max_retries = true }
-
--- wait_all(client, ids[, opts]) -> jobs, errs   (the shape of client.jobs:wait_all)
---   jobs[i]: the completed job for ids[i], or nil; errs[i]: why it did not
---   complete (as jobs:wait gives it: job_failed, timeout WAIT_TIMEOUT, auth, ...)
---   with err.index = i and err.job_id = ids[i]; errs is always a table.
---   opts: interval, timeout (ONE deadline for all), on_progress(job, id, i),
---   headers, max_retries (per poll), max_concurrency (default 64 polls at once).
---   Each job is polled by a light thread (ngx.thread) of the calling request;
---   an error raised by on_progress kills the other threads and is re-raised.
+-- wait_all(client, ids[, opts]) -> jobs, errs: client.jobs:wait_all (the same
+--   code, over the client's runtime: light threads inside nginx), kept as a
+--   documented alias. Its own option: max_concurrency (default 64): at most
+--   that many jobs awaited, so polls in flight, at once; the others start as
+--   those end. An error raised by on_progress stops the other polls and is
+--   re-raised as "ugen.ngx.wait_all: on_progress raised: ...".
 function _M.wait_all(client, ids, opts)
-  local F = "wait_all"
-  if type(client) ~= "table" or type(client.jobs) ~= "table" then
-    error("bad argument #1 to 'wait_all' (ugen client expected, got " .. type(client) .. ")", 2)
-  end
-  if type(ids) ~= "table" then error("bad argument #2 to 'wait_all' (table expected, got " .. type(ids) .. ")", 2) end
-  local n = #ids
-  for i = 1, n do
-    local id = ids[i]
-    if type(id) ~= "string" or id == "" then
-      error(string_format("bad argument #2 to 'wait_all' (ids[%d]: job id string expected, got %s)", i, type(id)), 2)
-    end
-  end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'wait_all' (table expected, got " .. type(opts) .. ")", 2)
-  end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not WAIT_ALL_OPTS[k] then error("bad argument #3 to 'wait_all' (unknown option '" .. tostring(k) .. "')", 2) end
-  end
-  local timeout, interval = opts.timeout or 1800, opts.interval or 10
-  if type(timeout) ~= "number" or timeout ~= timeout or timeout <= 0 then
-    error("bad argument #3 to 'wait_all' (opts.timeout must be a positive number)", 2)
-  end
-  if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
-    error("bad argument #3 to 'wait_all' (opts.interval must be a positive number)", 2)
-  end
-  local on_progress = opts.on_progress
-  if on_progress ~= nil and type(on_progress) ~= "function" then
-    error("bad argument #3 to 'wait_all' (opts.on_progress must be a function)", 2)
-  end
-  if opts.headers ~= nil and type(opts.headers) ~= "table" then
-    error("bad argument #3 to 'wait_all' (opts.headers must be a table)", 2)
-  end
-  local mr = opts.max_retries
-  if mr ~= nil and (type(mr) ~= "number" or mr < 0 or mr ~= math_floor(mr)) then
-    error("bad argument #3 to 'wait_all' (opts.max_retries must be an integer >= 0)", 2)
-  end
-  local maxc = opts.max_concurrency or 64
-  if type(maxc) ~= "number" or maxc < 1 or maxc ~= math_floor(maxc) then
-    error("bad argument #3 to 'wait_all' (opts.max_concurrency must be a positive integer)", 2)
-  end
-  require("ugen.transport.ngx").check_phase(F)
-
-  local jobs, errs = {}, {}
-  if n == 0 then return jobs, errs end
-  ngx.update_time()
-  local deadline = ngx.now() + timeout
-  local next_i = 0
-  local raised, has_raised = nil, false
-
-  local function worker()
-    while not has_raised do
-      next_i = next_i + 1
-      local i = next_i
-      if i > n then return end
-      local id = ids[i]
-      ngx.update_time()
-      local left = deadline - ngx.now()
-      local job, err
-      if left <= 0 then
-        job, err = nil, errors.new{ kind = "timeout", code = "WAIT_TIMEOUT", retryable = true,
-          message = string_format("job %s did not finish within %gs", id, timeout) }
-      else
-        job, err = client.jobs:wait(id, {
-          interval = interval, timeout = left, headers = opts.headers, max_retries = mr,
-          on_progress = on_progress and function(j) on_progress(j, id, i) end,
-        })
-      end
-      if job then
-        jobs[i] = job
-      else
-        if type(err) == "table" then err.index, err.job_id = i, id end
-        errs[i] = err
-      end
-    end
-  end
-
-  local live = {}
-  for t = 1, math_min(n, maxc) do
-    local th, serr = ngx.thread.spawn(function()
-      local ok, e = pcall(worker)
-      if not ok and not has_raised then raised, has_raised = e, true end
-      return t
-    end)
-    if not th then
-      for _, other in pairs(live) do ngx.thread.kill(other) end
-      error("ugen.ngx.wait_all: cannot spawn a light thread: " .. tostring(serr), 2)
-    end
-    live[t] = th
-  end
-  while next(live) do
-    local list = {}
-    for _, th in pairs(live) do list[#list + 1] = th end
-    local ok, t = ngx.thread.wait(unpack(list))
-    if ok and live[t] then live[t] = nil end
-    if not ok then break end
-    if has_raised then break end
-  end
-  if has_raised then
-    for _, th in pairs(live) do ngx.thread.kill(th) end
-    error("ugen.ngx.wait_all: on_progress raised: " .. tostring(raised), 2)
-  end
-  return jobs, errs
+  return require("ugen.resources.jobs_wait").ngx_wait_all(client, ids, opts)
 end
 
 return _M

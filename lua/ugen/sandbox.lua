@@ -573,9 +573,9 @@ local function probe(port, cainfo)
   if cainfo then
     -- over TLS through the SDK's own libcurl transport (the C core is loaded
     -- already: it signed the JWTs), verifying against the sandbox CA
-    local ok, transport = pcall(require, "ugen.transport.curl")
-    if not ok then return false, "cannot load ugen.transport.curl: " .. tostring(transport) end
-    local res, err = transport.request{ method = "GET", url = format("https://127.0.0.1:%d/_sandbox/health", port),
+    local ok, curl = pcall(require, "ugen.runtime.curl")
+    if not ok then return false, "cannot load ugen.runtime.curl: " .. tostring(curl) end
+    local res, err = curl.perform{ method = "GET", url = format("https://127.0.0.1:%d/_sandbox/health", port),
                                         cainfo = cainfo, timeout = 1, connect_timeout = 1 }
     if res then return res.status == 200 end
     if type(err) == "table" and err.kind == "tls" then

@@ -6,7 +6,7 @@
 local S = require "support.sandbox"
 local ugen = require "ugen"
 local endpoints = require "ugen.endpoints"
-local curl_transport = require "ugen.transport.curl"
+local curl_perform = require("ugen").scheduler.perform
 local samples = require "support.media_samples"
 
 local unpack = table.unpack or unpack
@@ -23,7 +23,7 @@ local function recording(slug, extra)
   local calls = {}
   local o = { transport = function(req)
     calls[#calls + 1] = req
-    return curl_transport.request(req)
+    return curl_perform(req)
   end }
   for k, v in pairs(extra or {}) do o[k] = v end
   return client(slug, o), calls

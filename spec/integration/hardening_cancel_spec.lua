@@ -7,8 +7,8 @@
 local D = require "support.deadline_server"
 local S = require "support.sandbox"
 local ugen = require "ugen"
-local scheduler = require "ugen.scheduler"
-local sched = require "ugen.sched"
+local scheduler = require("ugen").scheduler
+local sched = require("ugen").scheduler
 local errors = require "ugen.errors"
 
 local SLOW = tonumber(os.getenv("UGEN_TIME_FACTOR")) or 1

@@ -11,8 +11,8 @@
 --      immediate; "1" followed by 400 zeros became retry_after = inf.
 local D = require "support.deadline_server"
 local ugen = require "ugen"
-local scheduler = require "ugen.scheduler"
-local sched = require "ugen.sched"
+local scheduler = require("ugen").scheduler
+local sched = require("ugen").scheduler
 local retry = require "ugen.retry"
 
 local SLOW = tonumber(os.getenv("UGEN_TIME_FACTOR")) or 1

@@ -1,7 +1,7 @@
 -- SDK credits calls and job limits against the sandbox.
 local S = require "support.sandbox"
 local ugen = require "ugen"
-local sched = require "ugen.sched"
+local sched = require("ugen").scheduler
 
 local function client(slug, extra)
   local o = { base_url = S.info().base_url, api_key = S.tenant[slug or "default"].api_key,

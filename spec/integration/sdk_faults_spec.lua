@@ -4,7 +4,7 @@
 local S = require "support.sandbox"
 local ugen = require "ugen"
 local crypto = require "ugen.crypto"
-local sched = require "ugen.sched"
+local sched = require("ugen").scheduler
 
 local function client(extra)
   local o = { base_url = S.info().base_url, api_key = S.tenant.default.api_key, rng = function() return 0 end,

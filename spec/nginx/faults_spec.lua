@@ -5,7 +5,7 @@ local S = require "support.sandbox"
 local N = require "support.nginx"
 local ugen = require "ugen"
 local crypto = require "ugen.crypto"
-local sched = require "ugen.sched"
+local sched = require("ugen").scheduler
 
 local EST = { segment_count = 3, model_id = "veo3_fast", variant = "i2v", music_enabled = true, voice_enabled = true }
 

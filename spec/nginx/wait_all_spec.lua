@@ -37,7 +37,7 @@ describe("ugen.ngx.wait_all (nginx, sandbox)", function()
     assert.is_true(r.json.elapsed < ref.elapsed * 3 + 0.5, ("%g vs %g"):format(r.json.elapsed, ref.elapsed))
   end)
 
-  it("client.jobs:wait_all hands off to ugen.ngx inside nginx; wait_any refuses clearly", function()
+  it("client.jobs:wait_all, wait_any and as_finished work inside nginx (light threads)", function()
     local ids = { create(c, "Handoff Mug 1").job_id, create(c, "Handoff Mug 2").job_id }
     local body = { base_url = S.info().base_url, api_key = S.tenant.default.api_key, ids = ids,
                    via = "jobs.wait_all", opts = { interval = 0.05, timeout = 30 } }
@@ -46,10 +46,31 @@ describe("ugen.ngx.wait_all (nginx, sandbox)", function()
     assert.equal("completed", r.json.results[1].status)
     assert.equal("completed", r.json.results[2].status)
     assert.is_true(r.json.progress_count >= 2)
-    body.via = "jobs.wait_any"
+    -- wait_any: the first to finish (they refused inside nginx before: the
+    -- curl scheduler cannot drive cosockets; now they run on the ngx runtime)
+    ids = { create(c, "Any Mug 1").job_id, create(c, "Any Mug 2").job_id, create(c, "Any Mug 3").job_id }
+    body.ids, body.via = ids, "jobs.wait_any"
     r = srv.request{ method = "POST", path = "/wait_all", json = body, timeout = 60 }
-    assert.equal(500, r.status)
-    assert.truthy(r.json.raised:find("not available on the ngx transport", 1, true), r.json.raised)
+    assert.equal(200, r.status, r.body)
+    assert.equal(1, #r.json.order)
+    local first = r.json.order[1]
+    assert.equal("completed", r.json.results[first].status)
+    assert.equal(ids[first], r.json.results[first].job_id)
+    local others = 0
+    for i = 1, #ids do if r.json.results[i].status == nil then others = others + 1 end end
+    assert.equal(#ids - 1, others)
+    -- as_finished: every index once, in finishing order
+    body.via = "jobs.as_finished"
+    r = srv.request{ method = "POST", path = "/wait_all", json = body, timeout = 60 }
+    assert.equal(200, r.status, r.body)
+    local seen = {}
+    for _, i in ipairs(r.json.order) do seen[#seen + 1] = i end
+    table.sort(seen)
+    assert.same({ 1, 2, 3 }, seen)
+    for i = 1, #ids do
+      assert.equal("completed", r.json.results[i].status)
+      assert.equal(ids[i], r.json.results[i].job_id)
+    end
   end)
 
   it("a failed job is reported in errs (job_failed) while the others complete", function()

@@ -30,8 +30,8 @@
 -- key the SDK now asks for a fresh connection; soak_short_spec.lua proves that separately.)
 local ugen = require "ugen"
 local sandbox = require "ugen.sandbox"
-local sched = require "ugen.sched"
-local scheduler = require "ugen.scheduler"
+local sched = require("ugen").scheduler
+local scheduler = require("ugen").scheduler
 
 local M = {}
 

@@ -2,7 +2,7 @@
 -- transport: a public SDK feature (ugen.new{transport = function(req) ... end}),
 -- so these specs see exactly what would go on the wire and how retries behave.
 local ugen = require "ugen"
-local sched = require "ugen.sched"
+local sched = require("ugen").scheduler
 
 local KEY = "ugen_sk_test_ABCDEFGHIJKLMNOP"
 local JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLXNlY3JldA"

@@ -18,7 +18,7 @@ local errors = require "ugen.errors"
 local headers = require "ugen.headers"
 local retry = require "ugen.retry"
 local json = require "ugen.json"
-local sched = require "ugen.sched"
+local clock = require("ugen").scheduler
 
 local ITER = tonumber(os.getenv("UGEN_FUZZ_ITERATIONS") or "") or 1500
 local SEED = tonumber(os.getenv("UGEN_FUZZ_SEED") or "") or 20261123
@@ -130,17 +130,12 @@ local function random_value(r, depth)
 end
 
 describe("fuzz (Lua level, seeded)", function()
-  local saved_backend, waits
-
-  setup(function()
-    waits = {}
-    -- Retry-After and backoff waits are recorded, never slept
-    saved_backend = sched.set_backend{
-      sleep = function(s) waits[#waits + 1] = s end,
-      perform = function() error("fuzz: the function transport never reaches sched.perform") end,
-    }
-  end)
-  teardown(function() sched.set_backend(saved_backend) end)
+  local waits = {}
+  -- Retry-After and backoff waits are recorded, never slept (the client's runtime)
+  local function fuzz_runtime(perform)
+    return { name = "fuzz", now = clock.now, time = clock.time, perform = perform,
+             sleep = function(s) waits[#waits + 1] = s end }
+  end
 
   it("webhook.verify: random headers, timestamps, signatures and bodies never raise", function()
     local r = new_rng(SEED)
@@ -243,7 +238,7 @@ describe("fuzz (Lua level, seeded)", function()
       if r.chance(0.1) then body = nil end
       return { status = r.pick(STATUSES), headers = hdrs, body = body }
     end
-    local c = ugen.new{ base_url = "http://127.0.0.1:9/api/v1", api_key = API_KEY, transport = transport,
+    local c = ugen.new{ base_url = "http://127.0.0.1:9/api/v1", api_key = API_KEY, runtime = fuzz_runtime(transport),
                         max_retries = 2, rng = function() return r.int(0, 999) / 1000 end }
     local ops = {
       function() return c.jobs:get("job-" .. r.int(1, 9)) end,

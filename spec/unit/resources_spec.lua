@@ -193,7 +193,7 @@ describe("jobs:wait", function()
 
   it("ends with kind timeout (err.job = last job) at the deadline", function()
     local fn = function() return res(200, { job_id = "j1", status = "processing", current_stage = "agents" }) end
-    local sched = require "ugen.sched"
+    local sched = require("ugen").scheduler
     local t0 = sched.now()
     local job, err = client(fn).jobs:wait("j1", { interval = 0.05, timeout = 0.3 })
     local dt = sched.now() - t0

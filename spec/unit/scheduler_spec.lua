@@ -1,8 +1,8 @@
 -- ugen.scheduler without network: tasks, the timer heap, errors, cancellation,
 -- step() bounds, joins, deadlocks, foreign coroutines. (Transfers, backpressure
 -- and the jobs helpers run against the sandbox: spec/integration/scheduler_spec.lua.)
-local scheduler = require "ugen.scheduler"
-local sched = require "ugen.sched"
+local scheduler = require("ugen").scheduler
+local sched = require("ugen").scheduler
 local errors = require "ugen.errors"
 
 local now = sched.now
@@ -285,7 +285,7 @@ describe("ugen.scheduler (unit)", function()
     assert.equal("first,second", r)
   end)
 
-  it("the backend is installed only while the scheduler steps", function()
+  it("a scheduler is current only while it steps; outside it the runtime blocks", function()
     local S = quiet()
     local inside
     S:run(function()
@@ -294,7 +294,7 @@ describe("ugen.scheduler (unit)", function()
     end)
     assert.is_true(inside)
     assert.is_nil(scheduler.current())
-    -- the blocking backend is back: sched.sleep in a plain coroutine does not yield
+    -- outside its tasks the runtime blocks: sleep in a plain coroutine does not yield
     local co = coroutine.create(function() sched.sleep(0.001); return "blocked" end)
     assert.same({ true, "blocked" }, { coroutine.resume(co) })
   end)

@@ -13,7 +13,6 @@ local pages = require "ugen.cli.pages"
 local params = require "ugen.cli.params"
 local progress = require "ugen.cli.progress"
 local retry = require "ugen.retry"
-local sched = require "ugen.sched"
 
 local type, pairs, tonumber, tostring = type, pairs, tonumber, tostring
 local string_format = string.format
@@ -149,7 +148,7 @@ local function create(ctx, c, fields)
     local wait = retry.delay(attempt, err.retry_after, c.rng)
     local what = err.status == 429 and "rate limited" or output.error_text(err)
     err_line(ctx, string_format("%s, retrying in %s s (retry %d of %d)", what, seconds_text(wait), attempt, max))
-    sched.sleep(wait)
+    c.runtime.sleep(wait)
   end
 end
 

@@ -62,7 +62,6 @@
 
 local errors = require "ugen.errors"
 local retry = require "ugen.retry"
-local sched = require "ugen.sched"
 local client_mod = require "ugen.client"
 local resources = require "ugen.resources"
 local url_mod = require "ugen.url"
@@ -81,7 +80,7 @@ local DOWNLOAD_OPTS = { on_progress = true, timeout = true, connect_timeout = tr
 -- Size of the .part when it may be resumed: a regular file with one link
 -- (lstat: a symbolic link there is not followed); nil for anything else.
 local function part_size(path)
-  return sched.core().output_size(path)
+  return require("ugen.native").output_size(path)
 end
 
 -- "bytes 100-199/1000" -> 100, 1000, 199 (total nil for "*"); nil when malformed
@@ -284,7 +283,7 @@ function _M.extend(r, eps)
           end
           return nil, err
         end
-        sched.sleep(wait)
+        client.runtime.sleep(wait)
       end
     end
   end

@@ -31,11 +31,7 @@ function _M.too_large_message(max)
 end
 
 -- the C core writes output files (no symbolic links followed); loaded on first use
-local core_mod
-local function core()
-  if not core_mod then core_mod = require("ugen.sched").core() end
-  return core_mod
-end
+local function core() return require "ugen.native" end
 
 function _M.new(output, append, opts)
   local s = { size = 0, low = opts.low }

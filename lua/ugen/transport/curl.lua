@@ -1,15 +1,18 @@
--- ugen.transport.curl: the default adapter, over the C core's libcurl engine.
+-- ugen.transport.curl: the pipeline's request <-> the C core's libcurl engine.
 --
--- Converts the pipeline's request (header map) into a core request (header
--- list), awaits it through ugen.sched (blocking now; yielding inside the
--- scheduler later) and passes the core's answer through. Core errors keep
--- their kind (network/timeout/tls; io, a local file that cannot be opened,
--- read or written, as kind "io", code IO_ERROR, never retried); other core
--- kinds become "network".
+-- A pure converter (the curl runtime, ugen.runtime.curl, performs): to_core
+-- turns the pipeline's request (header map) into a core request (header
+-- list); map_error turns a core error into a transport error. Core errors
+-- keep their kind (network/timeout/tls; io, a local file that cannot be
+-- opened, read or written, as kind "io", code IO_ERROR, never retried);
+-- other core kinds become "network".
+--
+--   transport.curl.to_core(req) -> creq
+--   transport.curl.map_error(err, creq) -> err (the transport contract of ugen.transport)
 
-local sched = require "ugen.sched"
-
-local type, pairs, tostring, sort = type, pairs, tostring, table.sort
+local type, pairs, tostring, sort, require, pcall, setmetatable = type, pairs, tostring, table.sort, require, pcall,
+  setmetatable
+local string_lower = string.lower
 
 local _M = {
   _VERSION = "0.1.0",
@@ -20,17 +23,28 @@ local _M = {
   MAX_BODY = 64 * 1024 * 1024,
 }
 
+-- the libcurl version string, or nil when the C core cannot be loaded
 function _M.version()
-  return sched.core().curl_version
+  local ok, native = pcall(require, "ugen.native")
+  return ok and type(native) == "table" and native.curl_version or nil
 end
 
 -- "Name: value" lines are memoized per name and value (the same few headers go
 -- out on every request); bounded: dropped when LINE_CACHE_MAX lines are held.
+-- Credential headers are never memoized: the cache would keep a client's key
+-- or token alive after the client is gone.
 local LINE_CACHE_MAX = 256
 local line_cache, line_count = {}, 0
+local UNCACHED = { authorization = true, ["x-api-key"] = true, cookie = true, ["proxy-authorization"] = true }
+local uncached = setmetatable({}, { __index = function(t, name)
+  local v = UNCACHED[string_lower(name)] == true
+  t[name] = v
+  return v
+end })
 
 local function header_line(name, value)
   if type(value) ~= "string" then value = tostring(value) end
+  if uncached[name] then return name .. ": " .. value end
   local byname = line_cache[name]
   local line = byname and byname[value]
   if line then return line end
@@ -42,7 +56,7 @@ local function header_line(name, value)
   return line
 end
 
-function _M.request(req)
+function _M.to_core(req)
   local hdrs = req.headers or {}
   local names = {}
   for name in pairs(hdrs) do names[#names + 1] = name end
@@ -76,27 +90,27 @@ function _M.request(req)
   -- (the core applies it to the bodies it keeps in memory; a 2xx written to
   -- req.output is not capped)
   creq.max_body = _M.MAX_BODY
-  local res, err = sched.perform(creq)
-  if not res then
-    if type(err) ~= "table" then err = { kind = "network", message = tostring(err) } end
-    if err.kind == "too_large" then
-      return nil, { kind = "decode", code = "TOO_LARGE", retryable = false, sent = true,
-                    message = "response body larger than " .. creq.max_body .. " bytes" }
-    end
-    if err.kind == "insecure_redirect" then
-      return nil, { kind = "tls", code = "INSECURE_REDIRECT", retryable = false, sent = true,
-                    message = err.message }
-    end
-    local kind = err.kind
-    if kind == "io" then
-      -- the output or mime file cannot be opened/read/written: a local problem, trying again will not help
-      return nil, { kind = "io", code = "IO_ERROR", message = err.message, curl_code = err.curl_code,
-                    sent = err.sent, retryable = false }
-    end
-    if kind ~= "network" and kind ~= "timeout" and kind ~= "tls" then kind = "network" end
-    return nil, { kind = kind, message = err.message, curl_code = err.curl_code, sent = err.sent }
+  return creq
+end
+
+function _M.map_error(err, creq)
+  if type(err) ~= "table" then return { kind = "network", message = tostring(err) } end
+  if err.kind == "too_large" then
+    return { kind = "decode", code = "TOO_LARGE", retryable = false, sent = true,
+             message = "response body larger than " .. tostring(creq and creq.max_body or _M.MAX_BODY) .. " bytes" }
   end
-  return res
+  if err.kind == "insecure_redirect" then
+    return { kind = "tls", code = "INSECURE_REDIRECT", retryable = false, sent = true, message = err.message }
+  end
+  local kind = err.kind
+  if kind == "io" then
+    -- the output or mime file cannot be opened/read/written: a local problem, trying again will not help
+    return { kind = "io", code = "IO_ERROR", message = err.message, curl_code = err.curl_code,
+             sent = err.sent, retryable = false }
+  end
+  -- "timeout" from a request that waited for a slot (sent = false) keeps its kind
+  if kind ~= "network" and kind ~= "timeout" and kind ~= "tls" then kind = "network" end
+  return { kind = kind, message = err.message, curl_code = err.curl_code, sent = err.sent }
 end
 
 return _M

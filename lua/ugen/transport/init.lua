@@ -20,18 +20,17 @@
 --         (a string is taken as a network error; `sent = false` says the request
 --          never reached the server, which lets non-idempotent calls be retried)
 --
---   transport.resolve(spec) -> adapter function, name
+--   transport.resolve(spec) -> adapter function | nil, name
 --     spec: nil | "curl" | "ngx" (OpenResty cosockets) |
 --           function(req) | table with a :request(req) method
 --     nil picks "ngx" inside nginx (lua-nginx-module: ngx.socket.tcp exists),
---     "curl" everywhere else. The ngx adapter checks the phase on every call
---     (a client made in init_by_lua* works later in request handlers/timers).
+--     "curl" everywhere else. A built-in name gives no function: its runtime
+--     performs (ugen.runtime.resolve). The ngx adapter checks the phase on every
+--     call (a client made in init_by_lua* works later in request handlers/timers).
 
-local type, pcall, require, tostring, error, rawget = type, pcall, require, tostring, error, rawget
+local type, error, rawget = type, error, rawget
 
 local _M = { _VERSION = "0.1.0" }
-
-local NAMES = { curl = "ugen.transport.curl", ngx = "ugen.transport.ngx" }
 
 -- Running inside nginx with the Lua module (cosockets available in some phases)?
 local function in_nginx()
@@ -55,15 +54,10 @@ function _M.resolve(spec, level)
     error("ugen.new: option 'transport' must be \"curl\", \"ngx\", a function or a table (got " ..
           type(spec) .. ")", level)
   end
-  local modname = NAMES[spec]
-  if not modname then
+  if spec ~= "curl" and spec ~= "ngx" then
     error("ugen.new: unknown transport '" .. spec .. "' (use \"curl\", \"ngx\" or a function)", level)
   end
-  local ok, mod = pcall(require, modname)
-  if not ok then
-    error("ugen.new: transport '" .. spec .. "' is not available: " .. tostring(mod):match("^[^\n]*"), level)
-  end
-  return mod.request, spec
+  return nil, spec
 end
 
 return _M

@@ -155,7 +155,7 @@ function _M.check_phase(what)
   return phase
 end
 
--- Sleep for the SDK (ugen.sched): yields where nginx allows it; elsewhere
+-- Sleep for the SDK (the ngx runtime's sleep): yields where nginx allows it; elsewhere
 -- (init, or a user who chose the curl transport in a non-yieldable phase) the
 -- C core's blocking sleep.
 function _M.sleep(s)
@@ -163,7 +163,7 @@ function _M.sleep(s)
   if YIELDABLE[get_phase()] then
     ngx_sleep(s)
   else
-    require("ugen.sched").core().sleep(s)
+    require("ugen.native").sleep(s)
   end
 end
 
@@ -176,11 +176,7 @@ local function now()
 end
 
 -- the C core (file sizes for resume); loaded on first use
-local core_mod
-local function core()
-  if not core_mod then core_mod = require("ugen.sched").core() end
-  return core_mod
-end
+local function core() return require "ugen.native" end
 
 -- "https://user@Host:8443/p?q" -> ugen.url's parse result, plus connect_host
 -- (an IPv6 literal without its brackets)

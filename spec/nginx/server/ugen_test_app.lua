@@ -6,7 +6,6 @@
 local ugen = require "ugen"
 local json = require "ugen.json"
 local errors = require "ugen.errors"
-local sched = require "ugen.sched"
 local ugen_ngx = require "ugen.ngx"
 
 local _M = {}
@@ -272,10 +271,25 @@ function _M.wait_all()
   end
   local t0 = now()
   local ok, jobs, errs
-  if spec.via == "jobs.wait_all" then        -- the client's own method hands off to ugen.ngx
+  local order = {}
+  if spec.via == "jobs.wait_all" then        -- the client's own method (light threads)
     ok, jobs, errs = pcall(c.jobs.wait_all, c.jobs, spec.ids, o)
-  elseif spec.via == "jobs.wait_any" then    -- refused: it would block the worker
-    ok, jobs = pcall(c.jobs.wait_any, c.jobs, spec.ids, o)
+  elseif spec.via == "jobs.wait_any" then    -- the first job to finish, as results[i]
+    ok, jobs, errs = pcall(function()
+      local js, es = {}, {}
+      local job, e, i = c.jobs:wait_any(spec.ids, o)
+      if job then js[e] = job; order[1] = e else es[i] = e; order[1] = i end
+      return js, es
+    end)
+  elseif spec.via == "jobs.as_finished" then -- every job, in finishing order
+    ok, jobs, errs = pcall(function()
+      local js, es = {}, {}
+      for i, job, e in c.jobs:as_finished(spec.ids, o) do
+        order[#order + 1] = i
+        if job then js[i] = job else es[i] = e end
+      end
+      return js, es
+    end)
   else
     ok, jobs, errs = pcall(ugen_ngx.wait_all, c, spec.ids, o)
   end
@@ -285,13 +299,13 @@ function _M.wait_all()
     out[i] = { status = jobs[i] and jobs[i].status, job_id = jobs[i] and jobs[i].job_id, err = err_table(errs[i]),
                err_index = errs[i] and errs[i].index, err_job_id = errs[i] and errs[i].job_id }
   end
-  reply(200, { results = out, progress_count = #progress, elapsed = now() - t0 })
+  reply(200, { results = out, order = order, progress_count = #progress, elapsed = now() - t0 })
 end
 
--- GET /sleep_probe: sched.sleep must yield (ngx.sleep), not block the worker.
+-- GET /sleep_probe: the client's runtime sleep must yield (ngx.sleep), not block the worker.
 function _M.sleep_probe()
   local t0 = now()
-  sched.sleep(tonumber(ngx.var.arg_s) or 0.5)
+  ugen.new{ base_url = "http://127.0.0.1:9/api/v1" }.runtime.sleep(tonumber(ngx.var.arg_s) or 0.5)
   reply(200, { elapsed = now() - t0 })
 end
 

@@ -1,29 +1,38 @@
--- ugen.scheduler: many SDK calls in flight from one Lua thread.
+-- ugen.runtime.curl: the libcurl runtime (blocking libcurl and the libcurl
+-- scheduler in one implementation; ugen.scheduler is this module).
 --
 -- One scheduler = one libcurl multi engine + one timer heap + one run queue.
--- Tasks are Lua coroutines. While a scheduler runs (ugen.run) or a host pumps
--- it (client:step), it is installed as the ugen.sched backend, so every wait
--- of the SDK (requests, jobs:wait polls, retry backoff, pagination) made from
--- one of its tasks yields to the scheduler instead of blocking; the process
+-- Tasks are Lua coroutines. S:runtime() is the scheduler as a runtime of the
+-- ugen.runtime interface (what a client made with runtime = "curl" uses: the
+-- default scheduler's). Called from one of the scheduler's tasks, every wait
+-- of the SDK (requests, jobs:wait polls, retry backoff, pagination) yields to
+-- the scheduler; called from anywhere else it blocks (the request runs on the
+-- scheduler's engine, which keeps driving the other transfers). A curl runtime
+-- called from a task of another curl scheduler that is running (S:run,
+-- S:step) acts on that one: a task never blocks its own scheduler. The process
 -- sleeps in curl_multi_poll (or nanosleep when only timers are pending) until
 -- the next transfer completes or the next timer is due. No busy waiting.
 --
---   local scheduler = require "ugen.scheduler"
+--   local scheduler = require "ugen.runtime.curl"   -- also require("ugen").scheduler
 --   scheduler.run(fn, ...)          -- ugen.run: run fn in a task, drive until every task ended;
 --                                   -- returns fn's results; re-raises fn's error (other tasks
 --                                   -- are cancelled first)
 --   scheduler.spawn(fn, ...)        -- client:spawn: start a task (in the running scheduler, else
 --                                   -- the default one) -> task
---   scheduler.step([timeout])       -- client:step: pump the default scheduler once, waiting at
---                                   -- most timeout seconds (default 0 = never block) -> live tasks
+--   scheduler.step([timeout])       -- pump the default scheduler once, waiting at most timeout
+--                                   -- seconds (default 0 = never block) -> live tasks
 --   scheduler.sleep(s)              -- yields inside a task, blocks elsewhere
 --   scheduler.now()                 -- monotonic seconds
 --   scheduler.current()             -- -> scheduler, task when called from a task, else nil
---   scheduler.default()             -- the process-wide scheduler (shares ugen.sched's engine)
+--   scheduler.default()             -- the process-wide scheduler (the default runtime of clients)
+--   scheduler.engine()              -- its libcurl engine (ugen.core engine)
+--   scheduler.perform(req)          -- the default runtime's perform (one pipeline request)
 --   scheduler.configure{max_concurrency =, on_error =}  -- the default scheduler's options
 --   scheduler.new{max_concurrency = 64, on_error = fn}  -- a private scheduler (own engine)
 --
 --   S:run(fn, ...)  S:spawn(fn, ...)  S:step([timeout])  S:configure(opts)  S:stats()
+--   S:runtime()     -- the ugen.runtime interface table of S (cached): now, time, sleep,
+--                   -- perform, spawn, join_any, cancel, step, name = "curl"
 --   S:tasks()       -- number of live tasks
 --   S:cancel_all()  -- cancel every live task -> how many
 --   S:close()       -- cancel every task, free the engine (idempotent)
@@ -69,9 +78,9 @@
 -- Lua 5.1 (not LuaJIT) cannot yield across pcall: inside a task there, call
 -- the SDK outside pcall/xpcall (LuaJIT and Lua 5.2+ have no such limit).
 
-local sched = require "ugen.sched"
 local errors = require "ugen.errors"
 local url_mod = require "ugen.url"
+local tcurl = require "ugen.transport.curl"
 
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
@@ -91,8 +100,20 @@ local CANCEL = setmetatable({}, { __tostring = function() return "ugen.scheduler
 
 local function pack(...) return { n = select("#", ...), ... } end
 
-local function now() return sched.now() end
+local native = require "ugen.native"
+
+local function now() return native.now() end
+local function wall_time() return native.time() end
 _M.now = now
+_M.time = wall_time
+
+-- the process-wide engine: the default scheduler's (blocking calls and its
+-- tasks share one multi handle and its connection cache)
+local process_engine
+function _M.engine()
+  if process_engine == nil then process_engine = native.engine{} end
+  return process_engine
+end
 
 local S = {}
 local S_mt = { __index = S, __name = "ugen.scheduler" }
@@ -238,7 +259,7 @@ local function ready_count(self) return self.rq_tail - self.rq_head + 1 end
 local function engine(self)
   local e = self.engine
   if e == nil then
-    e = sched.core().engine{ max_host_connections = self.max }
+    e = native.engine{ max_host_connections = self.max }
     self.engine, self.own_engine = e, true
   end
   return e
@@ -382,12 +403,14 @@ local function finish(self, task, ok, r)
     task.results = { n = 3, false, err, tb }
   end
   self.stat.finished = self.stat.finished + 1
-  local cleanups = task.cleanups
-  task.cleanups = nil
-  if cleanups then
-    for _, fn in pairs(cleanups) do
-      local cok, cerr = pcall(fn, task)
-      if not cok then report(self, task, cerr, nil) end
+  local aw = task.any_waiter     -- a join_any parked on this task (and others)
+  if aw then
+    task.any_waiter = nil
+    local jt = aw.task
+    if jt ~= nil then
+      aw.task = nil
+      jt.wait = nil
+      wake(self, jt, nil)
     end
   end
   local joiners = task.joiners
@@ -408,7 +431,9 @@ local function finish(self, task, ok, r)
     local hok, h = pcall(task.on_exit, task)
     if not hok then report(self, task, h, nil) else handled = h == true end
   end
-  if task.state == "failed" and not handled and not task.is_main then report(self, task, err, tb) end
+  if task.state == "failed" and not handled and not task.is_main and not task.watched then
+    report(self, task, err, tb)
+  end
 end
 
 local function resume(self, task)
@@ -508,20 +533,18 @@ local function round(self, timeout)
     local done = self.engine:run(wait)
     for i = 1, #done do complete(self, done[i]) end
   elseif wait > 0 and next_timer(self) ~= nil then
-    sched.core().sleep(wait)   -- only timers pending: sleep until the earliest
+    native.sleep(wait)   -- only timers pending: sleep until the earliest
   end
   self.stat.polls = self.stat.polls + 1
   fire_timers(self)
   run_ready(self)
 end
 
--- install this scheduler as ugen.sched's backend around fn(...)
-local function with_backend(self, fn, ...)
+-- fn(...) while this scheduler steps (its tasks may run: _M.current() finds them)
+local function stepping(self, fn, ...)
   self.stepping = true
   actives[#actives + 1] = self
-  local prev = sched.set_backend(self.backend)
   local r = pack(pcall(fn, ...))
-  sched.set_backend(prev)
   actives[#actives] = nil
   self.stepping = false
   if not r[1] then error(r[2], 0) end
@@ -529,76 +552,268 @@ local function with_backend(self, fn, ...)
 end
 
 ---------------------------------------------------------------------------
--- the backend: coroutine-aware sleep and perform
+-- waits of a task: coroutine-aware sleep and perform
 
-local function make_backend(self)
-  local b = {}
-
-  function b.sleep(s)
-    local task = current_in(self)
-    if task == nil then
-      if s > 0 then sched.core().sleep(s) end
-      return
-    end
-    if task.cancelled then raise_cancelled() end
-    if s <= 0 or s ~= s then
-      wake(self, task, nil)
-    else
-      self.seq = self.seq + 1
-      local entry = { kind = "timer", at = now() + s, seq = self.seq, task = task }
-      task.wait = entry
-      heap_push(self.heap, entry)
-    end
-    local v = co_yield(WAIT)
-    task.wait = nil
-    if v == CANCEL or task.cancelled then raise_cancelled() end
+-- the scheduler and task running right now in this coroutine: self's first,
+-- then one of another running curl scheduler (innermost); nil outside tasks
+local function owner(self)
+  local t = current_in(self)
+  if t then return self, t end
+  for i = #actives, 1, -1 do
+    local s = actives[i]
+    t = current_in(s)
+    if t then return s, t end
   end
+  return nil
+end
 
-  function b.perform(req)
-    local task = current_in(self)
-    if task == nil then
-      return engine(self):request(req)   -- a foreign coroutine: block (documented)
+local function task_sleep(self, task, s)
+  if task.cancelled then raise_cancelled() end
+  if s <= 0 or s ~= s then
+    wake(self, task, nil)
+  else
+    self.seq = self.seq + 1
+    local entry = { kind = "timer", at = now() + s, seq = self.seq, task = task }
+    task.wait = entry
+    heap_push(self.heap, entry)
+  end
+  local v = co_yield(WAIT)
+  task.wait = nil
+  if v == CANCEL or task.cancelled then raise_cancelled() end
+end
+
+local function task_perform(self, task, req)
+  if task.cancelled then raise_cancelled() end
+  local host = host_of(self, origin_of(req.url))
+  local entry = { kind = "transfer", task = task, req = req, host = host }
+  if host.inflight < self.max then
+    submit(self, host, entry)          -- raises here on a bad request
+  else
+    local qt = host.qt + 1
+    host.qt = qt
+    host.q[qt] = entry
+    entry.queued_at = now()
+    self.queued = self.queued + 1
+    if self.queued > self.stat.peak_queued then self.stat.peak_queued = self.queued end
+    if type(req.deadline) == "number" then
+      self.seq = self.seq + 1
+      local timer = { kind = "timer", at = req.deadline, seq = self.seq, task = task, queued = entry }
+      entry.expiry = timer
+      heap_push(self.heap, timer)
     end
-    if task.cancelled then raise_cancelled() end
-    local host = host_of(self, origin_of(req.url))
-    local entry = { kind = "transfer", task = task, req = req, host = host }
-    if host.inflight < self.max then
-      submit(self, host, entry)          -- raises here on a bad request
-    else
-      local qt = host.qt + 1
-      host.qt = qt
-      host.q[qt] = entry
-      entry.queued_at = now()
-      self.queued = self.queued + 1
-      if self.queued > self.stat.peak_queued then self.stat.peak_queued = self.queued end
-      if type(req.deadline) == "number" then
-        self.seq = self.seq + 1
-        local timer = { kind = "timer", at = req.deadline, seq = self.seq, task = task, queued = entry }
-        entry.expiry = timer
-        heap_push(self.heap, timer)
+  end
+  task.wait = entry
+  local v = co_yield(WAIT)
+  task.wait = nil
+  if v == CANCEL or task.cancelled then
+    abandon_wait(self, task)
+    entry.task = nil
+    raise_cancelled()
+  end
+  if entry.expired then
+    return nil, { kind = "timeout", curl_code = 28, sent = false,
+                  message = "the call's deadline passed while the request waited for a free slot " ..
+                            "(max_concurrency)" }
+  end
+  if entry.raise ~= nil then error(entry.raise, 0) end
+  local t = entry.transfer
+  local res, err = t:result()
+  t:close()
+  return res, err
+end
+
+-- sleep(s): yields in a task, blocks elsewhere
+local function sleep_in(self, s)
+  local os_, task = owner(self)
+  if task == nil then
+    if s > 0 then native.sleep(s) end
+    return
+  end
+  return task_sleep(os_, task, s)
+end
+
+-- perform(core request) -> res | nil, core err: yields in a task; elsewhere
+-- (also in a coroutine no scheduler owns) blocks on self's engine, which
+-- keeps driving the other transfers
+local function perform_in(self, creq)
+  local os_, task = owner(self)
+  if task == nil then return engine(self):request(creq) end
+  return task_perform(os_, task, creq)
+end
+
+-- seconds until self next needs to run (0: now), nil when it has no task
+local function next_needed(self)
+  if self.ntasks == 0 then return nil end
+  if ready_count(self) > 0 or next(self.to_pump) ~= nil then return 0 end
+  local d = MAX_POLL
+  local tm = next_timer(self)
+  if tm then
+    local left = tm.at - now()
+    if left < d then d = left end
+  end
+  if self.inflight > 0 and self.engine then
+    local et = self.engine:timeout()
+    if et and et < d then d = et end
+  end
+  if d < 0 then d = 0 end
+  return d
+end
+
+local function joined(h)
+  h.joined = true
+  local r = h.results
+  return h, unpack(r, 1, r.n)
+end
+
+-- the first ended, not yet joined handle; marks them watched (not reported
+-- to on_error: join_any reports their errors). -> handle | nil, live count
+local function first_ended(handles)
+  local live = 0
+  for i = 1, #handles do
+    local h = handles[i]
+    if not h.joined then
+      h.watched = true
+      if h.finished then return h end
+      live = live + 1
+    end
+  end
+  return nil, live
+end
+
+local function join_any(self, handles, timeout)
+  if type(handles) ~= "table" then
+    error("bad argument #1 to 'join_any' (table of task handles expected, got " .. type(handles) .. ")", 3)
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
+    error("bad argument #2 to 'join_any' (number of seconds expected, got " .. type(timeout) .. ")", 3)
+  end
+  local h, live = first_ended(handles)
+  if h then return joined(h) end
+  if live == 0 then error("ugen: join_any: nothing to wait for (every handle was joined)", 3) end
+  if timeout and timeout <= 0 then return nil end
+  local HS
+  for i = 1, #handles do
+    if not handles[i].joined then HS = handles[i].sched; break end
+  end
+  local MS, me = owner(self)
+  if me and MS == HS then
+    -- inside a task: park on every handle (and the timer), yield
+    local token = { kind = "park", task = me }
+    if timeout then
+      MS.seq = MS.seq + 1
+      token.kind, token.at, token.seq = "timer", now() + timeout, MS.seq
+      heap_push(MS.heap, token)
+    end
+    for i = 1, #handles do
+      local x = handles[i]
+      if not x.joined then x.any_waiter = token end
+    end
+    me.wait = token
+    local v = co_yield(WAIT)
+    me.wait = nil
+    token.task = nil
+    if v == CANCEL or me.cancelled then raise_cancelled() end
+    h = first_ended(handles)
+    if h then return joined(h) end
+    return nil
+  end
+  -- elsewhere: pump the handles' scheduler until one ended or the timeout
+  if HS.stepping then
+    error("ugen: join_any: called from a hook or a coroutine the scheduler does not own while it steps; " ..
+          "wait from a task or from the main thread", 3)
+  end
+  local deadline = timeout and now() + timeout
+  local ok = stepping(HS, function()
+    while true do
+      h = first_ended(handles)
+      if h then return true end
+      local wait = math_huge
+      if deadline then
+        wait = deadline - now()
+        if wait <= 0 then return true end
+      end
+      if idle(HS) then
+        if not deadline then return false end
+        native.sleep(wait)
+        return true
+      end
+      round(HS, wait)
+    end
+  end)
+  if not ok then error("ugen: join_any: the tasks can never end (deadlock)", 3) end
+  if h then return joined(h) end
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- the runtime interface (ugen.runtime) of one scheduler
+
+local NOARGS = { n = 0 }
+local spawn, pump_until    -- below
+
+local function make_runtime(self)
+  local rt = { name = "curl", now = now, time = wall_time }
+  function rt.sleep(s) return sleep_in(self, s) end
+  function rt.perform(req)
+    local creq = tcurl.to_core(req)
+    local res, err = perform_in(self, creq)
+    if res == nil then return nil, tcurl.map_error(err, creq) end
+    return res
+  end
+  function rt.spawn(fn)
+    if type(fn) ~= "function" then
+      error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+    end
+    local target = owner(self)
+    if target == nil and self.stepping then
+      -- from a hook or a coroutine no scheduler owns while self steps: a side
+      -- scheduler (own engine) that the caller's join_any pumps, blocking
+      target = self.aside
+      if target == nil or target.closed then
+        target = _M.new{ max_concurrency = self.max, on_error = self.on_error }
+        self.aside = target
       end
     end
-    task.wait = entry
-    local v = co_yield(WAIT)
-    task.wait = nil
-    if v == CANCEL or task.cancelled then
-      abandon_wait(self, task)
-      entry.task = nil
-      raise_cancelled()
-    end
-    if entry.expired then
-      return nil, { kind = "timeout", curl_code = 28, sent = false,
-                    message = "the call's deadline passed while the request waited for a free slot " ..
-                              "(max_concurrency)" }
-    end
-    if entry.raise ~= nil then error(entry.raise, 0) end
-    local t = entry.transfer
-    local res, err = t:result()
-    t:close()
-    return res, err
+    return spawn(target or self, fn, NOARGS)
   end
+  function rt.join_any(handles, timeout) return join_any(self, handles, timeout) end
+  function rt.cancel(h)
+    if h.finished then return end
+    h.joined = true
+    h:cancel()
+    -- from outside any task: let it unwind now (its transfer is closed already)
+    local hs = h.sched
+    if not h.finished and owner(self) == nil and not hs.stepping then
+      pump_until(hs, function() return h.finished end)
+    end
+  end
+  function rt.step(timeout)
+    if timeout == nil then timeout = 0 end
+    if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+      error("bad argument #1 to 'step' (non-negative number of seconds expected, got " ..
+        (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")", 2)
+    end
+    if current_in(self) then
+      error("ugen: step() called from inside a task; SDK calls already yield there (do not pump the " ..
+            "scheduler from a task)", 2)
+    end
+    if self.stepping then
+      error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
+    end
+    if self.ntasks == 0 then return nil end
+    stepping(self, round, self, timeout)
+    return next_needed(self)
+  end
+  return rt
+end
 
-  return b
+function S.runtime(self)
+  local rt = self.rt
+  if rt == nil then
+    rt = make_runtime(self)
+    self.rt = rt
+  end
+  return rt
 end
 
 ---------------------------------------------------------------------------
@@ -618,7 +833,6 @@ function _M.new(opts)
     stat = { spawned = 0, finished = 0, resumes = 0, polls = 0, requests = 0, peak_inflight = 0,
              peak_host_inflight = 0, peak_queued = 0 },
   }, S_mt)
-  self.backend = make_backend(self)
   return self
 end
 
@@ -655,7 +869,7 @@ end
 
 function S.tasks(self) return self.ntasks end
 
-local function spawn(self, fn, args, hooks)
+function spawn(self, fn, args, hooks)
   if self.closed then error("ugen.scheduler: the scheduler is closed", 3) end
   local task = setmetatable({
     sched = self, co = co_create(fn), args = args, state = "ready", finished = false,
@@ -670,7 +884,6 @@ local function spawn(self, fn, args, hooks)
   wake(self, task, nil)
   return task
 end
-S._spawn = spawn
 
 function S.spawn(self, fn, ...)
   if type(fn) ~= "function" then
@@ -698,7 +911,7 @@ function S.step(self, timeout)
     error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
   end
   if self.ntasks == 0 then return 0 end
-  with_backend(self, round, self, timeout)
+  stepping(self, round, self, timeout)
   return self.ntasks
 end
 
@@ -711,8 +924,8 @@ end
 
 -- pump (from outside any task) until cond() is true or nothing can progress.
 -- -> true | false (deadlock: tasks alive, none can make progress)
-local function pump_until(self, cond)
-  return with_backend(self, function()
+function pump_until(self, cond)
+  return stepping(self, function()
     while not cond() do
       if idle(self) then return false end
       round(self, math_huge)
@@ -720,7 +933,6 @@ local function pump_until(self, cond)
     return true
   end)
 end
-S._pump_until = pump_until
 
 local function raise_task_error(task, fname)
   local err = task.results[2]
@@ -765,6 +977,7 @@ function S.close(self)
   self:cancel_all()
   pump_until(self, function() return self.ntasks == 0 end)
   self.closed = true
+  if self.aside then self.aside:close() end
   if self.own_engine and self.engine then self.engine:close() end
   self.engine = nil
 end
@@ -772,24 +985,6 @@ end
 function S_mt.__tostring(self)
   return string_format("ugen.scheduler(tasks=%d, inflight=%d, queued=%d, max_concurrency=%d)",
     self.ntasks, self.inflight, self.queued, self.max)
-end
-
--- park the current task until _unpark(token) (used by join and group waits)
-function S._park(_, task)
-  local token = { kind = "park", task = task }
-  task.wait = token
-  local v = co_yield(WAIT)
-  task.wait = nil
-  if v == CANCEL or task.cancelled then raise_cancelled() end
-end
-
-function S._unpark(self, task)
-  local w = task.wait
-  if w and w.kind == "park" and w.task == task then
-    w.task = nil
-    task.wait = nil
-    wake(self, task, nil)
-  end
 end
 
 ---------------------------------------------------------------------------
@@ -818,18 +1013,6 @@ function T.result(self)
   if not self.finished then return nil end
   local r = self.results
   return unpack(r, 1, r.n)
-end
-
--- run fn(task) when the task ends (any way); key: to remove it again
-function T.add_cleanup(self, key, fn)
-  if self.finished then fn(self); return end
-  local c = self.cleanups or {}
-  c[key] = fn
-  self.cleanups = c
-end
-
-function T.remove_cleanup(self, key)
-  if self.cleanups then self.cleanups[key] = nil end
 end
 
 function T.join(self)
@@ -868,10 +1051,10 @@ end
 
 function _M.default()
   if default_scheduler == nil then
-    -- shares ugen.sched's engine (connection reuse with blocking calls) while
+    -- shares the process engine (connection reuse with blocking calls) while
     -- max_concurrency is the engine's default of 64
     default_scheduler = _M.new()
-    default_scheduler.engine = sched.engine()
+    default_scheduler.engine = _M.engine()
   end
   return default_scheduler
 end
@@ -880,7 +1063,7 @@ function _M.configure(opts)
   local d = _M.default()
   check_opts(opts, "configure", 2)
   d:configure(opts)
-  if d.engine == nil and d.max == _M.DEFAULT_MAX_CONCURRENCY then d.engine = sched.engine() end
+  if d.engine == nil and d.max == _M.DEFAULT_MAX_CONCURRENCY then d.engine = _M.engine() end
   return d
 end
 
@@ -926,7 +1109,7 @@ function _M.step(timeout)
     error("ugen: step() called while the scheduler is already stepping (from a hook or a foreign coroutine)", 2)
   end
   if s.ntasks == 0 then return 0 end
-  with_backend(s, round, s, timeout)
+  stepping(s, round, s, timeout)
   return s.ntasks
 end
 
@@ -934,12 +1117,16 @@ function _M.sleep(s)
   if type(s) ~= "number" or s ~= s then
     error("bad argument #1 to 'sleep' (number expected, got " .. type(s) .. ")", 2)
   end
-  return sched.sleep(s)
+  return sleep_in(_M.default(), s)
+end
+
+-- one pipeline request on the default runtime (blocking outside tasks)
+function _M.perform(req)
+  return _M.default():runtime().perform(req)
 end
 
 -- internal: for tests
 _M._origin_of = origin_of
 _M._heap = { push = heap_push, pop = heap_pop }
-_M._idle = idle
 
 return _M
