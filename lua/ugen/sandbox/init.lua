@@ -1,7 +1,7 @@
 -- ugen.sandbox: the sandbox MANAGER, client side: starts, stops and inspects
 -- the local U-Gen sandbox server from any Lua (what `ugen sandbox ...` and the
--- specs use). The SERVER itself is another package, `ugen_sandbox.*` in
--- sandbox/lib/ugen_sandbox/: the code nginx's Lua module runs (the fake API),
+-- specs use). The SERVER itself is another package, `ugen_sandbox_server.*` in
+-- sandbox/lib/ugen_sandbox_server/: the code nginx's Lua module runs (the fake API),
 -- never loaded by the SDK; this manager only renders sandbox/nginx.conf.tmpl,
 -- runs nginx on it and reads the server's seed module for the tenants' keys.
 --
@@ -100,11 +100,11 @@ local function load_table(path)
 end
 
 ----------------------------------------------------------------------------
--- seed data (the server's own module: sandbox/lib/ugen_sandbox/seed.lua)
+-- seed data (the server's own module: sandbox/lib/ugen_sandbox_server/seed.lua)
 ----------------------------------------------------------------------------
 
 local function load_seed_module(root)
-  local path = root .. "/lib/ugen_sandbox/seed.lua"
+  local path = root .. "/lib/ugen_sandbox_server/seed.lua"
   local chunk, err = loadfile(path)
   if not chunk then return nil, "cannot load " .. path .. ": " .. tostring(err) end
   return chunk()
@@ -223,7 +223,7 @@ function _M.start(opts)
                                           core_dir = core_dir, tls = tlsf })
     local ok, werr = write_file(dir .. "/nginx.conf", conf)
     if not ok then return nil, "cannot write " .. dir .. "/nginx.conf: " .. tostring(werr) end
-    -- the server's settings (read by sandbox/lib/ugen_sandbox/)
+    -- the server's settings (read by sandbox/lib/ugen_sandbox_server/)
     local config = format("return { seed = %q, speed = %s, dir = %q, port = %d, root = %q, owner_pid = %s, "
       .. "tls = %s }\n", seed, format("%.17g", speed), dir, p, root,
       opts.owner_pid and format("%d", opts.owner_pid) or "nil", tostring(use_tls))

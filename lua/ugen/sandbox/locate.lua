@@ -1,6 +1,6 @@
 -- ugen.sandbox.locate: where the sandbox manager finds what it runs: the
 -- sandbox server's files (sandbox/: nginx.conf.tmpl and the server package
--- lib/ugen_sandbox/), the nginx binary, the sandbox's default state directory
+-- lib/ugen_sandbox_server/), the nginx binary, the sandbox's default state directory
 -- and a LuaJIT build of the C core for nginx's Lua module (building it once
 -- into the cache when neither a checkout nor a LuaRocks 5.1 tree has one).
 -- Internal part of ugen.sandbox (which documents the environment variables).

@@ -1,4 +1,4 @@
--- ugen_sandbox.seed: the sandbox's deterministic seed data.
+-- ugen_sandbox_server.seed: the sandbox's deterministic seed data.
 --
 -- Pure Lua (5.1-5.4, LuaJIT): loaded by the nginx worker and by the
 -- manager ugen.sandbox (lua/ugen/sandbox/init.lua), which must agree on every tenant's API
