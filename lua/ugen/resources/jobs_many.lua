@@ -29,7 +29,8 @@
 -- (ugen.scheduler): inside ugen.run / a spawned task the caller yields while
 -- it waits; elsewhere the call blocks, pumping the default scheduler (other
 -- spawned tasks progress meanwhile). Polls in flight are capped by the
--- scheduler's max_concurrency (default 64 per host); the rest queue.
+-- scheduler's max_concurrency per origin (default "auto": 1024 over HTTP/2,
+-- 64 over HTTP/1.1); the rest queue.
 -- An error raised by on_progress ends the call: it is re-raised in the caller
 -- after the other polls are stopped.
 
