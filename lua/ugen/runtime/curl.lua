@@ -28,7 +28,7 @@
 --   scheduler.engine()              -- its libcurl engine (ugen.core engine)
 --   scheduler.perform(req)          -- the default runtime's perform (one pipeline request)
 --   scheduler.configure{max_concurrency =, on_error =}  -- the default scheduler's options
---   scheduler.new{max_concurrency = 64, on_error = fn}  -- a private scheduler (own engine)
+--   scheduler.new{max_concurrency = "auto", on_error = fn}  -- a private scheduler (own engine)
 --
 --   S:run(fn, ...)  S:spawn(fn, ...)  S:step([timeout])  S:configure(opts)  S:stats()
 --   S:runtime()     -- the ugen.runtime interface table of S (cached): now, time, sleep,
@@ -60,14 +60,29 @@
 -- task (task:result()) and passed to on_error(err, task, traceback); the
 -- default on_error prints the traceback to stderr. Cancellation is not an error.
 --
--- Backpressure: at most max_concurrency (default 64) transfers per origin
+-- Backpressure: at most max_concurrency requests per origin
 -- (scheme://host:port) are in flight; further requests wait in a FIFO queue
 -- (their timeouts start when they are sent). A request that carries the
 -- call's deadline (req.deadline, from a per-call timeout or a jobs:wait) gives
 -- up at that deadline even while queued (error kind "timeout", sent = false),
 -- and when it is sent its timeout is at most the time left. The engine keeps
--- connections alive and reuses them (libcurl connection cache,
--- max_host_connections = max_concurrency).
+-- connections alive and reuses them (libcurl connection cache).
+--
+-- max_concurrency counts requests in flight per origin, not connections.
+-- "auto" (the default) picks it per origin from the protocol of its last answer:
+--   HTTP/1.1 (every http:// origin, and an https one that answered over it):
+--     64 -- one request per connection: 64 connections at most, as before;
+--   HTTP/2 (https:// origins, assumed until an answer says otherwise): 1024 --
+--     streams multiplexed over at most 8 connections per origin (128 streams
+--     each; a server that allows fewer streams gets its extra requests queued
+--     inside libcurl): 1,000 requests at once take 8 TLS connections.
+-- A number applies to every origin whatever its protocol, and is also the
+-- engine's connection limit per origin (max_host_connections; "auto": 64);
+-- "auto" restores the default. What it costs: the first requests to an https
+-- origin without HTTP/2 go out up to 1024 at once and share 8 connections
+-- until its first answer (then 64), waiting inside libcurl, where their
+-- timeouts already run; a program that relied on at most 64 requests at once
+-- per https origin sets max_concurrency = 64.
 --
 -- Calls from a coroutine the scheduler does not own (a coroutine created by
 -- user code, even inside a task) never yield into foreign code: they block as
@@ -86,11 +101,12 @@ local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
 local type, tostring, error, pcall, select, setmetatable, pairs, next =
   type, tostring, error, pcall, select, setmetatable, pairs, next
-local math_floor, math_huge, string_format = math.floor, math.huge, string.format
+local math_floor, math_huge, string_format, string_sub = math.floor, math.huge, string.format, string.sub
 local traceback = debug.traceback
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
-local _M = { _VERSION = "0.1.0", DEFAULT_MAX_CONCURRENCY = 64 }
+-- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over HTTP/2
+local _M = { _VERSION = "0.1.0", DEFAULT_MAX_CONCURRENCY = 64, DEFAULT_MAX_CONCURRENCY_H2 = 1024 }
 
 local MAX_POLL = 3600     -- longest single wait in curl_multi_poll / nanosleep (s)
 
@@ -147,9 +163,9 @@ local function default_on_error(err, task, tb)
 end
 
 local function check_max(v, fname, level)
-  if type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > 100000 then
-    error(string_format("bad argument #1 to '%s' (max_concurrency must be an integer 1..100000, got %s)",
-      fname, tostring(v)), level + 1)
+  if v ~= "auto" and (type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > 100000) then
+    error(string_format("bad argument #1 to '%s' (max_concurrency must be an integer 1..100000 or \"auto\", "
+      .. "got %s)", fname, tostring(v)), level + 1)
   end
 end
 
@@ -268,10 +284,16 @@ end
 local function host_of(self, key)
   local h = self.hosts[key]
   if h == nil then
-    h = { key = key, inflight = 0, q = {}, qh = 1, qt = 0 }
+    -- mux: the origin multiplexes (HTTP/2); assumed for https until an answer says otherwise
+    h = { key = key, inflight = 0, q = {}, qh = 1, qt = 0, mux = string_sub(key, 1, 8) == "https://" }
     self.hosts[key] = h
   end
   return h
+end
+
+-- requests `host` may have in flight (max_concurrency; "auto": by protocol)
+local function host_max(self, host)
+  return self.max or (host.mux and _M.DEFAULT_MAX_CONCURRENCY_H2 or _M.DEFAULT_MAX_CONCURRENCY)
 end
 
 local function submit(self, host, entry)
@@ -297,7 +319,7 @@ end
 
 -- send queued requests of `host` while it has free slots
 local function pump_host(self, host)
-  while host.inflight < self.max and host.qh <= host.qt do
+  while host.inflight < host_max(self, host) and host.qh <= host.qt do
     local entry = host.q[host.qh]
     host.q[host.qh] = nil
     host.qh = host.qh + 1
@@ -322,6 +344,8 @@ local function complete(self, t)
   self.inflight = self.inflight - 1
   local host = entry.host
   host.inflight = host.inflight - 1
+  local v = t:http_version()       -- what the answer came over tells whether the origin multiplexes
+  if v ~= nil then host.mux = v == "2" or v == "3" end
   pump_host(self, host)
   if entry.task ~= nil then wake(self, entry.task, nil) else t:close() end
 end
@@ -586,7 +610,7 @@ local function task_perform(self, task, req)
   if task.cancelled then raise_cancelled() end
   local host = host_of(self, origin_of(req.url))
   local entry = { kind = "transfer", task = task, req = req, host = host }
-  if host.inflight < self.max then
+  if host.inflight < host_max(self, host) then
     submit(self, host, entry)          -- raises here on a bad request
   else
     local qt = host.qt + 1
@@ -822,7 +846,7 @@ end
 function _M.new(opts)
   opts = check_opts(opts, "new", 2)
   local self = setmetatable({
-    max = opts.max_concurrency or _M.DEFAULT_MAX_CONCURRENCY,
+    max = opts.max_concurrency ~= "auto" and opts.max_concurrency or nil,   -- nil: "auto"
     on_error = opts.on_error,
     engine = opts.engine, own_engine = false,
     rq = {}, rq_head = 1, rq_tail = 0,
@@ -840,11 +864,12 @@ function S.configure(self, opts)
   opts = check_opts(opts, "configure", 2)
   if opts.on_error ~= nil then self.on_error = opts.on_error end
   local max = opts.max_concurrency
-  if max ~= nil and max ~= self.max then
+  if max == "auto" then max = false end   -- false: back to "auto" (self.max = nil)
+  if max ~= nil and (max or nil) ~= self.max then
     if self.inflight > 0 or self.queued > 0 then
       error("ugen.scheduler: cannot change max_concurrency while requests are in flight", 2)
     end
-    self.max = max
+    self.max = max or nil
     -- the engine's per-host connection limit follows max_concurrency
     if self.own_engine and self.engine then self.engine:close() end
     self.engine, self.own_engine = nil, false
@@ -860,7 +885,7 @@ end
 function S.stats(self)
   local s = {}
   for k, v in pairs(self.stat) do s[k] = v end
-  s.tasks, s.inflight, s.queued, s.max_concurrency = self.ntasks, self.inflight, self.queued, self.max
+  s.tasks, s.inflight, s.queued, s.max_concurrency = self.ntasks, self.inflight, self.queued, self.max or "auto"
   local timers = 0
   for i = 1, self.heap.n do if self.heap[i].task then timers = timers + 1 end end
   s.timers = timers
@@ -983,8 +1008,8 @@ function S.close(self)
 end
 
 function S_mt.__tostring(self)
-  return string_format("ugen.scheduler(tasks=%d, inflight=%d, queued=%d, max_concurrency=%d)",
-    self.ntasks, self.inflight, self.queued, self.max)
+  return string_format("ugen.scheduler(tasks=%d, inflight=%d, queued=%d, max_concurrency=%s)",
+    self.ntasks, self.inflight, self.queued, tostring(self.max or "auto"))
 end
 
 ---------------------------------------------------------------------------
@@ -1052,7 +1077,7 @@ end
 function _M.default()
   if default_scheduler == nil then
     -- shares the process engine (connection reuse with blocking calls) while
-    -- max_concurrency is the engine's default of 64
+    -- max_concurrency is "auto" (the engine's default of 64 connections per origin)
     default_scheduler = _M.new()
     default_scheduler.engine = _M.engine()
   end
@@ -1063,7 +1088,7 @@ function _M.configure(opts)
   local d = _M.default()
   check_opts(opts, "configure", 2)
   d:configure(opts)
-  if d.engine == nil and d.max == _M.DEFAULT_MAX_CONCURRENCY then d.engine = _M.engine() end
+  if d.engine == nil and d.max == nil then d.engine = _M.engine() end
   return d
 end
 
