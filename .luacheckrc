@@ -1,7 +1,7 @@
 std = "min"
 max_line_length = 120
 include_files = { "lua", "spec", "sandbox/**/*.lua", "examples", "bench/**/*.lua", "bin/ugen", "*.rockspec" }
-exclude_files = { ".luarocks", ".install", "build", "examples/openresty/*.conf", "examples/**/*.md" }
+exclude_files = { ".luarocks", ".install", "build", "examples/openresty/*.conf", "examples/**/*.md", "spec/**/*.c" }
 
 files["spec"] = { std = "+busted" }
 files["sandbox"] = { globals = { "ngx" } }

@@ -13,4 +13,7 @@ return {
   ["ugen.scheduler (unit) a cancelled task that catches the error gets it again at its next wait"] =
     "PUC Lua 5.1 cannot yield across pcall, so a task cannot catch the cancel and wait again "
     .. "(LuaJIT and 5.2+ can, and run it)",
+  ["client:step interrupted by the host (forced yields) completes every job when step is yielded part-way "
+    .. "and re-entered from other host tasks"] =
+    "a count hook can yield only on Lua 5.3/5.4 (HAProxy's Lua); LuaJIT and 5.1 cannot yield from hooks",
 }
