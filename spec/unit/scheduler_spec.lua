@@ -64,6 +64,18 @@ describe("ugen.scheduler (unit)", function()
     assert.is_nil(timer_heap.pop(h))
   end)
 
+  it("timer_heap.add numbers entries: equal deadlines pop in the order they were added", function()
+    local h = timer_heap.new()
+    local a = timer_heap.add(h, { name = "a" }, 5)
+    local b = timer_heap.add(h, { name = "b" }, 2)
+    local c = timer_heap.add(h, { name = "c" }, 5)
+    local d = timer_heap.add(h, { name = "d" }, 2)
+    assert.equal(b, h[1])
+    assert.same({ b, d, a, c }, { timer_heap.pop(h), timer_heap.pop(h), timer_heap.pop(h), timer_heap.pop(h) })
+    assert.equal(0, h.n)
+    assert.is_nil(h[1])
+  end)
+
   it("tasks start in spawn order; a bare coroutine.yield() passes the turn", function()
     local S = quiet()
     local log = {}
