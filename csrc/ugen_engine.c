@@ -28,6 +28,16 @@
  * current curl_multi_perform returns (ugen_engine_reap), before e:run or
  * e:request return, and e:run then returns without waiting in
  * curl_multi_poll, so whoever closed it is not kept waiting.
+ *
+ * HTTP/2: https requests offer h2 (ALPN) and wait for a connection being set
+ * up to the same origin to tell whether it multiplexes (CURLOPT_PIPEWAIT)
+ * instead of each opening its own. The multi handle multiplexes up to
+ * max_concurrent_streams (128) streams per connection (fewer when the
+ * server's SETTINGS say so) over at most max_host_connections_h2 (8)
+ * connections per origin (ugen_engine_host_limit). Plain http:// stays
+ * HTTP/1.1 (no h2c): one request per connection, max_host_connections (64).
+ * A request that is not idempotent is never sent twice by libcurl
+ * (ugen_engine_prereq_cb).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +53,19 @@
 #define UGEN_DEFAULT_CONNECT_TIMEOUT 10.0
 #define UGEN_DEFAULT_TIMEOUT 60.0
 #define UGEN_MAX_REDIRS 5L
+#define UGEN_DEFAULT_MAX_HOST_CONNECTIONS 64L
+/* Connections per origin while only multiplexed (HTTP/2) transfers are in
+ * flight. libcurl 7.88 waits (PIPEWAIT) only for the FIRST connection to an
+ * origin: once it is full, every further transfer opens a connection of its
+ * own while the next one is still being set up, up to the per-host limit.
+ * 1,000 requests at once then took 64 TLS connections; with 8, libcurl keeps
+ * the overflow waiting until those 8 are up and multiplexes it over them. */
+#define UGEN_DEFAULT_MAX_HOST_CONNECTIONS_H2 8L
+/* CURLMOPT_MAX_CONCURRENT_STREAMS: streams per HTTP/2 connection (libcurl's
+ * default is 100; the server's SETTINGS_MAX_CONCURRENT_STREAMS may lower it).
+ * 128 is what nginx and most load balancers allow: the scheduler's HTTP/2
+ * default of 1,024 requests in flight per origin then fits 8 connections. */
+#define UGEN_DEFAULT_MAX_STREAMS 128L
 #define UGEN_MSG_SIZE 256
 
 /* transfer user-value slots */
@@ -67,7 +90,8 @@ enum ugen_fail {
   F_NOMEM,
   F_ENGINE_CLOSED,
   F_SETUP,
-  F_INSECURE_REDIRECT
+  F_INSECURE_REDIRECT,
+  F_RESEND
 };
 
 enum ugen_out { OUT_UNDECIDED, OUT_FILE, OUT_MEMORY };
@@ -88,6 +112,10 @@ typedef struct ugen_transfer {
   int state, fail, sync, anchored, in_multi, has_progress, out_mode;
   int https_only;         /* follows redirects to https URLs only */
   int closing;            /* closed from inside a callback; reaped after the multi call */
+  int once;               /* not idempotent: libcurl must not send it twice */
+  int plain;              /* http:// (HTTP/1.1, never multiplexed): counts in engine->nplain */
+  int sends;              /* requests libcurl started for it (prereq callback) */
+  long redirects;         /* redirects followed when it last started one */
   CURLcode code;
   int fd;                 /* output file, -1 when none is open */
   const char *out_path;   /* pinned in UV_OUTPUT */
@@ -118,6 +146,12 @@ typedef struct ugen_engine {
   int inflight;   /* transfers in the multi handle */
   int closed, busy;
   int nclosing;   /* transfers marked closing, not yet reaped */
+  int has_h2;     /* libcurl was built with HTTP/2 (nghttp2) */
+  /* CURLMOPT_MAX_HOST_CONNECTIONS is one limit for every host: max_host while
+   * an http:// transfer is in the multi handle (nplain > 0) or once an https
+   * origin answered over HTTP/1.1 (h1_tls), else max_host_h2 */
+  long max_host, max_host_h2, host_limit;
+  int nplain, h1_tls;
   lua_State *L;   /* thread inside e:run/e:request, else NULL */
   int anchors;    /* stack index of the anchors table on L */
   lua_Alloc allocf;
@@ -579,6 +613,38 @@ static int ugen_engine_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlno
   return abort_;
 }
 
+#if UGEN_HAVE_CURL_PREREQFUNC
+/* CURLOPT_PREREQFUNCTION of a request that is not idempotent: libcurl calls
+ * it each time it is about to send the request. libcurl sends a request
+ * again by itself when the connection it went out on dies before any
+ * response byte and that connection counts as reused -- on HTTP/2 every
+ * connection another transfer joined counts, so a fresh connection is no
+ * protection there -- and the server may already have processed it
+ * (spec/integration/h2_spec.lua). A second start that is not a redirect is
+ * that re-send: refused, the transfer fails (kind "network", sent = true).
+ * Never calls Lua. */
+static int ugen_engine_prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                                 int conn_primary_port, int conn_local_port)
+{
+  ugen_transfer *t = (ugen_transfer *)ud;
+  long redirects = 0;
+
+  (void)conn_primary_ip;
+  (void)conn_local_ip;
+  (void)conn_primary_port;
+  (void)conn_local_port;
+  if (curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_COUNT, &redirects) != CURLE_OK)
+    redirects = t->redirects;
+  if (t->sends > 0 && redirects == t->redirects) {
+    t->fail = F_RESEND;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  t->sends++;
+  t->redirects = redirects;
+  return CURL_PREREQFUNC_OK;
+}
+#endif
+
 /* ---- finishing -------------------------------------------------------- */
 
 static curl_off_t ugen_engine_info_time(CURL *easy, CURLINFO info)
@@ -606,7 +672,7 @@ static void ugen_engine_capture(ugen_transfer *t)
     hdrsize = 0;
   t->status = status;
   t->http_version = version;
-  t->sent = reqsize > 0 || hdrsize > 0 || status > 0 || t->ulnow > 0;
+  t->sent = t->fail == F_RESEND || reqsize > 0 || hdrsize > 0 || status > 0 || t->ulnow > 0;
   t->t_namelookup = ugen_engine_info_time(easy, CURLINFO_NAMELOOKUP_TIME_T);
   t->t_connect = ugen_engine_info_time(easy, CURLINFO_CONNECT_TIME_T);
   t->t_appconnect = ugen_engine_info_time(easy, CURLINFO_APPCONNECT_TIME_T);
@@ -620,6 +686,29 @@ static void ugen_engine_capture(ugen_transfer *t)
     (void)ugen_engine_buf_add(t->engine, &t->url, url, strlen(url));
 }
 
+/* Sets the multi handle's per-host connection limit for the transfers in
+ * it: max_host while any HTTP/1.1 one is (one request per connection),
+ * max_host_h2 while all are https ones, which multiplex. An https origin that
+ * answers over HTTP/1.1 ends that for the engine's life (h1_tls): its
+ * requests need a connection each, and libcurl has one limit for all hosts.
+ * Never called from inside a libcurl callback. On failure the old limit
+ * stays and the next change retries. */
+static CURLMcode ugen_engine_host_limit(ugen_engine *e)
+{
+  long want = e->max_host;
+  CURLMcode mc = CURLM_OK;
+
+  /* 0 is "no limit" for both */
+  if (e->nplain == 0 && !e->h1_tls && e->max_host_h2 > 0 && (want == 0 || e->max_host_h2 < want))
+    want = e->max_host_h2;
+  if (want != e->host_limit) {
+    mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, want);
+    if (mc == CURLM_OK)
+      e->host_limit = want;
+  }
+  return mc;
+}
+
 /* Gives the easy handle back and frees what libcurl no longer needs. */
 static void ugen_engine_drop_easy(ugen_engine *e, ugen_transfer *t)
 {
@@ -627,6 +716,11 @@ static void ugen_engine_drop_easy(ugen_engine *e, ugen_transfer *t)
     (void)curl_multi_remove_handle(e->multi, t->easy);
     t->in_multi = 0;
     e->inflight--;
+    if (t->plain) {
+      e->nplain--;
+      if (ugen_engine_host_limit(e) != CURLM_OK)
+        e->host_limit = -1; /* unknown: the next transfer sets it again */
+    }
   }
   /* the mime handle unbinds itself from the easy handle: free it first */
   if (t->mime != NULL) {
@@ -647,6 +741,12 @@ static void ugen_engine_finish(ugen_engine *e, ugen_transfer *t, CURLcode code)
 {
   t->code = code;
   ugen_engine_capture(t);
+  if (!t->plain && !e->h1_tls && t->status > 0 &&
+      (t->http_version == CURL_HTTP_VERSION_1_0 || t->http_version == CURL_HTTP_VERSION_1_1)) {
+    e->h1_tls = 1; /* an https origin without HTTP/2: the HTTP/1.1 limit from now on */
+    if (ugen_engine_host_limit(e) != CURLM_OK)
+      e->host_limit = -1;
+  }
   if (code == CURLE_OK && t->fail == F_NONE && t->out_path != NULL && t->status >= 200 &&
       t->status < 300 && t->out_mode == OUT_UNDECIDED) {
     /* empty 2xx body: the output file still has to exist */
@@ -811,6 +911,10 @@ static int ugen_engine_push_result(lua_State *L, ugen_transfer *t, int uv)
     break;
   case F_INSECURE_REDIRECT:
     ugen_err_new(L, "insecure_redirect", "refused a redirect from https to a URL that is not https");
+    break;
+  case F_RESEND:
+    ugen_err_new(L, "network", "connection lost after the request was sent (the server may have "
+                               "processed it); not sent again: the request is not idempotent");
     break;
   case F_IO:
     ugen_err_new(L, "io", t->msg);
@@ -987,6 +1091,19 @@ static int ugen_transfer_progress(lua_State *L)
   return 4;
 }
 
+/* t:http_version() -> "1.1" | "2" | ... once done with a response, else nil
+ * (cheap: what the scheduler learns about an origin from each transfer) */
+static int ugen_transfer_http_version(lua_State *L)
+{
+  ugen_transfer *t = ugen_transfer_get(L, 1);
+  const char *ver = t->state == T_DONE ? ugen_engine_version_name(t->http_version) : NULL;
+  if (ver != NULL)
+    lua_pushstring(L, ver);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int ugen_transfer_tostring(lua_State *L)
 {
   lua_pushfstring(L, UGEN_TRANSFER_CLASS ": %p", lua_touserdata(L, 1));
@@ -1093,7 +1210,7 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
 {
   size_t len = 0, body_len = 0;
   const char *url, *method, *body, *s;
-  int has_mime, follow = 0, fresh = 0;
+  int has_mime, follow = 0, https;
   double connect_timeout, timeout, low_speed;
 
   /* read and check every field before touching the handle */
@@ -1140,8 +1257,8 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
   lua_getfield(L, req, "follow");
   follow = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  lua_getfield(L, req, "fresh_connect");
-  fresh = lua_toboolean(L, -1);
+  if (ugen_engine_field(L, req, "idempotent", LUA_TBOOLEAN, "boolean"))
+    t->once = !lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (ugen_engine_field(L, req, "on_progress", LUA_TFUNCTION, "function")) {
     lua_rawseti(L, uv, UV_PROGRESS);
@@ -1208,11 +1325,34 @@ static CURLcode ugen_engine_apply(lua_State *L, ugen_engine *e, ugen_transfer *t
     UGEN_SETOPT(t, CURLOPT_CAINFO, s); /* libcurl copies strings */
   if ((s = ugen_engine_string(L, req, "capath", &len)) != NULL)
     UGEN_SETOPT(t, CURLOPT_CAPATH, s);
-  /* libcurl silently sends a request again on a new connection when a REUSED
-   * connection dies before any response byte -- even a POST the server may
-   * already have processed. A fresh connection is never retried that way. */
-  if (fresh)
+  https = ugen_engine_is_https(url);
+  t->plain = !(https && e->has_h2);
+  if (!t->plain) {
+    /* HTTP/2 when the server offers it (libcurl's default since 7.62, said
+     * here), HTTP/1.1 otherwise. Started while a connection to the origin is
+     * being set up, wait for it to tell whether it multiplexes rather than
+     * open another: 1,000 requests started together share a few connections. */
+    UGEN_SETOPT(t, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    UGEN_SETOPT(t, CURLOPT_PIPEWAIT, 1L);
+  }
+  if (t->once) {
+    /* Not idempotent: libcurl must not send it twice (ugen_engine_prereq_cb).
+     * Over plain HTTP (HTTP/1.1) it also takes a new connection: a kept-alive
+     * one may be closed by the server just as the request goes out, and then
+     * the request would fail for nothing; a new connection costs no TLS
+     * handshake. Over https it shares the multiplexed connections like any
+     * request (a fresh connection would be joined by other streams anyway). */
+#if UGEN_HAVE_CURL_PREREQFUNC
+    UGEN_SETOPT(t, CURLOPT_PREREQFUNCTION, ugen_engine_prereq_cb);
+    UGEN_SETOPT(t, CURLOPT_PREREQDATA, (void *)t);
+    if (!https)
+      UGEN_SETOPT(t, CURLOPT_FRESH_CONNECT, 1L);
+#else
+    /* no prereq callback before 7.80: a fresh connection is never re-sent on
+     * HTTP/1.1 (on HTTP/2 only while no other transfer joins it) */
     UGEN_SETOPT(t, CURLOPT_FRESH_CONNECT, 1L);
+#endif
+  }
   if (follow) {
     UGEN_SETOPT(t, CURLOPT_FOLLOWLOCATION, 1L);
     UGEN_SETOPT(t, CURLOPT_MAXREDIRS, UGEN_MAX_REDIRS);
@@ -1320,8 +1460,14 @@ static ugen_transfer *ugen_engine_new_transfer(lua_State *L, ugen_engine *e, int
   rc = ugen_engine_apply(L, e, t, UGEN_REQ_ARG, uv);
   lua_settop(L, tidx);
   if (rc == CURLE_OK) {
-    CURLMcode mc = curl_multi_add_handle(e->multi, t->easy);
+    CURLMcode mc;
+    /* an HTTP/1.1 transfer raises the per-host limit before libcurl sees it */
+    e->nplain += t->plain;
+    mc = ugen_engine_host_limit(e);
+    if (mc == CURLM_OK)
+      mc = curl_multi_add_handle(e->multi, t->easy);
     if (mc != CURLM_OK) {
+      e->nplain -= t->plain;
       rc = CURLE_FAILED_INIT;
       (void)snprintf(t->msg, sizeof t->msg, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
     }
@@ -1585,7 +1731,9 @@ static long ugen_engine_opt_long(lua_State *L, int idx, const char *k, long dflt
 static int ugen_engine_new(lua_State *L)
 {
   ugen_engine *e;
-  long max_host = 64, max_total = 0;
+  long max_host = UGEN_DEFAULT_MAX_HOST_CONNECTIONS, max_total = 0;
+  long max_host_h2 = UGEN_DEFAULT_MAX_HOST_CONNECTIONS_H2, max_streams = UGEN_DEFAULT_MAX_STREAMS;
+  const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
   int eidx;
   CURLMcode mc;
   CURLSHcode sc;
@@ -1594,6 +1742,10 @@ static int ugen_engine_new(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     max_host = ugen_engine_opt_long(L, 1, "max_host_connections", max_host);
     max_total = ugen_engine_opt_long(L, 1, "max_total_connections", max_total);
+    max_host_h2 = ugen_engine_opt_long(L, 1, "max_host_connections_h2", max_host_h2);
+    max_streams = ugen_engine_opt_long(L, 1, "max_concurrent_streams", max_streams);
+    if (max_streams < 1)
+      luaL_argerror(L, 1, "opts.max_concurrent_streams: must be an integer >= 1");
   }
   e = (ugen_engine *)ugen_newuserdata(L, sizeof *e);
   memset(e, 0, sizeof *e);
@@ -1603,6 +1755,9 @@ static int ugen_engine_new(lua_State *L)
   luaL_getmetatable(L, UGEN_ENGINE_CLASS);
   lua_setmetatable(L, eidx);
   e->allocf = lua_getallocf(L, &e->allocud);
+  e->has_h2 = vi != NULL && (vi->features & CURL_VERSION_HTTP2) != 0;
+  e->max_host = max_host;
+  e->max_host_h2 = max_host_h2;
 
   e->multi = curl_multi_init();
   e->share = curl_share_init();
@@ -1616,8 +1771,21 @@ static int ugen_engine_new(lua_State *L)
 #endif
   )
     return luaL_error(L, UGEN_ENGINE_CLASS ": curl_share_setopt: %s", curl_share_strerror(sc));
-  if ((mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host)) != CURLM_OK ||
-      (mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total)) != CURLM_OK)
+  /* HTTP/2 multiplexing (libcurl's default since 7.62, said here): transfers
+   * to one origin share a connection up to max_streams streams at once.
+   * MAXCONNECTS: idle connections kept for reuse. libcurl's default follows
+   * the number of transfers in the multi handle (4 each), so after a burst of
+   * polls it closed the connections the next burst needed (new TLS
+   * handshakes); 2 x max_host_connections, 0 (libcurl's default) when that
+   * is unlimited. */
+  if ((mc = ugen_engine_host_limit(e)) != CURLM_OK ||
+      (mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total)) != CURLM_OK ||
+      (mc = curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX)) != CURLM_OK ||
+      (mc = curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, max_host * 2)) != CURLM_OK
+#if UGEN_HAVE_CURL_MAX_STREAMS
+      || (mc = curl_multi_setopt(e->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, max_streams)) != CURLM_OK
+#endif
+  )
     return luaL_error(L, UGEN_ENGINE_CLASS ": curl_multi_setopt: %s", curl_multi_strerror(mc));
   if ((mc = ugen_loop_attach(e->multi, e->allocf, e->allocud, &e->loop)) != CURLM_OK)
     return luaL_error(L, UGEN_ENGINE_CLASS ": %s", ugen_loop_strerror(e->loop, mc));
@@ -1648,6 +1816,7 @@ static const luaL_Reg ugen_transfer_methods[] = {
   { "done", ugen_transfer_done },
   { "result", ugen_transfer_result },
   { "progress", ugen_transfer_progress },
+  { "http_version", ugen_transfer_http_version },
   { "close", ugen_transfer_close },
   { NULL, NULL },
 };

@@ -186,8 +186,9 @@ describe("ugen.core engine on a foreign event loop (libuv)", function()
       if at > t0 + 0.05 * SLOW and at < t0 + 0.25 then during = during + 1 end
     end
     -- (libcurl's connect-phase timer is due once in there; libuv's 1 ms clock
-    -- may fire it a hair early, which costs one more e:act())
-    assert.is_true(during <= 2, ("%d act calls while the server waited"):format(during))
+    -- may fire it a hair early, which costs one more e:act(), twice on a loaded
+    -- machine: a fixed-rate poll would make 20 (10 ms) to 200 (1 ms) calls here)
+    assert.is_true(during <= 4, ("%d act calls while the server waited"):format(during))
     assert.is_true(cpu < 0.1 * SLOW, ("%.3f s CPU for a 0.3 s wait"):format(cpu))
     h.close()
     e:close()

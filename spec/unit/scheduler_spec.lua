@@ -370,7 +370,23 @@ describe("ugen.scheduler (unit)", function()
     assert.equal(5, st.finished)
     assert.is_true(st.resumes >= 9)
     assert.equal(0, st.tasks)
-    assert.equal(64, st.max_concurrency)
-    assert.matches("^ugen%.scheduler%(tasks=0", tostring(S))
+    assert.equal("auto", st.max_concurrency)
+    assert.matches("^ugen%.scheduler%(tasks=0, inflight=0, queued=0, max_concurrency=auto%)$", tostring(S))
+  end)
+
+  it("max_concurrency is a number or \"auto\" (by protocol: 64 over HTTP/1.1, 1024 over HTTP/2)", function()
+    assert.equal(64, scheduler.DEFAULT_MAX_CONCURRENCY)
+    assert.equal(1024, scheduler.DEFAULT_MAX_CONCURRENCY_H2)
+    local S = scheduler.new{ max_concurrency = 8, on_error = false }
+    assert.equal(8, S:stats().max_concurrency)
+    assert.matches("max_concurrency=8%)$", tostring(S))
+    S:configure{ max_concurrency = "auto" }
+    assert.equal("auto", S:stats().max_concurrency)
+    S:configure{ max_concurrency = 100 }
+    assert.equal(100, S:stats().max_concurrency)
+    assert.equal("auto", scheduler.new{ max_concurrency = "auto" }:stats().max_concurrency)
+    assert.has_error(function() scheduler.new{ max_concurrency = "many" } end,
+      "bad argument #1 to 'new' (max_concurrency must be an integer 1..100000 or \"auto\", got many)")
+    S:close()
   end)
 end)

@@ -28,7 +28,7 @@
 --   scheduler.engine()              -- its libcurl engine (ugen.core engine)
 --   scheduler.perform(req)          -- the default runtime's perform (one pipeline request)
 --   scheduler.configure{max_concurrency =, on_error =}  -- the default scheduler's options
---   scheduler.new{max_concurrency = 64, on_error = fn}  -- a private scheduler (own engine)
+--   scheduler.new{max_concurrency = "auto", on_error = fn}  -- a private scheduler (own engine)
 --
 --   S:run(fn, ...)  S:spawn(fn, ...)  S:step([timeout])  S:configure(opts)  S:stats()
 --   S:runtime()     -- the ugen.runtime interface table of S (cached): now, time, sleep,
@@ -60,14 +60,29 @@
 -- task (task:result()) and passed to on_error(err, task, traceback); the
 -- default on_error prints the traceback to stderr. Cancellation is not an error.
 --
--- Backpressure: at most max_concurrency (default 64) transfers per origin
+-- Backpressure: at most max_concurrency requests per origin
 -- (scheme://host:port) are in flight; further requests wait in a FIFO queue
 -- (their timeouts start when they are sent). A request that carries the
 -- call's deadline (req.deadline, from a per-call timeout or a jobs:wait) gives
 -- up at that deadline even while queued (error kind "timeout", sent = false),
 -- and when it is sent its timeout is at most the time left. The engine keeps
--- connections alive and reuses them (libcurl connection cache,
--- max_host_connections = max_concurrency).
+-- connections alive and reuses them (libcurl connection cache).
+--
+-- max_concurrency counts requests in flight per origin, not connections.
+-- "auto" (the default) picks it per origin from the protocol of its last answer:
+--   HTTP/1.1 (every http:// origin, and an https one that answered over it):
+--     64 -- one request per connection: 64 connections at most, as before;
+--   HTTP/2 (https:// origins, assumed until an answer says otherwise): 1024 --
+--     streams multiplexed over at most 8 connections per origin (128 streams
+--     each; a server that allows fewer streams gets its extra requests queued
+--     inside libcurl): 1,000 requests at once take 8 TLS connections.
+-- A number applies to every origin whatever its protocol, and is also the
+-- engine's connection limit per origin (max_host_connections; "auto": 64);
+-- "auto" restores the default. What it costs: the first requests to an https
+-- origin without HTTP/2 go out up to 1024 at once and share 8 connections
+-- until its first answer (then 64), waiting inside libcurl, where their
+-- timeouts already run; a program that relied on at most 64 requests at once
+-- per https origin sets max_concurrency = 64.
 --
 -- Calls from a coroutine the scheduler does not own (a coroutine created by
 -- user code, even inside a task) never yield into foreign code: they block as
@@ -76,7 +91,8 @@
 -- the SDK blocks as before.
 --
 -- Lua 5.1 (not LuaJIT) cannot yield across pcall: inside a task there, call
--- the SDK outside pcall/xpcall (LuaJIT and Lua 5.2+ have no such limit).--
+-- the SDK outside pcall/xpcall (LuaJIT and Lua 5.2+ have no such limit).
+--
 -- This module owns the scheduler objects (options, S:* methods), their
 -- runtime() table and the module-level API on the default scheduler. The
 -- machinery sits below it, one concern per module (each requires only lower
@@ -91,6 +107,7 @@ local tcurl = require "ugen.transport.curl"
 local native = require "ugen.native"
 local task_mod = require "ugen.runtime.task"
 local timer_heap = require "ugen.runtime.timer_heap"
+local transfers = require "ugen.runtime.transfers"
 local loop = require "ugen.runtime.loop"
 
 local type, tostring, error, setmetatable, pairs =
@@ -101,7 +118,10 @@ local unpack = table.unpack or unpack -- luacheck: ignore 143
 local pack, current_in, spawn = task_mod.pack, task_mod.current_in, task_mod.spawn
 local stepping, round, pump_until, owner = loop.stepping, loop.round, loop.pump_until, loop.owner
 
-local _M = { _VERSION = "0.1.0", DEFAULT_MAX_CONCURRENCY = 64 }
+-- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over
+-- HTTP/2 (ugen.runtime.transfers applies them)
+local _M = { _VERSION = "0.1.0", DEFAULT_MAX_CONCURRENCY = transfers.DEFAULT_MAX_CONCURRENCY,
+             DEFAULT_MAX_CONCURRENCY_H2 = transfers.DEFAULT_MAX_CONCURRENCY_H2 }
 
 local function now() return native.now() end
 local function wall_time() return native.time() end
@@ -127,9 +147,9 @@ local NOARGS = { n = 0 }
 -- argument checks
 
 local function check_max(v, fname, level)
-  if type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > 100000 then
-    error(string_format("bad argument #1 to '%s' (max_concurrency must be an integer 1..100000, got %s)",
-      fname, tostring(v)), level + 1)
+  if v ~= "auto" and (type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > 100000) then
+    error(string_format("bad argument #1 to '%s' (max_concurrency must be an integer 1..100000 or \"auto\", "
+      .. "got %s)", fname, tostring(v)), level + 1)
   end
 end
 
@@ -239,7 +259,7 @@ end
 function _M.new(opts)
   opts = check_opts(opts, "new", 2)
   local self = setmetatable({
-    max = opts.max_concurrency or _M.DEFAULT_MAX_CONCURRENCY,
+    max = opts.max_concurrency ~= "auto" and opts.max_concurrency or nil,   -- nil: "auto"
     on_error = opts.on_error,
     engine = opts.engine, own_engine = false,
     rq = {}, rq_head = 1, rq_tail = 0,
@@ -259,11 +279,12 @@ function S.configure(self, opts)
   opts = check_opts(opts, "configure", 2)
   if opts.on_error ~= nil then self.on_error = opts.on_error end
   local max = opts.max_concurrency
-  if max ~= nil and max ~= self.max then
+  if max == "auto" then max = false end   -- false: back to "auto" (self.max = nil)
+  if max ~= nil and (max or nil) ~= self.max then
     if self.inflight > 0 or self.queued > 0 then
       error("ugen.scheduler: cannot change max_concurrency while requests are in flight", 2)
     end
-    self.max = max
+    self.max = max or nil
     -- the engine's per-host connection limit follows max_concurrency
     if self.own_engine and self.engine then self.engine:close() end
     self.engine, self.own_engine = nil, false
@@ -279,7 +300,7 @@ end
 function S.stats(self)
   local s = {}
   for k, v in pairs(self.stat) do s[k] = v end
-  s.tasks, s.inflight, s.queued, s.max_concurrency = self.ntasks, self.inflight, self.queued, self.max
+  s.tasks, s.inflight, s.queued, s.max_concurrency = self.ntasks, self.inflight, self.queued, self.max or "auto"
   s.timers = loop.live_timers(self)
   return s
 end
@@ -360,8 +381,8 @@ function S.close(self)
 end
 
 function S_mt.__tostring(self)
-  return string_format("ugen.scheduler(tasks=%d, inflight=%d, queued=%d, max_concurrency=%d)",
-    self.ntasks, self.inflight, self.queued, self.max)
+  return string_format("ugen.scheduler(tasks=%d, inflight=%d, queued=%d, max_concurrency=%s)",
+    self.ntasks, self.inflight, self.queued, tostring(self.max or "auto"))
 end
 
 ---------------------------------------------------------------------------
@@ -370,7 +391,7 @@ end
 function _M.default()
   if default_scheduler == nil then
     -- shares the process engine (connection reuse with blocking calls) while
-    -- max_concurrency is the engine's default of 64
+    -- max_concurrency is "auto" (the engine's default of 64 connections per origin)
     default_scheduler = _M.new()
     default_scheduler.engine = _M.engine()
   end
@@ -381,7 +402,7 @@ function _M.configure(opts)
   local d = _M.default()
   check_opts(opts, "configure", 2)
   d:configure(opts)
-  if d.engine == nil and d.max == _M.DEFAULT_MAX_CONCURRENCY then d.engine = _M.engine() end
+  if d.engine == nil and d.max == nil then d.engine = _M.engine() end
   return d
 end
 

@@ -1,12 +1,17 @@
 -- ugen.runtime.transfers: the requests of a curl scheduler's tasks on its
 -- libcurl engine, with per-origin backpressure. Owns the engine of a scheduler
--- (made on first use with max_host_connections = max_concurrency), the
--- per-origin ("scheme://host:port") FIFO queues (at most sched.max transfers
--- in flight per origin), sending a queued request when a slot frees (bounded
--- by what is left of its call's deadline), collecting finished transfers and
--- dropping the transfer of a cancelled task.
+-- (made on first use with max_host_connections = max_concurrency; the
+-- engine's default of 64 when it is "auto"), the per-origin
+-- ("scheme://host:port") FIFO queues (at most host_max requests in flight per
+-- origin: sched.max, or with sched.max == nil ("auto") 64 over HTTP/1.1 and
+-- 1024 over HTTP/2, learnt from the protocol of the origin's last answer and
+-- assumed HTTP/2 for https until one says otherwise), sending a queued request
+-- when a slot frees (bounded by what is left of its call's deadline),
+-- collecting finished transfers and dropping the transfer of a cancelled task.
 --
 --   transfers.origin_of(url)         -> backpressure key ("?" without a URL)
+--   transfers.DEFAULT_MAX_CONCURRENCY, .DEFAULT_MAX_CONCURRENCY_H2 -- "auto"'s limits
+--                                       (ugen.runtime.curl exposes these same fields)
 --   transfers.engine(sched)          -> its engine (ugen.core engine), made on demand
 --   transfers.perform(sched, task, creq) -> res | nil, core err  (yields `task`)
 --   transfers.collect(sched, wait)   -- engine:run(wait), wake the tasks whose transfer ended
@@ -25,11 +30,13 @@ local timer_heap = require "ugen.runtime.timer_heap"
 local task_mod = require "ugen.runtime.task"
 
 local type, pcall, pairs, next, error = type, pcall, pairs, next, error
+local string_sub = string.sub
 local now = native.now
 local wake, park = task_mod.wake, task_mod.park
 local heap_add = timer_heap.add
 
-local _M = {}
+-- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over HTTP/2
+local _M = { DEFAULT_MAX_CONCURRENCY = 64, DEFAULT_MAX_CONCURRENCY_H2 = 1024 }
 
 -- per-origin backpressure key ("scheme://host:port"; "?" when there is none)
 local function origin_of(url)
@@ -50,10 +57,16 @@ _M.engine = engine
 local function host_of(sched, key)
   local h = sched.hosts[key]
   if h == nil then
-    h = { key = key, inflight = 0, q = {}, qh = 1, qt = 0 }
+    -- mux: the origin multiplexes (HTTP/2); assumed for https until an answer says otherwise
+    h = { key = key, inflight = 0, q = {}, qh = 1, qt = 0, mux = string_sub(key, 1, 8) == "https://" }
     sched.hosts[key] = h
   end
   return h
+end
+
+-- requests `host` may have in flight (max_concurrency; "auto": by protocol)
+local function host_max(sched, host)
+  return sched.max or (host.mux and _M.DEFAULT_MAX_CONCURRENCY_H2 or _M.DEFAULT_MAX_CONCURRENCY)
 end
 
 local function submit(sched, host, entry)
@@ -79,7 +92,7 @@ end
 
 -- send queued requests of `host` while it has free slots
 local function pump_host(sched, host)
-  while host.inflight < sched.max and host.qh <= host.qt do
+  while host.inflight < host_max(sched, host) and host.qh <= host.qt do
     local entry = host.q[host.qh]
     host.q[host.qh] = nil
     host.qh = host.qh + 1
@@ -104,6 +117,8 @@ local function complete(sched, t)
   sched.inflight = sched.inflight - 1
   local host = entry.host
   host.inflight = host.inflight - 1
+  local v = t:http_version()       -- what the answer came over tells whether the origin multiplexes
+  if v ~= nil then host.mux = v == "2" or v == "3" end
   pump_host(sched, host)
   if entry.task ~= nil then wake(sched, entry.task, nil) else t:close() end
 end
@@ -142,12 +157,12 @@ local function drop(sched, entry)
 end
 
 -- one core request from `task` (running now): sent now or queued behind its
--- origin's max_concurrency; yields until it ended -> res | nil, core err
+-- origin's limit (host_max); yields until it ended -> res | nil, core err
 function _M.perform(sched, task, req)
   if task.cancelled then task_mod.raise_cancelled() end
   local host = host_of(sched, origin_of(req.url))
   local entry = { task = task, req = req, host = host, drop = drop }
-  if host.inflight < sched.max then
+  if host.inflight < host_max(sched, host) then
     submit(sched, host, entry)          -- raises here on a bad request
   else
     local qt = host.qt + 1

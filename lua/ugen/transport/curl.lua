@@ -79,14 +79,14 @@ function _M.to_core(req)
     on_progress = req.on_progress,
     low_speed_time = req.low_speed_time,
     follow = req.follow,
-    -- not idempotent: a fresh connection, so libcurl cannot silently send it twice
-    fresh_connect = req.idempotent == false or nil,
     timeout = req.timeout,
     connect_timeout = req.connect_timeout,
     deadline = req.deadline,    -- the call's deadline (ugen.scheduler: a queued request gives up then)
     cainfo = req.cainfo,
     capath = req.capath,
   }
+  -- not idempotent: libcurl never sends it twice (and over plain HTTP it takes a new connection)
+  if req.idempotent == false then creq.idempotent = false end
   -- (the core applies it to the bodies it keeps in memory; a 2xx written to
   -- req.output is not capped)
   creq.max_body = _M.MAX_BODY
