@@ -3,6 +3,8 @@
 -- and the jobs helpers run against the sandbox: spec/integration/scheduler_spec.lua.)
 local scheduler = require("ugen").scheduler
 local sched = require("ugen").scheduler
+local timer_heap = require "ugen.runtime.timer_heap"
+local transfers = require "ugen.runtime.transfers"
 local errors = require "ugen.errors"
 
 local now = sched.now
@@ -55,11 +57,23 @@ describe("ugen.scheduler (unit)", function()
       rnd = (rnd * 1103515245 + 12345) % 2147483648
       local e = { at = rnd % 37, seq = i }
       items[#items + 1] = e
-      scheduler._heap.push(h, e)
+      timer_heap.push(h, e)
     end
     table.sort(items, function(a, b) return a.at < b.at or (a.at == b.at and a.seq < b.seq) end)
-    for i = 1, #items do assert.equal(items[i], scheduler._heap.pop(h)) end
-    assert.is_nil(scheduler._heap.pop(h))
+    for i = 1, #items do assert.equal(items[i], timer_heap.pop(h)) end
+    assert.is_nil(timer_heap.pop(h))
+  end)
+
+  it("timer_heap.add numbers entries: equal deadlines pop in the order they were added", function()
+    local h = timer_heap.new()
+    local a = timer_heap.add(h, { name = "a" }, 5)
+    local b = timer_heap.add(h, { name = "b" }, 2)
+    local c = timer_heap.add(h, { name = "c" }, 5)
+    local d = timer_heap.add(h, { name = "d" }, 2)
+    assert.equal(b, h[1])
+    assert.same({ b, d, a, c }, { timer_heap.pop(h), timer_heap.pop(h), timer_heap.pop(h), timer_heap.pop(h) })
+    assert.equal(0, h.n)
+    assert.is_nil(h[1])
   end)
 
   it("tasks start in spawn order; a bare coroutine.yield() passes the turn", function()
@@ -331,10 +345,10 @@ describe("ugen.scheduler (unit)", function()
   end)
 
   it("origins are keyed by scheme, host and port", function()
-    assert.equal("http://127.0.0.1:8080", scheduler._origin_of("http://127.0.0.1:8080/api/v1/jobs?x=1"))
-    assert.equal("https://api.u-gen.ai:443", scheduler._origin_of("HTTPS://API.U-GEN.AI/api/v1"))
-    assert.equal("https://api.u-gen.ai:443", scheduler._origin_of("https://user:pw@api.u-gen.ai:443/x"))
-    assert.equal("?", scheduler._origin_of(nil))
+    assert.equal("http://127.0.0.1:8080", transfers.origin_of("http://127.0.0.1:8080/api/v1/jobs?x=1"))
+    assert.equal("https://api.u-gen.ai:443", transfers.origin_of("HTTPS://API.U-GEN.AI/api/v1"))
+    assert.equal("https://api.u-gen.ai:443", transfers.origin_of("https://user:pw@api.u-gen.ai:443/x"))
+    assert.equal("?", transfers.origin_of(nil))
   end)
 
   it("close cancels every task and is idempotent; a closed scheduler refuses tasks", function()

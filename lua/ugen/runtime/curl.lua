@@ -92,36 +92,42 @@
 --
 -- Lua 5.1 (not LuaJIT) cannot yield across pcall: inside a task there, call
 -- the SDK outside pcall/xpcall (LuaJIT and Lua 5.2+ have no such limit).
+--
+-- This module owns the scheduler objects (options, S:* methods), their
+-- runtime() table and the module-level API on the default scheduler. The
+-- machinery sits below it, one concern per module (each requires only lower
+-- ones): ugen.runtime.timer_heap (the min-heap), ugen.runtime.task (task
+-- objects, run queue, wait protocol), ugen.runtime.transfers (the engine and
+-- the per-origin queues), ugen.runtime.loop (rounds, stepping, sleep/perform/
+-- join_any). Internal interface: S:pump_until(cond) (drive from outside the
+-- tasks until cond() -> true | false on deadlock) is the one method a lower
+-- module (task:join) calls on a scheduler; not part of the public API.
 
-local errors = require "ugen.errors"
-local url_mod = require "ugen.url"
 local tcurl = require "ugen.transport.curl"
+local native = require "ugen.native"
+local task_mod = require "ugen.runtime.task"
+local timer_heap = require "ugen.runtime.timer_heap"
+local transfers = require "ugen.runtime.transfers"
+local loop = require "ugen.runtime.loop"
 
-local co_create, co_resume, co_yield, co_running, co_status =
-  coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
-local type, tostring, error, pcall, select, setmetatable, pairs, next =
-  type, tostring, error, pcall, select, setmetatable, pairs, next
-local math_floor, math_huge, string_format, string_sub = math.floor, math.huge, string.format, string.sub
-local traceback = debug.traceback
+local type, tostring, error, setmetatable, pairs =
+  type, tostring, error, setmetatable, pairs
+local math_floor, string_format = math.floor, string.format
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 
--- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over HTTP/2
-local _M = { _VERSION = "0.1.0", DEFAULT_MAX_CONCURRENCY = 64, DEFAULT_MAX_CONCURRENCY_H2 = 1024 }
+local pack, current_in, spawn = task_mod.pack, task_mod.current_in, task_mod.spawn
+local stepping, round, pump_until, owner = loop.stepping, loop.round, loop.pump_until, loop.owner
 
-local MAX_POLL = 3600     -- longest single wait in curl_multi_poll / nanosleep (s)
-
--- what a task yields when it registered a wait; what a cancelled task is woken with
-local WAIT = setmetatable({}, { __tostring = function() return "ugen.scheduler.WAIT" end })
-local CANCEL = setmetatable({}, { __tostring = function() return "ugen.scheduler.CANCEL" end })
-
-local function pack(...) return { n = select("#", ...), ... } end
-
-local native = require "ugen.native"
+-- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over
+-- HTTP/2 (ugen.runtime.transfers applies them)
+local _M = { _VERSION = "0.1.0", DEFAULT_MAX_CONCURRENCY = transfers.DEFAULT_MAX_CONCURRENCY,
+             DEFAULT_MAX_CONCURRENCY_H2 = transfers.DEFAULT_MAX_CONCURRENCY_H2 }
 
 local function now() return native.now() end
 local function wall_time() return native.time() end
 _M.now = now
 _M.time = wall_time
+_M.current = loop.current
 
 -- the process-wide engine: the default scheduler's (blocking calls and its
 -- tasks share one multi handle and its connection cache)
@@ -133,34 +139,12 @@ end
 
 local S = {}
 local S_mt = { __index = S, __name = "ugen.scheduler" }
-local T = {}
-local T_mt = { __index = T, __name = "ugen.task" }
-
--- schedulers currently inside step(), innermost last
-local actives = {}
 
 local default_scheduler
+local NOARGS = { n = 0 }
 
 ---------------------------------------------------------------------------
--- helpers
-
-local function cancelled_error()
-  return errors.new{ kind = "cancelled", code = "CANCELLED", message = "task cancelled", retryable = false }
-end
-
-local function raise_cancelled()
-  error(cancelled_error(), 0)
-end
-
--- per-origin backpressure key ("scheme://host:port"; "?" when there is none)
-local function origin_of(url)
-  return type(url) == "string" and url_mod.origin(url) or "?"
-end
-
-local function default_on_error(err, task, tb)
-  local msg = tb or tostring(err)
-  io.stderr:write("ugen: error in ", tostring(task), ": ", msg, "\n")
-end
+-- argument checks
 
 local function check_max(v, fname, level)
   if v ~= "auto" and (type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > 100000) then
@@ -192,595 +176,27 @@ local function check_opts(opts, fname, level)
   return opts
 end
 
--- the task of `self` running right now in this very coroutine, or nil
-local function current_in(self)
-  local t = self.current
-  if t ~= nil and t.co == co_running() then return t end
-  return nil
+local function check_timeout(timeout, fname)
+  if timeout == nil then return 0 end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+    error(string_format("bad argument #1 to '%s' (non-negative number of seconds expected, got %s)",
+      fname, type(timeout) == "number" and tostring(timeout) or type(timeout)), 3)
+  end
+  return timeout
 end
 
----------------------------------------------------------------------------
--- timer heap (min-heap on at, then seq: equal deadlines fire in FIFO order)
-
-local function less(a, b)
-  return a.at < b.at or (a.at == b.at and a.seq < b.seq)
-end
-
-local function heap_push(h, e)
-  local n = h.n + 1
-  h.n = n
-  while n > 1 do
-    local p = math_floor(n / 2)
-    local pe = h[p]
-    if not less(e, pe) then break end
-    h[n] = pe
-    n = p
-  end
-  h[n] = e
-end
-
-local function heap_pop(h)
-  local n = h.n
-  if n == 0 then return nil end
-  local top, last = h[1], h[n]
-  h[n] = nil
-  n = n - 1
-  h.n = n
-  if n > 0 then
-    local i = 1
-    while true do
-      local l = i * 2
-      if l > n then break end
-      local c = l
-      if l + 1 <= n and less(h[l + 1], h[l]) then c = l + 1 end
-      if less(h[c], last) then
-        h[i] = h[c]
-        i = c
-      else
-        break
-      end
-    end
-    h[i] = last
-  end
-  return top
-end
-
--- the earliest live timer (dead ones: entry.task == nil, dropped here)
-local function next_timer(self)
-  local h = self.heap
-  while h.n > 0 and h[1].task == nil do heap_pop(h) end
-  return h[1]
-end
-
----------------------------------------------------------------------------
--- run queue
-
-local function wake(self, task, value)
-  if task.finished then return end
-  task.wake_value = value
-  if not task.in_ready then
-    task.in_ready = true
-    local tail = self.rq_tail + 1
-    self.rq_tail = tail
-    self.rq[tail] = task
-  end
-  if task.state ~= "running" then task.state = "ready" end
-end
-
-local function ready_count(self) return self.rq_tail - self.rq_head + 1 end
-
----------------------------------------------------------------------------
--- the engine and transfers
-
-local function engine(self)
-  local e = self.engine
-  if e == nil then
-    e = native.engine{ max_host_connections = self.max }
-    self.engine, self.own_engine = e, true
-  end
-  return e
-end
-
-local function host_of(self, key)
-  local h = self.hosts[key]
-  if h == nil then
-    -- mux: the origin multiplexes (HTTP/2); assumed for https until an answer says otherwise
-    h = { key = key, inflight = 0, q = {}, qh = 1, qt = 0, mux = string_sub(key, 1, 8) == "https://" }
-    self.hosts[key] = h
-  end
-  return h
-end
-
--- requests `host` may have in flight (max_concurrency; "auto": by protocol)
-local function host_max(self, host)
-  return self.max or (host.mux and _M.DEFAULT_MAX_CONCURRENCY_H2 or _M.DEFAULT_MAX_CONCURRENCY)
-end
-
-local function submit(self, host, entry)
-  local req = entry.req
-  local d = req.deadline
-  if entry.queued_at and type(d) == "number" then
-    -- sent later than asked: what is left of the call's deadline bounds it
-    local left = d - now()
-    if left < 1e-3 then left = 1e-3 end
-    if type(req.timeout) ~= "number" or req.timeout > left then req.timeout = left end
-    if type(req.connect_timeout) == "number" and req.connect_timeout > left then req.connect_timeout = left end
-  end
-  local t = engine(self):submit(req)
-  entry.transfer = t
-  self.transfers[t] = entry
-  host.inflight = host.inflight + 1
-  self.inflight = self.inflight + 1
-  local st = self.stat
-  st.requests = st.requests + 1
-  if self.inflight > st.peak_inflight then st.peak_inflight = self.inflight end
-  if host.inflight > st.peak_host_inflight then st.peak_host_inflight = host.inflight end
-end
-
--- send queued requests of `host` while it has free slots
-local function pump_host(self, host)
-  while host.inflight < host_max(self, host) and host.qh <= host.qt do
-    local entry = host.q[host.qh]
-    host.q[host.qh] = nil
-    host.qh = host.qh + 1
-    self.queued = self.queued - 1
-    if entry.expiry then entry.expiry.task = nil end   -- sent before its deadline
-    if entry.task ~= nil then
-      local ok, err = pcall(submit, self, host, entry)
-      if not ok then          -- a bad request: raise it in the task that made it
-        entry.raise = err
-        wake(self, entry.task, nil)
-      end
-    end
-  end
-  if host.qh > host.qt then host.qh, host.qt = 1, 0 end
-end
-
--- a transfer the engine reports finished
-local function complete(self, t)
-  local entry = self.transfers[t]
-  if entry == nil then t:close(); return end
-  self.transfers[t] = nil
-  self.inflight = self.inflight - 1
-  local host = entry.host
-  host.inflight = host.inflight - 1
-  local v = t:http_version()       -- what the answer came over tells whether the origin multiplexes
-  if v ~= nil then host.mux = v == "2" or v == "3" end
-  pump_host(self, host)
-  if entry.task ~= nil then wake(self, entry.task, nil) else t:close() end
-end
-
--- hosts with a slot freed by a cancel: their queues move at the next round
--- (a cancel may run inside an engine callback, where nothing can be submitted)
-local function pump_later(self, host)
-  self.to_pump[host] = true
-end
-
-local function pump_pending(self)
-  if next(self.to_pump) == nil then return end
-  local hosts = self.to_pump
-  self.to_pump = {}
-  for host in pairs(hosts) do pump_host(self, host) end
-end
-
--- drop whatever `task` waits on (cancel). Safe inside an engine callback:
--- t:close() there is deferred by the engine until the callback returned.
-local function abandon_wait(self, task)
-  local w = task.wait
-  task.wait = nil
-  if w == nil then return end
-  if w.kind == "transfer" then
-    w.task = nil
-    if w.expiry then w.expiry.task = nil end
-    local t = w.transfer
-    if t ~= nil then
-      if self.transfers[t] ~= nil then
-        self.transfers[t] = nil
-        self.inflight = self.inflight - 1
-        w.host.inflight = w.host.inflight - 1
-        t:close()
-        pump_later(self, w.host)
-      else
-        t:close()
-      end
-    end
-  elseif w.kind == "timer" then
-    w.task = nil
-  elseif w.kind == "park" then
-    w.task = nil
-  end
-end
-
----------------------------------------------------------------------------
--- tasks
-
-local function report(self, task, err, tb)
-  local hook = self.on_error
-  if hook == false then return end
-  hook = hook or default_on_error
-  local ok, herr = pcall(hook, err, task, tb)
-  if not ok then
-    io.stderr:write("ugen: on_error hook raised: ", tostring(herr), "\n", "ugen: error in ", tostring(task),
-      ": ", tostring(tb or err), "\n")
-  end
-end
-
-local function finish(self, task, ok, r)
-  task.finished = true
-  task.wait = nil
-  self.live[task] = nil
-  self.ntasks = self.ntasks - 1
-  local err, tb
-  if ok then
-    task.state = "done"
-    r[1] = true
-    task.results = r
-  else
-    err = r
-    if task.cancelled and errors.is(err, "cancelled") then
-      task.state = "cancelled"
-    else
-      task.state = "failed"
-      tb = task.co and traceback(task.co, type(err) == "string" and err or tostring(err)) or nil
-      task.traceback = tb
-    end
-    task.results = { n = 3, false, err, tb }
-  end
-  self.stat.finished = self.stat.finished + 1
-  local aw = task.any_waiter     -- a join_any parked on this task (and others)
-  if aw then
-    task.any_waiter = nil
-    local jt = aw.task
-    if jt ~= nil then
-      aw.task = nil
-      jt.wait = nil
-      wake(self, jt, nil)
-    end
-  end
-  local joiners = task.joiners
-  task.joiners = nil
-  if joiners then
-    for i = 1, #joiners do
-      local w = joiners[i]
-      if w.task ~= nil then
-        local jt = w.task
-        w.task = nil
-        jt.wait = nil
-        wake(self, jt, nil)
-      end
-    end
-  end
-  local handled = false
-  if task.on_exit then
-    local hok, h = pcall(task.on_exit, task)
-    if not hok then report(self, task, h, nil) else handled = h == true end
-  end
-  if task.state == "failed" and not handled and not task.is_main and not task.watched then
-    report(self, task, err, tb)
-  end
-end
-
-local function resume(self, task)
-  local value = task.wake_value
-  task.wake_value = nil
-  task.state = "running"
-  local prev = self.current
-  self.current = task
-  local r
-  if task.args then
-    local args = task.args
-    task.args = nil
-    r = pack(co_resume(task.co, unpack(args, 1, args.n)))
-  else
-    r = pack(co_resume(task.co, value))
-  end
-  self.current = prev
-  self.stat.resumes = self.stat.resumes + 1
-  if not r[1] then
-    finish(self, task, false, r[2])
-  elseif co_status(task.co) == "dead" then
-    finish(self, task, true, r)
-  elseif r[2] == WAIT then
-    if not task.in_ready then task.state = "waiting" end
-  else
-    wake(self, task, nil)   -- a plain coroutine.yield(): another turn later
-  end
-end
-
--- resume the tasks that were ready when this pass began
-local function run_ready(self)
-  local n = ready_count(self)
-  local rq = self.rq
-  for _ = 1, n do
-    local h = self.rq_head
-    local task = rq[h]
-    rq[h] = nil
-    self.rq_head = h + 1
-    task.in_ready = false
-    if not task.finished then resume(self, task) end
-  end
-  if self.rq_head > self.rq_tail then self.rq_head, self.rq_tail = 1, 0 end
-end
-
-local function fire_timers(self)
-  local h = self.heap
-  if h.n == 0 then return end
-  local t = now()
-  while h.n > 0 do
-    local top = h[1]
-    if top.task == nil then
-      heap_pop(h)
-    elseif top.at <= t then
-      heap_pop(h)
-      local task = top.task
-      top.task = nil
-      local q = top.queued
-      if q then
-        -- a queued request's deadline passed before a slot freed up: it is
-        -- dropped from the queue (pump_host skips it) and fails as a timeout
-        q.task = nil
-        q.expired = true
-      end
-      task.wait = nil
-      wake(self, task, nil)
-    else
-      break
-    end
-  end
-end
-
--- nothing can make progress: no ready task, no timer, no transfer, no queue
-local function idle(self)
-  return ready_count(self) == 0 and next_timer(self) == nil and self.inflight == 0 and self.queued == 0
-end
-
--- one round: run the ready tasks, wait at most `timeout` s (less when a timer
--- is due earlier, 0 when tasks are ready) for transfers or timers, collect
--- them, run the tasks they woke.
-local function round(self, timeout)
-  run_ready(self)
-  fire_timers(self)
-  pump_pending(self)
-  local wait = timeout
-  if ready_count(self) > 0 then
-    wait = 0
-  else
-    local tm = next_timer(self)
-    if tm then
-      local d = tm.at - now()
-      if d < wait then wait = d end
-    end
-    if wait < 0 then wait = 0 end
-    if wait > MAX_POLL then wait = MAX_POLL end
-  end
-  if self.inflight > 0 then
-    local done = self.engine:run(wait)
-    for i = 1, #done do complete(self, done[i]) end
-  elseif wait > 0 and next_timer(self) ~= nil then
-    native.sleep(wait)   -- only timers pending: sleep until the earliest
-  end
-  self.stat.polls = self.stat.polls + 1
-  fire_timers(self)
-  run_ready(self)
-end
-
--- fn(...) while this scheduler steps (its tasks may run: _M.current() finds them)
-local function stepping(self, fn, ...)
-  self.stepping = true
-  actives[#actives + 1] = self
-  local r = pack(pcall(fn, ...))
-  actives[#actives] = nil
-  self.stepping = false
-  if not r[1] then error(r[2], 0) end
-  return unpack(r, 2, r.n)
-end
-
----------------------------------------------------------------------------
--- waits of a task: coroutine-aware sleep and perform
-
--- the scheduler and task running right now in this coroutine: self's first,
--- then one of another running curl scheduler (innermost); nil outside tasks
-local function owner(self)
-  local t = current_in(self)
-  if t then return self, t end
-  for i = #actives, 1, -1 do
-    local s = actives[i]
-    t = current_in(s)
-    if t then return s, t end
-  end
-  return nil
-end
-
-local function task_sleep(self, task, s)
-  if task.cancelled then raise_cancelled() end
-  if s <= 0 or s ~= s then
-    wake(self, task, nil)
-  else
-    self.seq = self.seq + 1
-    local entry = { kind = "timer", at = now() + s, seq = self.seq, task = task }
-    task.wait = entry
-    heap_push(self.heap, entry)
-  end
-  local v = co_yield(WAIT)
-  task.wait = nil
-  if v == CANCEL or task.cancelled then raise_cancelled() end
-end
-
-local function task_perform(self, task, req)
-  if task.cancelled then raise_cancelled() end
-  local host = host_of(self, origin_of(req.url))
-  local entry = { kind = "transfer", task = task, req = req, host = host }
-  if host.inflight < host_max(self, host) then
-    submit(self, host, entry)          -- raises here on a bad request
-  else
-    local qt = host.qt + 1
-    host.qt = qt
-    host.q[qt] = entry
-    entry.queued_at = now()
-    self.queued = self.queued + 1
-    if self.queued > self.stat.peak_queued then self.stat.peak_queued = self.queued end
-    if type(req.deadline) == "number" then
-      self.seq = self.seq + 1
-      local timer = { kind = "timer", at = req.deadline, seq = self.seq, task = task, queued = entry }
-      entry.expiry = timer
-      heap_push(self.heap, timer)
-    end
-  end
-  task.wait = entry
-  local v = co_yield(WAIT)
-  task.wait = nil
-  if v == CANCEL or task.cancelled then
-    abandon_wait(self, task)
-    entry.task = nil
-    raise_cancelled()
-  end
-  if entry.expired then
-    return nil, { kind = "timeout", curl_code = 28, sent = false,
-                  message = "the call's deadline passed while the request waited for a free slot " ..
-                            "(max_concurrency)" }
-  end
-  if entry.raise ~= nil then error(entry.raise, 0) end
-  local t = entry.transfer
-  local res, err = t:result()
-  t:close()
-  return res, err
-end
-
--- sleep(s): yields in a task, blocks elsewhere
-local function sleep_in(self, s)
-  local os_, task = owner(self)
-  if task == nil then
-    if s > 0 then native.sleep(s) end
-    return
-  end
-  return task_sleep(os_, task, s)
-end
-
--- perform(core request) -> res | nil, core err: yields in a task; elsewhere
--- (also in a coroutine no scheduler owns) blocks on self's engine, which
--- keeps driving the other transfers
-local function perform_in(self, creq)
-  local os_, task = owner(self)
-  if task == nil then return engine(self):request(creq) end
-  return task_perform(os_, task, creq)
-end
-
--- seconds until self next needs to run (0: now), nil when it has no task
-local function next_needed(self)
-  if self.ntasks == 0 then return nil end
-  if ready_count(self) > 0 or next(self.to_pump) ~= nil then return 0 end
-  local d = MAX_POLL
-  local tm = next_timer(self)
-  if tm then
-    local left = tm.at - now()
-    if left < d then d = left end
-  end
-  if self.inflight > 0 and self.engine then
-    local et = self.engine:timeout()
-    if et and et < d then d = et end
-  end
-  if d < 0 then d = 0 end
-  return d
-end
-
-local function joined(h)
-  h.joined = true
-  local r = h.results
-  return h, unpack(r, 1, r.n)
-end
-
--- the first ended, not yet joined handle; marks them watched (not reported
--- to on_error: join_any reports their errors). -> handle | nil, live count
-local function first_ended(handles)
-  local live = 0
-  for i = 1, #handles do
-    local h = handles[i]
-    if not h.joined then
-      h.watched = true
-      if h.finished then return h end
-      live = live + 1
-    end
-  end
-  return nil, live
-end
-
-local function join_any(self, handles, timeout)
-  if type(handles) ~= "table" then
-    error("bad argument #1 to 'join_any' (table of task handles expected, got " .. type(handles) .. ")", 3)
-  end
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
-    error("bad argument #2 to 'join_any' (number of seconds expected, got " .. type(timeout) .. ")", 3)
-  end
-  local h, live = first_ended(handles)
-  if h then return joined(h) end
-  if live == 0 then error("ugen: join_any: nothing to wait for (every handle was joined)", 3) end
-  if timeout and timeout <= 0 then return nil end
-  local HS
-  for i = 1, #handles do
-    if not handles[i].joined then HS = handles[i].sched; break end
-  end
-  local MS, me = owner(self)
-  if me and MS == HS then
-    -- inside a task: park on every handle (and the timer), yield
-    local token = { kind = "park", task = me }
-    if timeout then
-      MS.seq = MS.seq + 1
-      token.kind, token.at, token.seq = "timer", now() + timeout, MS.seq
-      heap_push(MS.heap, token)
-    end
-    for i = 1, #handles do
-      local x = handles[i]
-      if not x.joined then x.any_waiter = token end
-    end
-    me.wait = token
-    local v = co_yield(WAIT)
-    me.wait = nil
-    token.task = nil
-    if v == CANCEL or me.cancelled then raise_cancelled() end
-    h = first_ended(handles)
-    if h then return joined(h) end
-    return nil
-  end
-  -- elsewhere: pump the handles' scheduler until one ended or the timeout
-  if HS.stepping then
-    error("ugen: join_any: called from a hook or a coroutine the scheduler does not own while it steps; " ..
-          "wait from a task or from the main thread", 3)
-  end
-  local deadline = timeout and now() + timeout
-  local ok = stepping(HS, function()
-    while true do
-      h = first_ended(handles)
-      if h then return true end
-      local wait = math_huge
-      if deadline then
-        wait = deadline - now()
-        if wait <= 0 then return true end
-      end
-      if idle(HS) then
-        if not deadline then return false end
-        native.sleep(wait)
-        return true
-      end
-      round(HS, wait)
-    end
-  end)
-  if not ok then error("ugen: join_any: the tasks can never end (deadlock)", 3) end
-  if h then return joined(h) end
-  return nil
-end
+local STEP_IN_TASK = "ugen: step() called from inside a task; SDK calls already yield there (do not pump the " ..
+                     "scheduler from a task)"
 
 ---------------------------------------------------------------------------
 -- the runtime interface (ugen.runtime) of one scheduler
 
-local NOARGS = { n = 0 }
-local spawn, pump_until    -- below
-
 local function make_runtime(self)
   local rt = { name = "curl", now = now, time = wall_time }
-  function rt.sleep(s) return sleep_in(self, s) end
+  function rt.sleep(s) return loop.sleep(self, s) end
   function rt.perform(req)
     local creq = tcurl.to_core(req)
-    local res, err = perform_in(self, creq)
+    local res, err = loop.perform(self, creq)
     if res == nil then return nil, tcurl.map_error(err, creq) end
     return res
   end
@@ -800,7 +216,7 @@ local function make_runtime(self)
     end
     return spawn(target or self, fn, NOARGS)
   end
-  function rt.join_any(handles, timeout) return join_any(self, handles, timeout) end
+  function rt.join_any(handles, timeout) return loop.join_any(self, handles, timeout) end
   function rt.cancel(h)
     if h.finished then return end
     h.joined = true
@@ -817,16 +233,13 @@ local function make_runtime(self)
       error("bad argument #1 to 'step' (non-negative number of seconds expected, got " ..
         (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")", 2)
     end
-    if current_in(self) then
-      error("ugen: step() called from inside a task; SDK calls already yield there (do not pump the " ..
-            "scheduler from a task)", 2)
-    end
+    if current_in(self) then error(STEP_IN_TASK, 2) end
     if self.stepping then
       error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
     end
     if self.ntasks == 0 then return nil end
     stepping(self, round, self, timeout)
-    return next_needed(self)
+    return loop.next_needed(self)
   end
   return rt
 end
@@ -850,7 +263,7 @@ function _M.new(opts)
     on_error = opts.on_error,
     engine = opts.engine, own_engine = false,
     rq = {}, rq_head = 1, rq_tail = 0,
-    heap = { n = 0 }, seq = 0,
+    heap = timer_heap.new(),
     transfers = {}, hosts = {}, inflight = 0, queued = 0, to_pump = {},
     live = {}, ntasks = 0,
     current = nil, stepping = false, closed = false,
@@ -859,6 +272,8 @@ function _M.new(opts)
   }, S_mt)
   return self
 end
+
+S.pump_until = pump_until   -- internal interface (task:join from outside a task)
 
 function S.configure(self, opts)
   opts = check_opts(opts, "configure", 2)
@@ -886,29 +301,11 @@ function S.stats(self)
   local s = {}
   for k, v in pairs(self.stat) do s[k] = v end
   s.tasks, s.inflight, s.queued, s.max_concurrency = self.ntasks, self.inflight, self.queued, self.max or "auto"
-  local timers = 0
-  for i = 1, self.heap.n do if self.heap[i].task then timers = timers + 1 end end
-  s.timers = timers
+  s.timers = loop.live_timers(self)
   return s
 end
 
 function S.tasks(self) return self.ntasks end
-
-function spawn(self, fn, args, hooks)
-  if self.closed then error("ugen.scheduler: the scheduler is closed", 3) end
-  local task = setmetatable({
-    sched = self, co = co_create(fn), args = args, state = "ready", finished = false,
-    cancelled = false, in_ready = false,
-  }, T_mt)
-  if hooks then
-    task.on_exit, task.is_main = hooks.on_exit, hooks.is_main
-  end
-  self.live[task] = true
-  self.ntasks = self.ntasks + 1
-  self.stat.spawned = self.stat.spawned + 1
-  wake(self, task, nil)
-  return task
-end
 
 function S.spawn(self, fn, ...)
   if type(fn) ~= "function" then
@@ -917,21 +314,9 @@ function S.spawn(self, fn, ...)
   return spawn(self, fn, pack(...))
 end
 
-local function check_timeout(timeout, fname)
-  if timeout == nil then return 0 end
-  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
-    error(string_format("bad argument #1 to '%s' (non-negative number of seconds expected, got %s)",
-      fname, type(timeout) == "number" and tostring(timeout) or type(timeout)), 3)
-  end
-  return timeout
-end
-
 function S.step(self, timeout)
   timeout = check_timeout(timeout, "step")
-  if current_in(self) then
-    error("ugen: step() called from inside a task; SDK calls already yield there (do not pump the " ..
-          "scheduler from a task)", 2)
-  end
+  if current_in(self) then error(STEP_IN_TASK, 2) end
   if self.stepping then
     error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
   end
@@ -945,18 +330,6 @@ function S.cancel_all(self)
   for task in pairs(self.live) do list[#list + 1] = task end
   for i = 1, #list do list[i]:cancel() end
   return #list
-end
-
--- pump (from outside any task) until cond() is true or nothing can progress.
--- -> true | false (deadlock: tasks alive, none can make progress)
-function pump_until(self, cond)
-  return stepping(self, function()
-    while not cond() do
-      if idle(self) then return false end
-      round(self, math_huge)
-    end
-    return true
-  end)
 end
 
 local function raise_task_error(task, fname)
@@ -1013,65 +386,6 @@ function S_mt.__tostring(self)
 end
 
 ---------------------------------------------------------------------------
--- task objects
-
-function T.cancel(self)
-  if self.finished then return false end
-  local s = self.sched
-  if self.cancelled then return true end
-  self.cancelled = true
-  if self.args then                    -- never started: ends now
-    self.args = nil
-    finish(s, self, false, cancelled_error())
-    return true
-  end
-  if s.current == self then return true end   -- cancelling itself: the next SDK wait raises
-  abandon_wait(s, self)
-  wake(s, self, CANCEL)
-  return true
-end
-
-function T.status(self) return self.state end
-function T.done(self) return self.finished end
-
-function T.result(self)
-  if not self.finished then return nil end
-  local r = self.results
-  return unpack(r, 1, r.n)
-end
-
-function T.join(self)
-  local s = self.sched
-  if not self.finished then
-    local me = current_in(s)
-    if me == self then error("ugen: a task cannot join itself", 2) end
-    if me then
-      local token = { kind = "park", task = me }
-      local j = self.joiners or {}
-      j[#j + 1] = token
-      self.joiners = j
-      me.wait = token
-      local v = co_yield(WAIT)
-      me.wait = nil
-      if v == CANCEL or me.cancelled then raise_cancelled() end
-    else
-      if s.stepping then
-        error("ugen: task:join() from a hook or a foreign coroutine while the scheduler steps; " ..
-              "join from a task or from the main thread", 2)
-      end
-      if not pump_until(s, function() return self.finished end) then
-        error("ugen: task:join(): the task can never finish (deadlock)", 2)
-      end
-    end
-  end
-  return self:result()
-end
-
-function T_mt.__tostring(self)
-  return string_format("ugen.task(%s)", self.state)
-end
-
----------------------------------------------------------------------------
 -- module-level API (the default scheduler)
 
 function _M.default()
@@ -1092,21 +406,11 @@ function _M.configure(opts)
   return d
 end
 
--- -> scheduler, task when called from one of a running scheduler's tasks
-function _M.current()
-  for i = #actives, 1, -1 do
-    local s = actives[i]
-    local t = current_in(s)
-    if t then return s, t end
-  end
-  return nil
-end
-
 function _M.run(fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
   end
-  local s = _M.current()
+  local s = loop.current()
   if s then return fn(...) end
   s = _M.default()
   if s.stepping then
@@ -1120,7 +424,7 @@ function _M.spawn(fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
   end
-  local s = _M.current() or _M.default()
+  local s = loop.current() or _M.default()
   return spawn(s, fn, pack(...))
 end
 
@@ -1142,16 +446,12 @@ function _M.sleep(s)
   if type(s) ~= "number" or s ~= s then
     error("bad argument #1 to 'sleep' (number expected, got " .. type(s) .. ")", 2)
   end
-  return sleep_in(_M.default(), s)
+  return loop.sleep(_M.default(), s)
 end
 
 -- one pipeline request on the default runtime (blocking outside tasks)
 function _M.perform(req)
   return _M.default():runtime().perform(req)
 end
-
--- internal: for tests
-_M._origin_of = origin_of
-_M._heap = { push = heap_push, pop = heap_pop }
 
 return _M

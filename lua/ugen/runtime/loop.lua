@@ -1,0 +1,290 @@
+-- ugen.runtime.loop: drives a curl scheduler (ugen.runtime.curl). Owns the
+-- round (run the ready tasks, fire due timers, wait in curl_multi_poll or
+-- nanosleep until the next transfer or timer, wake what ended), the stack of
+-- schedulers currently stepping (which one owns the running coroutine), and
+-- the waits of the SDK on a scheduler: sleep and perform (yield in one of its
+-- tasks, block elsewhere) and join_any.
+--
+--   loop.round(sched, timeout)       -- one round, waiting at most timeout s
+--   loop.stepping(sched, fn, ...)    -- fn(...) with sched marked as stepping
+--   loop.pump_until(sched, cond)     -- drive until cond() -> true | false (deadlock)
+--   loop.current()                   -- -> sched, task of the running coroutine | nil
+--   loop.owner(sched)                -- same, sched's own task first
+--   loop.sleep(sched, s)  loop.perform(sched, creq)  loop.join_any(sched, handles[, timeout])
+--   loop.next_needed(sched)          -- s until sched next needs to run | nil without tasks
+--
+-- Requires ugen.native and the lower runtime modules (timer_heap, task,
+-- transfers); the scheduler table is made by ugen.runtime.curl.
+
+local native = require "ugen.native"
+local timer_heap = require "ugen.runtime.timer_heap"
+local task_mod = require "ugen.runtime.task"
+local transfers = require "ugen.runtime.transfers"
+
+local type, error, pcall, next = type, error, pcall, next
+local math_huge = math.huge
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+local now = native.now
+local heap_pop, heap_add = timer_heap.pop, timer_heap.add
+local wake, park, ready_count, run_ready, current_in, pack =
+  task_mod.wake, task_mod.park, task_mod.ready_count, task_mod.run_ready, task_mod.current_in, task_mod.pack
+
+local _M = { MAX_POLL = 3600 }   -- longest single wait in curl_multi_poll / nanosleep (s)
+local MAX_POLL = _M.MAX_POLL
+
+-- schedulers currently inside step(), innermost last
+local actives = {}
+
+---------------------------------------------------------------------------
+-- timers (an entry whose task is nil is dead: skipped)
+
+local function next_timer(sched)
+  local h = sched.heap
+  while h.n > 0 and h[1].task == nil do heap_pop(h) end
+  return h[1]
+end
+
+local function fire_timers(sched)
+  local h = sched.heap
+  if h.n == 0 then return end
+  local t = now()
+  while h.n > 0 do
+    local top = h[1]
+    if top.task == nil then
+      heap_pop(h)
+    elseif top.at <= t then
+      heap_pop(h)
+      local task = top.task
+      top.task = nil
+      local q = top.queued
+      if q then
+        -- a queued request's deadline passed before a slot freed up: it is
+        -- dropped from the queue (the origin's pump skips it) and fails as a timeout
+        q.task = nil
+        q.expired = true
+      end
+      task.wait = nil
+      wake(sched, task, nil)
+    else
+      break
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- rounds
+
+-- nothing can make progress: no ready task, no timer, no transfer, no queue
+local function idle(sched)
+  return ready_count(sched) == 0 and next_timer(sched) == nil and sched.inflight == 0 and sched.queued == 0
+end
+
+-- one round: run the ready tasks, wait at most `timeout` s (less when a timer
+-- is due earlier, 0 when tasks are ready) for transfers or timers, collect
+-- them, run the tasks they woke.
+local function round(sched, timeout)
+  run_ready(sched)
+  fire_timers(sched)
+  transfers.pump_pending(sched)
+  local wait = timeout
+  if ready_count(sched) > 0 then
+    wait = 0
+  else
+    local tm = next_timer(sched)
+    if tm then
+      local d = tm.at - now()
+      if d < wait then wait = d end
+    end
+    if wait < 0 then wait = 0 end
+    if wait > MAX_POLL then wait = MAX_POLL end
+  end
+  if sched.inflight > 0 then
+    transfers.collect(sched, wait)
+  elseif wait > 0 and next_timer(sched) ~= nil then
+    native.sleep(wait)   -- only timers pending: sleep until the earliest
+  end
+  sched.stat.polls = sched.stat.polls + 1
+  fire_timers(sched)
+  run_ready(sched)
+end
+_M.round = round
+
+-- fn(...) while this scheduler steps (its tasks may run: current() finds them)
+local function stepping(sched, fn, ...)
+  sched.stepping = true
+  actives[#actives + 1] = sched
+  local r = pack(pcall(fn, ...))
+  actives[#actives] = nil
+  sched.stepping = false
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+_M.stepping = stepping
+
+-- pump (from outside any task) until cond() is true or nothing can progress.
+-- -> true | false (deadlock: tasks alive, none can make progress)
+function _M.pump_until(sched, cond)
+  return stepping(sched, function()
+    while not cond() do
+      if idle(sched) then return false end
+      round(sched, math_huge)
+    end
+    return true
+  end)
+end
+
+-- seconds until sched next needs to run (0: now), nil when it has no task
+function _M.next_needed(sched)
+  if sched.ntasks == 0 then return nil end
+  if ready_count(sched) > 0 or next(sched.to_pump) ~= nil then return 0 end
+  local d = MAX_POLL
+  local tm = next_timer(sched)
+  if tm then
+    local left = tm.at - now()
+    if left < d then d = left end
+  end
+  if sched.inflight > 0 and sched.engine then
+    local et = sched.engine:timeout()
+    if et and et < d then d = et end
+  end
+  if d < 0 then d = 0 end
+  return d
+end
+
+function _M.live_timers(sched)
+  local h, n = sched.heap, 0
+  for i = 1, h.n do if h[i].task then n = n + 1 end end
+  return n
+end
+
+---------------------------------------------------------------------------
+-- who runs: the scheduler and task of the running coroutine
+
+-- -> scheduler, task when called from one of a running scheduler's tasks
+function _M.current()
+  for i = #actives, 1, -1 do
+    local s = actives[i]
+    local t = current_in(s)
+    if t then return s, t end
+  end
+  return nil
+end
+
+-- sched's task running right now in this coroutine, else one of another
+-- running curl scheduler (innermost); nil outside tasks
+local function owner(sched)
+  local t = current_in(sched)
+  if t then return sched, t end
+  return _M.current()
+end
+_M.owner = owner
+
+---------------------------------------------------------------------------
+-- waits: yield in a task, block elsewhere
+
+-- sleep(s): yields in a task, blocks elsewhere
+function _M.sleep(sched, s)
+  local os_, task = owner(sched)
+  if task == nil then
+    if s > 0 then native.sleep(s) end
+    return
+  end
+  if task.cancelled then task_mod.raise_cancelled() end
+  if s <= 0 or s ~= s then
+    wake(os_, task, nil)
+    park(task, nil)
+  else
+    park(task, heap_add(os_.heap, { task = task }, now() + s))
+  end
+end
+
+-- perform(core request) -> res | nil, core err: yields in a task; elsewhere
+-- (also in a coroutine no scheduler owns) blocks on sched's engine, which
+-- keeps driving the other transfers
+function _M.perform(sched, creq)
+  local os_, task = owner(sched)
+  if task == nil then return transfers.engine(sched):request(creq) end
+  return transfers.perform(os_, task, creq)
+end
+
+local function joined(h)
+  h.joined = true
+  local r = h.results
+  return h, unpack(r, 1, r.n)
+end
+
+-- the first ended, not yet joined handle; marks them watched (not reported
+-- to on_error: join_any reports their errors). -> handle | nil, live count
+local function first_ended(handles)
+  local live = 0
+  for i = 1, #handles do
+    local h = handles[i]
+    if not h.joined then
+      h.watched = true
+      if h.finished then return h end
+      live = live + 1
+    end
+  end
+  return nil, live
+end
+
+-- (error levels: 3 = the caller of the runtime's join_any)
+function _M.join_any(sched, handles, timeout)
+  if type(handles) ~= "table" then
+    error("bad argument #1 to 'join_any' (table of task handles expected, got " .. type(handles) .. ")", 3)
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
+    error("bad argument #2 to 'join_any' (number of seconds expected, got " .. type(timeout) .. ")", 3)
+  end
+  local h, live = first_ended(handles)
+  if h then return joined(h) end
+  if live == 0 then error("ugen: join_any: nothing to wait for (every handle was joined)", 3) end
+  if timeout and timeout <= 0 then return nil end
+  local HS
+  for i = 1, #handles do
+    if not handles[i].joined then HS = handles[i].sched; break end
+  end
+  local MS, me = owner(sched)
+  if me and MS == HS then
+    -- inside a task: park on every handle (and the timer), yield
+    local token = { task = me }
+    if timeout then heap_add(MS.heap, token, now() + timeout) end
+    for i = 1, #handles do
+      local x = handles[i]
+      if not x.joined then x.any_waiter = token end
+    end
+    park(me, token)
+    token.task = nil
+    h = first_ended(handles)
+    if h then return joined(h) end
+    return nil
+  end
+  -- elsewhere: pump the handles' scheduler until one ended or the timeout
+  if HS.stepping then
+    error("ugen: join_any: called from a hook or a coroutine the scheduler does not own while it steps; " ..
+          "wait from a task or from the main thread", 3)
+  end
+  local deadline = timeout and now() + timeout
+  local ok = stepping(HS, function()
+    while true do
+      h = first_ended(handles)
+      if h then return true end
+      local wait = math_huge
+      if deadline then
+        wait = deadline - now()
+        if wait <= 0 then return true end
+      end
+      if idle(HS) then
+        if not deadline then return false end
+        native.sleep(wait)
+        return true
+      end
+      round(HS, wait)
+    end
+  end)
+  if not ok then error("ugen: join_any: the tasks can never end (deadlock)", 3) end
+  if h then return joined(h) end
+  return nil
+end
+
+return _M
