@@ -13,8 +13,8 @@ M.PACKAGES = {
   nginx = "nginx",          -- the sandbox and the OpenResty specs
   luarocks = "luarocks",    -- `luarocks make` (spec/unit/rockspec_spec.lua)
   ["lua5.4"] = "lua5.4",    -- spec/support/httpd.lua always runs on 5.4
-  busted = "lua-busted",
-  cc = "gcc",               -- a test-only C module (spec/integration/forced_yield_spec.lua)    -- scripts/test.sh, and spec/unit/summary_spec.lua runs it on small specs
+  busted = "lua-busted",    -- scripts/test.sh, and spec/unit/summary_spec.lua runs it on small specs
+  cc = "gcc",               -- a test-only C module (spec/integration/forced_yield_spec.lua)
 }
 
 -- the command's path, or nil when `name` is not a command on PATH
