@@ -117,6 +117,7 @@ local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local pack, current_in, spawn = task_mod.pack, task_mod.current_in, task_mod.spawn
 local stepping, round, pump_until, owner = loop.stepping, loop.round, loop.pump_until, loop.owner
+local interrupted = loop.interrupted
 
 -- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over
 -- HTTP/2 (ugen.runtime.transfers applies them)
@@ -235,6 +236,7 @@ local function make_runtime(self)
     end
     if current_in(self) then error(STEP_IN_TASK, 2) end
     if self.stepping then
+      if interrupted(self) then return 0 end      -- another host task's step resumes the round
       error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
     end
     if self.ntasks == 0 then return nil end
@@ -318,6 +320,7 @@ function S.step(self, timeout)
   timeout = check_timeout(timeout, "step")
   if current_in(self) then error(STEP_IN_TASK, 2) end
   if self.stepping then
+    if interrupted(self) then return self.ntasks end   -- another host task's step resumes the round
     error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
   end
   if self.ntasks == 0 then return 0 end
@@ -435,6 +438,7 @@ function _M.step(timeout)
     error("ugen: step() called from inside a task; SDK calls already yield there", 2)
   end
   if s.stepping then
+    if interrupted(s) then return s.ntasks end      -- another host task's step resumes the round
     error("ugen: step() called while the scheduler is already stepping (from a hook or a foreign coroutine)", 2)
   end
   if s.ntasks == 0 then return 0 end

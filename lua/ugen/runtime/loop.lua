@@ -7,6 +7,7 @@
 --
 --   loop.round(sched, timeout)       -- one round, waiting at most timeout s
 --   loop.stepping(sched, fn, ...)    -- fn(...) with sched marked as stepping
+--   loop.interrupted(sched)          -- true: sched steps in a coroutine the host suspended
 --   loop.pump_until(sched, cond)     -- drive until cond() -> true | false (deadlock)
 --   loop.current()                   -- -> sched, task of the running coroutine | nil
 --   loop.owner(sched)                -- same, sched's own task first
@@ -22,6 +23,7 @@ local task_mod = require "ugen.runtime.task"
 local transfers = require "ugen.runtime.transfers"
 
 local type, error, pcall, next = type, error, pcall, next
+local co_running, co_status, table_remove = coroutine.running, coroutine.status, table.remove
 local math_huge = math.huge
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local now = native.now
@@ -109,17 +111,44 @@ local function round(sched, timeout)
 end
 _M.round = round
 
+-- drop sched from the stack by identity: a host that interrupts steps (HAProxy's
+-- forced yields) may end them in another order than it began them
+local function remove_active(sched)
+  for i = #actives, 1, -1 do
+    if actives[i] == sched then table_remove(actives, i); return end
+  end
+end
+
 -- fn(...) while this scheduler steps (its tasks may run: current() finds them)
 local function stepping(sched, fn, ...)
-  sched.stepping = true
+  sched.stepping, sched.stepping_co = true, co_running()
   actives[#actives + 1] = sched
   local r = pack(pcall(fn, ...))
-  actives[#actives] = nil
-  sched.stepping = false
+  remove_active(sched)
+  sched.stepping, sched.stepping_co = false, nil
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
 end
 _M.stepping = stepping
+
+-- sched steps in another coroutine that the host has suspended part-way
+-- (HAProxy's forced yield: a count hook yields the coroutine that runs
+-- client:step and resumes it later, while its other tasks step too). The
+-- caller returns at once and leaves the round to that coroutine: nothing is
+-- half-done twice. A stepping coroutine the host dropped for good (dead) can
+-- never finish its round: its mark is cleared and stepping goes on here.
+-- -> true when the caller must not step now
+function _M.interrupted(sched)
+  local co = sched.stepping_co
+  if not sched.stepping or co == nil or co == co_running() then return false end
+  local st = co_status(co)
+  if st == "dead" then
+    remove_active(sched)
+    sched.stepping, sched.stepping_co = false, nil
+    return false
+  end
+  return st == "suspended"
+end
 
 -- pump (from outside any task) until cond() is true or nothing can progress.
 -- -> true | false (deadlock: tasks alive, none can make progress)
