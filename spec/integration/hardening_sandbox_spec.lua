@@ -147,7 +147,7 @@ describe("sandbox hardening: the delivery request builder refuses unchecked byte
   setup(function()
     local saved = package.path
     package.path = "./sandbox/lib/?.lua;" .. package.path
-    webhooks = require "ugen_sandbox.webhooks"
+    webhooks = require "ugen_sandbox_server.webhooks"
     package.path = saved
   end)
 

@@ -213,7 +213,7 @@ describe("ugen.media", function()
   it("is what the sandbox sniffs with (one implementation)", function()
     local saved = package.path
     package.path = "./sandbox/lib/?.lua;" .. package.path
-    local ok, multipart = pcall(require, "ugen_sandbox.multipart")
+    local ok, multipart = pcall(require, "ugen_sandbox_server.multipart")
     package.path = saved
     assert(ok, multipart)
     assert.equal(media.sniff, multipart.sniff)

@@ -1,6 +1,6 @@
--- ugen.cli.cmd_sandbox: the `ugen sandbox` commands: start, stop and status
--- of the local U-Gen sandbox server (nginx; ugen.sandbox).
--- Same output as the sandbox's own `ugen sandbox` (lua/ugen/sandbox.lua main):
+-- ugen.cli.cmd_sandbox: the `ugen sandbox` commands (the only implementation):
+-- start, stop and status of the local U-Gen sandbox server, through its
+-- manager ugen.sandbox (lua/ugen/sandbox/).
 -- start prints the export lines; stop says "ugen sandbox: stopped" on
 -- stderr; status prints "running: ..." (exit 0) or "not running: ..." (exit 1).
 -- --json prints the sandbox info as is (its keys are local test credentials).

@@ -1,11 +1,11 @@
--- ugen_sandbox.ledger: credit prices, balances and the ledger.
+-- ugen_sandbox_server.ledger: credit prices, balances and the ledger.
 --
 -- Every entry's `amount` is the change of the tenant's available credits
 -- (balance - reserved); balance_before/balance_after are available credits.
 -- A tenant's runtime data T holds balance, reserved and the entry list.
 
-local util = require "ugen_sandbox.util"
-local clock = require "ugen_sandbox.clock"
+local util = require "ugen_sandbox_server.util"
+local clock = require "ugen_sandbox_server.clock"
 
 local type, ceil = type, math.ceil
 local array = util.array

@@ -1,7 +1,7 @@
--- ugen_sandbox.seed: the sandbox's deterministic seed data.
+-- ugen_sandbox_server.seed: the sandbox's deterministic seed data.
 --
 -- Pure Lua (5.1-5.4, LuaJIT): loaded by the nginx worker and by the
--- controller (lua/ugen/sandbox.lua), which must agree on every tenant's API
+-- manager ugen.sandbox (lua/ugen/sandbox/init.lua), which must agree on every tenant's API
 -- key and JWT without talking to each other. Everything here derives from the
 -- --seed value through a small deterministic generator; the only outside input
 -- is an HMAC-SHA256 function (hex output) used to sign the JWTs.

@@ -1,4 +1,4 @@
--- ugen_sandbox.http: requests and responses of the sandbox server.
+-- ugen_sandbox_server.http: requests and responses of the sandbox server.
 --
 -- Handlers return a response table { status, body | raw, headers,
 -- content_type } built by response / error_response / unprocessable /
@@ -6,8 +6,8 @@
 -- X-Sandbox-Fault and ends the request. Request bodies: read_body (size
 -- limit), json_body (a JSON object; NaN/Infinity refused), query_args.
 
-local util = require "ugen_sandbox.util"
-local faults = require "ugen_sandbox.faults"
+local util = require "ugen_sandbox_server.util"
+local faults = require "ugen_sandbox_server.faults"
 
 local ngx = ngx
 local json, null = util.json, util.null

@@ -1,12 +1,12 @@
--- ugen_sandbox.tasks: Playground tasks (POST /models/{id}/try).
+-- ugen_sandbox_server.tasks: Playground tasks (POST /models/{id}/try).
 --
 -- A task takes TASK_SECONDS on the sandbox clock, then completes with a
 -- result_url (a PNG for image models, the MP4 otherwise) or, when its prompt
 -- holds "[fail]", fails. Free of charge.
 
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
 
 local type, floor = type, math.floor
 

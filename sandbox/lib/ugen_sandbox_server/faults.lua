@@ -1,4 +1,4 @@
--- ugen_sandbox.faults: the X-Sandbox-Fault request header.
+-- ugen_sandbox_server.faults: the X-Sandbox-Fault request header.
 --
 --   X-Sandbox-Fault: <directive>[;<directive>...]     (";" or "," separated)
 --

@@ -1,4 +1,4 @@
--- ugen_sandbox.webhooks: job.completed / job.failed deliveries.
+-- ugen_sandbox_server.webhooks: job.completed / job.failed deliveries.
 --
 -- Deliveries run in ngx.timer.at callbacks over cosockets (never blocking the
 -- worker). Each attempt POSTs the same JSON body with a fresh
@@ -19,7 +19,7 @@
 -- sends) a target, Host or header holding anything but URL characters and
 -- control-free values.
 
-local util = require "ugen_sandbox.util"
+local util = require "ugen_sandbox_server.util"
 local signing = require "ugen.webhook" -- the SDK's own signing code
 
 local _M = {}

@@ -1,12 +1,12 @@
--- ugen_sandbox.handlers.music: GET /music/catalog (the seeded tracks), GET,
+-- ugen_sandbox_server.handlers.music: GET /music/catalog (the seeded tracks), GET,
 -- POST /music/custom and DELETE /music/custom/{id} (soft delete).
--- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox.http).
+-- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox_server.http).
 
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
-local uploads = require "ugen_sandbox.uploads"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
+local uploads = require "ugen_sandbox_server.uploads"
+local http = require "ugen_sandbox_server.http"
 
 local ipairs = ipairs
 local array = util.array

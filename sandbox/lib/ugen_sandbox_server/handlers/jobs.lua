@@ -1,15 +1,15 @@
--- ugen_sandbox.handlers.jobs: POST /jobs (model rules, idempotency, limits,
+-- ugen_sandbox_server.handlers.jobs: POST /jobs (model rules, idempotency, limits,
 -- credits, in that order), GET /jobs/{id}, GET /jobs. The lifecycle itself is
--- ugen_sandbox.jobs.
--- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox.http).
+-- ugen_sandbox_server.jobs.
+-- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox_server.http).
 
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
-local ledger = require "ugen_sandbox.ledger"
-local jobs = require "ugen_sandbox.jobs"
-local webhooks = require "ugen_sandbox.webhooks"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
+local ledger = require "ugen_sandbox_server.ledger"
+local jobs = require "ugen_sandbox_server.jobs"
+local webhooks = require "ugen_sandbox_server.webhooks"
+local http = require "ugen_sandbox_server.http"
 
 local pairs, ipairs, tostring, max = pairs, ipairs, tostring, math.max
 local concat = table.concat

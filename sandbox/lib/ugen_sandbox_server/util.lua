@@ -1,4 +1,4 @@
--- ugen_sandbox.util: small helpers shared by the sandbox server modules
+-- ugen_sandbox_server.util: small helpers shared by the sandbox server modules
 -- (runs inside the nginx worker: LuaJIT + ngx).
 
 local json = require "ugen.json"

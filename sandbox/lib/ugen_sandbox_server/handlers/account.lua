@@ -1,15 +1,15 @@
--- ugen_sandbox.handlers.account: the tenant's own settings and files:
+-- ugen_sandbox_server.handlers.account: the tenant's own settings and files:
 -- PUT/GET/DELETE /tenants/me/webhook, GET /tenants/me, POST /tenants/me/avatar,
 -- POST /tenants/me/brand-kit/logo, POST /uploads/product-image.
--- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox.http).
+-- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox_server.http).
 
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
-local ledger = require "ugen_sandbox.ledger"
-local webhooks = require "ugen_sandbox.webhooks"
-local uploads = require "ugen_sandbox.uploads"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
+local ledger = require "ugen_sandbox_server.ledger"
+local webhooks = require "ugen_sandbox_server.webhooks"
+local uploads = require "ugen_sandbox_server.uploads"
+local http = require "ugen_sandbox_server.http"
 
 local null = util.null
 local R, value_error = http.response, http.value_error

@@ -1,11 +1,11 @@
--- ugen_sandbox.auth: who is calling. X-API-Key (the seeded tenants' keys) or
+-- ugen_sandbox_server.auth: who is calling. X-API-Key (the seeded tenants' keys) or
 -- Authorization: Bearer <JWT> (HS256 over the seed-derived secret, `sub` =
 -- tenant id, `exp` checked); failures are 401 with WWW-Authenticate.
 
-local util = require "ugen_sandbox.util"
-local seed = require "ugen_sandbox.seed"
-local state = require "ugen_sandbox.state"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local seed = require "ugen_sandbox_server.seed"
+local state = require "ugen_sandbox_server.state"
+local http = require "ugen_sandbox_server.http"
 
 local ngx = ngx
 local type = type

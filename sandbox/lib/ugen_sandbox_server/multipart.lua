@@ -1,4 +1,4 @@
--- ugen_sandbox.multipart: a strict multipart/form-data parser (RFC 7578) for
+-- ugen_sandbox_server.multipart: a strict multipart/form-data parser (RFC 7578) for
 -- whole in-memory bodies, and content sniffing for the upload formats.
 --
 --   multipart.boundary(content_type) -> boundary | nil

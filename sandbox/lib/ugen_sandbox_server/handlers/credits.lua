@@ -1,14 +1,14 @@
--- ugen_sandbox.handlers.credits: GET /credits/balance, GET
+-- ugen_sandbox_server.handlers.credits: GET /credits/balance, GET
 -- /credits/transactions, POST /credits/estimate (the price function and the
--- ledger are ugen_sandbox.ledger).
--- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox.http).
+-- ledger are ugen_sandbox_server.ledger).
+-- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox_server.http).
 
 local endpoints = require "ugen.endpoints"
 local validate = require "ugen.validate"
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local ledger = require "ugen_sandbox.ledger"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local ledger = require "ugen_sandbox_server.ledger"
+local http = require "ugen_sandbox_server.http"
 
 local type, ipairs = type, ipairs
 local null = util.null

@@ -1,12 +1,12 @@
--- ugen_sandbox.handlers.models: GET /models, GET /models/{id}, the
+-- ugen_sandbox_server.handlers.models: GET /models, GET /models/{id}, the
 -- Playground (POST /models/{id}/try) and its task status
 -- (GET /playground/tasks/{task_id}, the sandbox's choice: undocumented).
--- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox.http).
+-- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox_server.http).
 
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local tasks = require "ugen_sandbox.tasks"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local tasks = require "ugen_sandbox_server.tasks"
+local http = require "ugen_sandbox_server.http"
 
 local ipairs = ipairs
 local null, array = util.null, util.array

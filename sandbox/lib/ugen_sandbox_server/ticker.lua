@@ -1,10 +1,10 @@
--- ugen_sandbox.ticker: moves every running job and task along the sandbox
+-- ugen_sandbox_server.ticker: moves every running job and task along the sandbox
 -- clock, so their side effects (settlement, webhooks) happen even when
 -- nobody polls. Runs every 50 ms (ngx.timer.every) and after a clock change.
 
-local state = require "ugen_sandbox.state"
-local jobs = require "ugen_sandbox.jobs"
-local tasks = require "ugen_sandbox.tasks"
+local state = require "ugen_sandbox_server.state"
+local jobs = require "ugen_sandbox_server.jobs"
+local tasks = require "ugen_sandbox_server.tasks"
 
 local ngx = ngx
 local pairs, ipairs, pcall = pairs, ipairs, pcall

@@ -1,13 +1,13 @@
--- ugen_sandbox.handlers.templates: GET and POST /templates (at most
+-- ugen_sandbox_server.handlers.templates: GET and POST /templates (at most
 -- TEMPLATE_CAP per tenant; configs checked with the job field rules).
--- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox.http).
+-- Handlers: name -> function(T, params, ctx) -> response (ugen_sandbox_server.http).
 
 local endpoints = require "ugen.endpoints"
 local validate = require "ugen.validate"
-local util = require "ugen_sandbox.util"
-local clock = require "ugen_sandbox.clock"
-local webhooks = require "ugen_sandbox.webhooks"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local clock = require "ugen_sandbox_server.clock"
+local webhooks = require "ugen_sandbox_server.webhooks"
+local http = require "ugen_sandbox_server.http"
 
 local pairs, ipairs = pairs, ipairs
 local sort, insert = table.sort, table.insert

@@ -1,18 +1,18 @@
--- ugen_sandbox.jobs: the job lifecycle.
+-- ugen_sandbox_server.jobs: the job lifecycle.
 --
 -- A job moves through the pipeline stages on the sandbox clock
--- (ugen_sandbox.clock): its state is computed from its creation time whenever
+-- (ugen_sandbox_server.clock): its state is computed from its creation time whenever
 -- it is read or the ticker runs, so side effects (settlement in the ledger,
 -- the job.completed / job.failed webhook) happen exactly once, at the end.
 -- A [fail...] marker in the product name fails it at a stage; stop_at_stage
 -- completes it early, billed for the finished stages only.
 
 local endpoints = require "ugen.endpoints"
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
-local ledger = require "ugen_sandbox.ledger"
-local webhooks = require "ugen_sandbox.webhooks"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
+local ledger = require "ugen_sandbox_server.ledger"
+local webhooks = require "ugen_sandbox_server.webhooks"
 
 local type, pairs, ipairs, next, floor, min = type, pairs, ipairs, next, math.floor, math.min
 local sort = table.sort

@@ -1,10 +1,13 @@
--- ugen_sandbox.app: the local U-Gen API server (one nginx worker, LuaJIT):
+-- ugen_sandbox_server.app: the local U-Gen API server (one nginx worker, LuaJIT):
 -- its entry points, called from the generated nginx.conf.
+-- ugen_sandbox_server.* is the SERVER: it runs only inside the sandbox's nginx
+-- (sandbox/lib/ on lua_package_path) and never in the SDK. The client-side
+-- MANAGER that starts and stops it is ugen.sandbox (lua/ugen/sandbox/).
 --
---   app.init(cfg)      init_by_lua (master): static seed data (ugen_sandbox.state)
+--   app.init(cfg)      init_by_lua (master): static seed data (ugen_sandbox_server.state)
 --   app.init_worker()  init_worker_by_lua: tenants, clock, ticker, owner watchdog
 --   app.handle()       content_by_lua for every dynamic path: /_sandbox/* (admin),
---                      /api/v1/* (X-Sandbox-Fault, then ugen_sandbox.routes)
+--                      /api/v1/* (X-Sandbox-Fault, then ugen_sandbox_server.routes)
 --   app.error_page()   content_by_lua of the error_page location: nginx's own
 --                      errors in the API's nested JSON shape
 --
@@ -26,16 +29,16 @@
 --   webhooks   deliveries; faults, static_fault: X-Sandbox-Fault; seed,
 --              multipart, util: data and helpers
 
-local util = require "ugen_sandbox.util"
-local faults = require "ugen_sandbox.faults"
-local webhooks = require "ugen_sandbox.webhooks"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
-local tenants = require "ugen_sandbox.tenants"
-local ticker = require "ugen_sandbox.ticker"
-local http = require "ugen_sandbox.http"
-local routes = require "ugen_sandbox.routes"
-local admin = require "ugen_sandbox.admin"
+local util = require "ugen_sandbox_server.util"
+local faults = require "ugen_sandbox_server.faults"
+local webhooks = require "ugen_sandbox_server.webhooks"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
+local tenants = require "ugen_sandbox_server.tenants"
+local ticker = require "ugen_sandbox_server.ticker"
+local http = require "ugen_sandbox_server.http"
+local routes = require "ugen_sandbox_server.routes"
+local admin = require "ugen_sandbox_server.admin"
 
 local ngx = ngx
 local ipairs, tostring, tonumber, floor = ipairs, tostring, tonumber, math.floor

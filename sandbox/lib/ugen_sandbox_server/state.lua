@@ -1,4 +1,4 @@
--- ugen_sandbox.state: everything the sandbox worker keeps in memory.
+-- ugen_sandbox_server.state: everything the sandbox worker keeps in memory.
 --
 -- One table shared by the server modules (hence worker_processes 1: the
 -- state is this worker's Lua tables). The seed part is filled by load() in
@@ -10,11 +10,11 @@
 --                 https when started with tls = true)
 --   tenants       the seeded tenants, in seed order; by_key[api_key], by_id[id]
 --   models, models_by_id, personas (by id), catalog (music), jwt_secret
---   data          tenant id -> that tenant's runtime data (see ugen_sandbox.tenants)
+--   data          tenant id -> that tenant's runtime data (see ugen_sandbox_server.tenants)
 --   active        job/task -> true while not terminal (what the ticker advances)
 --   started_at    ISO time the worker started
 
-local seed = require "ugen_sandbox.seed"
+local seed = require "ugen_sandbox_server.seed"
 local crypto = require "ugen.crypto"
 
 local ipairs, tostring, tonumber = ipairs, tostring, tonumber

@@ -1,19 +1,19 @@
--- ugen_sandbox.routes: the /api/v1 routes, driven by ugen.endpoints (the
+-- ugen_sandbox_server.routes: the /api/v1 routes, driven by ugen.endpoints (the
 -- SDK's endpoint table), so the SDK and the sandbox cannot drift.
 --
 -- dispatch() matches the path (literal routes before parameterised ones; 404,
 -- 405 + Allow), then authenticates (routing is checked before auth), reads
 -- the body (JSON or multipart), validates every parameter with ugen.validate
--- (422) and calls the endpoint's handler (ugen_sandbox.handlers.*) with the
+-- (422) and calls the endpoint's handler (ugen_sandbox_server.handlers.*) with the
 -- tenant data, the clean parameters and a context { ep, query, body, parts }.
 
 local endpoints = require "ugen.endpoints"
 local validate = require "ugen.validate"
-local util = require "ugen_sandbox.util"
-local state = require "ugen_sandbox.state"
-local http = require "ugen_sandbox.http"
-local auth = require "ugen_sandbox.auth"
-local uploads = require "ugen_sandbox.uploads"
+local util = require "ugen_sandbox_server.util"
+local state = require "ugen_sandbox_server.state"
+local http = require "ugen_sandbox_server.http"
+local auth = require "ugen_sandbox_server.auth"
+local uploads = require "ugen_sandbox_server.uploads"
 
 local ngx = ngx
 local pairs, ipairs = pairs, ipairs
@@ -26,7 +26,7 @@ local _M = {}
 -- name ("resource.name") -> handler
 local H = {}
 for _, group in ipairs({ "models", "jobs", "credits", "account", "music", "templates" }) do
-  for name, fn in pairs(require("ugen_sandbox.handlers." .. group)) do
+  for name, fn in pairs(require("ugen_sandbox_server.handlers." .. group)) do
     assert(H[name] == nil, "two handlers for " .. name)
     H[name] = fn
   end

@@ -1,19 +1,19 @@
--- ugen_sandbox.admin: the /_sandbox/* endpoints (not part of the U-Gen API):
+-- ugen_sandbox_server.admin: the /_sandbox/* endpoints (not part of the U-Gen API):
 -- health (no auth), the delivery log, reset, the clock, credits, limits and
 -- cancelling a job. Authenticated like the API; they act on the caller's
 -- tenant. See sandbox/README.md ("Admin endpoints").
 
-local util = require "ugen_sandbox.util"
-local faults = require "ugen_sandbox.faults"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
-local ledger = require "ugen_sandbox.ledger"
-local jobs = require "ugen_sandbox.jobs"
-local tenants = require "ugen_sandbox.tenants"
-local ticker = require "ugen_sandbox.ticker"
-local http = require "ugen_sandbox.http"
-local auth = require "ugen_sandbox.auth"
-local credits_balance = require("ugen_sandbox.handlers.credits")["credits.balance"]
+local util = require "ugen_sandbox_server.util"
+local faults = require "ugen_sandbox_server.faults"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
+local ledger = require "ugen_sandbox_server.ledger"
+local jobs = require "ugen_sandbox_server.jobs"
+local tenants = require "ugen_sandbox_server.tenants"
+local ticker = require "ugen_sandbox_server.ticker"
+local http = require "ugen_sandbox_server.http"
+local auth = require "ugen_sandbox_server.auth"
+local credits_balance = require("ugen_sandbox_server.handlers.credits")["credits.balance"]
 
 local ngx = ngx
 local type, ipairs, floor = type, ipairs, math.floor

@@ -1,13 +1,13 @@
--- ugen_sandbox.tenants: each seeded tenant's runtime data (T) and its reset.
+-- ugen_sandbox_server.tenants: each seeded tenant's runtime data (T) and its reset.
 --
 -- T = { tenant (the seed record), balance, reserved, ledger, jobs, jobs_by_id,
 --       idem (idempotency key -> {fingerprint, job_id}), webhook, templates,
 --       music, music_by_id, uploads, avatar_url, logo_url, tasks, deliveries,
 --       concurrent_limit, daily_limit }
 
-local state = require "ugen_sandbox.state"
-local ledger = require "ugen_sandbox.ledger"
-local jobs = require "ugen_sandbox.jobs"
+local state = require "ugen_sandbox_server.state"
+local ledger = require "ugen_sandbox_server.ledger"
+local jobs = require "ugen_sandbox_server.jobs"
 
 local pairs, ipairs = pairs, ipairs
 

@@ -1,4 +1,4 @@
--- ugen_sandbox.static_fault: X-Sandbox-Fault on the generated media files
+-- ugen_sandbox_server.static_fault: X-Sandbox-Fault on the generated media files
 -- (access_by_lua of the /static/videos/ location in nginx.conf.tmpl).
 --
 -- Without the header, or once a `count=N` fault is used up, nginx serves the
@@ -14,8 +14,8 @@
 --   count=N/key=K as on the API (shared counters, cleared by /_sandbox/reset?all=true)
 -- reset_after, badjson and html are rejected (400 INVALID_SANDBOX_FAULT).
 
-local faults = require "ugen_sandbox.faults"
-local util = require "ugen_sandbox.util"
+local faults = require "ugen_sandbox_server.faults"
+local util = require "ugen_sandbox_server.util"
 
 local ngx = ngx
 local type, pairs, tostring, tonumber, floor, min = type, pairs, tostring, tonumber, math.floor, math.min

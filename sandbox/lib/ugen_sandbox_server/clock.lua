@@ -1,12 +1,12 @@
--- ugen_sandbox.clock: the sandbox's job clock.
+-- ugen_sandbox_server.clock: the sandbox's job clock.
 --
 -- Sandbox seconds run `speed` times faster than real ones (--speed, or
 -- POST /_sandbox/clock {"speed"}), and can be moved forward at once
 -- ({"advance"}). Jobs and tasks remember the sandbox time they were created at
 -- (created_sim) and compute their state from it.
 
-local state = require "ugen_sandbox.state"
-local util = require "ugen_sandbox.util"
+local state = require "ugen_sandbox_server.state"
+local util = require "ugen_sandbox_server.util"
 
 local ngx = ngx
 local pairs = pairs

@@ -1,13 +1,13 @@
--- ugen_sandbox.uploads: multipart uploads (avatar, brand logo, product image,
+-- ugen_sandbox_server.uploads: multipart uploads (avatar, brand logo, product image,
 -- custom music): parsing, the endpoint's formats and size limits (the format
 -- is sniffed by the SDK's own lua/ugen/media.lua rules), storage under DIR/files/.
 
 local validate = require "ugen.validate"
-local util = require "ugen_sandbox.util"
-local multipart = require "ugen_sandbox.multipart"
-local state = require "ugen_sandbox.state"
-local clock = require "ugen_sandbox.clock"
-local http = require "ugen_sandbox.http"
+local util = require "ugen_sandbox_server.util"
+local multipart = require "ugen_sandbox_server.multipart"
+local state = require "ugen_sandbox_server.state"
+local clock = require "ugen_sandbox_server.clock"
+local http = require "ugen_sandbox_server.http"
 
 local ngx = ngx
 local type, pairs, ipairs = type, pairs, ipairs
