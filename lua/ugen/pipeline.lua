@@ -142,7 +142,12 @@ end
 
 -- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
 --          output, resume_from, on_progress, low_speed_time, idempotent, opts (per-call),
---          secrets (extra strings), headers (the SDK's own, sent to any origin) }
+--          secrets (extra strings), headers (the SDK's own, sent to any origin), follow,
+--          fname, argn, level (a body JSON cannot encode raises "bad argument #argn to
+--          'fname'" at `level` counted from send: the caller's frames are counted, so
+--          send is never called as a tail call) }
+-- The request description: path is appended to client.base_url with the query;
+-- an absolute url gets the credentials and the user's headers only on the API's origin.
 --
 -- Deadlines. A call has one when its opts carry `timeout` (the whole call,
 -- retries and backoff included, ends within that many seconds) or when a

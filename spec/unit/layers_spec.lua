@@ -36,7 +36,7 @@ local SIZE_EXCEPTIONS = {
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
