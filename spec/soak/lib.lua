@@ -87,11 +87,11 @@ function M.start(opts)
   local env = { info = info, dir = dir }
   env.admin = ugen.new{ base_url = info.base_url, api_key = info.api_key, timeout = 30, max_retries = 0 }
   -- limits and credits out of the way (admin endpoints act on the caller's tenant)
-  local r, err = env.admin:_send{ method = "PUT", url = info.origin .. "/_sandbox/limits",
-    body = { concurrent_limit = 1000000, daily_limit = 1000000 } }
+  local r, err = require("ugen.pipeline").send(env.admin, { method = "PUT", url = info.origin .. "/_sandbox/limits",
+    body = { concurrent_limit = 1000000, daily_limit = 1000000 } })
   assert(r, tostring(err))
-  r, err = env.admin:_send{ method = "POST", url = info.origin .. "/_sandbox/credits",
-    body = { amount = 100000000 } }
+  r, err = require("ugen.pipeline").send(env.admin, { method = "POST", url = info.origin .. "/_sandbox/credits",
+    body = { amount = 100000000 } })
   assert(r, tostring(err))
   return env
 end

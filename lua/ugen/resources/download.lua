@@ -62,15 +62,16 @@
 
 local errors = require "ugen.errors"
 local retry = require "ugen.retry"
-local client_mod = require "ugen.client"
-local resources = require "ugen.resources"
+local argerror = require("ugen.args").argerror
+local call = require "ugen.call"
+local pipeline = require "ugen.pipeline"
 local url_mod = require "ugen.url"
 
 local type, pairs, tostring, tonumber, error, pcall = type, pairs, tostring, tonumber, error, pcall
 local string_match, math_max, math_floor = string.match, math.max, math.floor
 local os_remove, os_rename, io_open = os.remove, os.rename, io.open
 
-local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
+local check_call_opts = call.check_call_opts
 
 local _M = { _VERSION = "0.1.0", MIN_TIMEOUT = 3600 }
 
@@ -124,7 +125,7 @@ function _M.extend(r, eps)
   local client = r._client
 
   function r.download(self, job, path, opts)
-    resources.client_of(self, eps.get)
+    call.client_of(self, eps.get)
     if type(job) ~= "string" and type(job) ~= "table" then
       argerror(1, "download", "job table or job id string expected, got " .. type(job), 2)
     end
@@ -210,11 +211,11 @@ function _M.extend(r, eps)
           return true
         end
       end
-      local res, meta = client:_send{
+      local res, meta = pipeline.send(client, {
         method = "GET", url = url, output = part, resume_from = offset > 0 and offset or nil, headers = sdk_headers,
         on_progress = progress, low_speed_time = client.timeout, opts = attempt_opts,
         idempotent = true, follow = true,
-      }
+      })
       if raised then error(raised[1], 0) end
 
       local err, restart

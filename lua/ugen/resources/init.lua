@@ -26,8 +26,7 @@
 
 local argerror = require("ugen.args").argerror
 local endpoints = require "ugen.endpoints"
-local client_mod = require "ugen.client"
-local errors = require "ugen.errors"
+local call = require "ugen.call"
 local media = require "ugen.media"
 local validate = require "ugen.validate"
 
@@ -37,19 +36,11 @@ local string_format, string_match, string_find = string.format, string.match, st
 local table_concat = table.concat
 local io_open = io.open
 
-local check_call_opts = client_mod.check_call_opts
+local check_call_opts, call_endpoint = call.check_call_opts, call.endpoint
 
 local _M = { _VERSION = "0.1.0" }
 
--- self check: catches client.jobs.get(id) (dot instead of colon)
-local function client_of(self, ep)
-  if type(self) ~= "table" or type(self._client) ~= "table" then
-    error(string_format("ugen: call %s:%s(...) with a colon (client.%s:%s)",
-      ep.resource, ep.name, ep.resource, ep.name), 3)
-  end
-  return self._client
-end
-_M.client_of = client_of
+local client_of = call.client_of
 
 -- Per endpoint, computed once: whether the method takes a params table, and
 -- whether that table is required (the endpoint tables never change).
@@ -256,7 +247,7 @@ local function make_method(ep)
           if d.loc[2] ~= "file" then details[#details + 1] = d end
         end
         for _, d in ipairs(merr) do details[#details + 1] = d end
-        local err = client_mod.validation_error(details)
+        local err = call.validation_error(details)
         local first = merr[1]
         if first.ctx and first.ctx.error then
           err.code = first.ctx.error
@@ -270,7 +261,7 @@ local function make_method(ep)
       for k, v in pairs(opts and opts.extra or {}) do mime[#mime + 1] = { name = k, data = tostring(v) } end
       extra = { mime = mime }
     end
-    local r, e = client:_call(ep, pv, params, opts, extra)
+    local r, e = call_endpoint(client, ep, pv, params, opts, extra)
     return r, e
   end
 end
@@ -321,7 +312,7 @@ local function page_walker(client, ep, p, opts, mode)
   return function()
     if done then return nil end
     p.page = page
-    local res, err = client:_call(ep, {}, p, opts)
+    local res, err = call_endpoint(client, ep, {}, p, opts)
     if not res then
       done = true
       if mode == "raise" then error(err, 0) end
@@ -419,5 +410,4 @@ function _M.attach(client)
   end
 end
 
-_M.errors = errors
 return _M

@@ -13,13 +13,13 @@
 -- (get, list and each are generated from the endpoint table.)
 
 local crypto = require "ugen.crypto"
-local client_mod = require "ugen.client"
-local resources = require "ugen.resources"
+local argerror = require("ugen.args").argerror
+local call = require "ugen.call"
 local jobs_wait = require "ugen.resources.jobs_wait"
 
 local type, pairs = type, pairs
 
-local argerror, check_call_opts = client_mod.argerror, client_mod.check_call_opts
+local check_call_opts = call.check_call_opts
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -30,7 +30,7 @@ function _M.extend(r, eps)
   local create_ep = eps.create
 
   function r.create(self, params, opts)
-    resources.client_of(self, create_ep)
+    call.client_of(self, create_ep)
     if type(params) ~= "table" then argerror(1, "create", "table expected, got " .. type(params), 2) end
     check_call_opts(opts, 2, "create", 2)
     local p = {}
@@ -42,7 +42,7 @@ function _M.extend(r, eps)
     end
     if key == nil then key = okey or crypto.uuid4() end
     p.idempotency_key = key
-    local job, err = client:_call(create_ep, {}, p, opts)
+    local job, err = call.endpoint(client, create_ep, {}, p, opts)
     if not job then
       if type(err) == "table" and type(key) == "string" then err.idempotency_key = key end
       return nil, err

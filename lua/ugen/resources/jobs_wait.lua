@@ -53,6 +53,8 @@
 
 local errors = require "ugen.errors"
 local runtime_mod = require "ugen.runtime"
+local pipeline = require "ugen.pipeline"
+local call = require "ugen.call"
 
 local type, pairs, tostring, error, pcall, setmetatable, string_format, math_floor, math_min, math_max =
   type, pairs, tostring, error, pcall, setmetatable, string.format, math.floor, math.min, math.max
@@ -152,7 +154,7 @@ end
 -- poll job_id until a terminal state or `deadline` (on rt.now()'s clock)
 local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progress, get_opts)
   local rt_now, rt_sleep = rt.now, rt.sleep
-  require("ugen.client").set_deadline(get_opts, deadline)
+  pipeline.set_deadline(get_opts, deadline)
   local last_stage, last_pct, last_job, last_err
   local first = true
   local function timed_out()
@@ -199,7 +201,7 @@ function _M.wait(self, job_id, opts)
   if type(job_id) ~= "string" then argerr(1, "wait", "string expected, got " .. type(job_id), 2) end
   local _, o, interval, timeout = check_args("wait", nil, opts, 1, 2)
   local get_opts = { headers = o.headers, max_retries = o.max_retries }
-  require("ugen.client").check_call_opts(get_opts, 2, "wait", 2)
+  call.check_call_opts(get_opts, 2, "wait", 2)
   local rt = client.runtime
   return wait_one(self, rt, job_id, interval, timeout, rt.now() + timeout, o.on_progress, get_opts)
 end

@@ -1,0 +1,318 @@
+-- ugen.pipeline: one request, from a request description to result, meta | nil, err.
+--
+--   pipeline.send(client, spec) -> result, meta | nil, err
+--
+-- It knows no endpoints: ugen.call (endpoint lookup, argument parsing, validation) and the
+-- resources build the description; this module owns auth headers, the idempotency flag,
+-- JSON encoding and decoding, deadlines, retries with backoff and Retry-After (ugen.retry),
+-- error mapping (ugen.errors) and redaction of secrets from errors. Waiting (backoff
+-- sleeps, transfers, the clock) goes through the client's runtime only.
+--
+-- `client` is the settings table ugen.new builds: base_url, user_agent, default_headers,
+-- timeout, connect_timeout, max_retries, keep_null, rng, cainfo, capath, runtime
+-- ({now, sleep, perform[, time]}). Its credentials are not in that table: ugen.new hands
+-- them to pipeline.set_credentials, which keeps them here, keyed weakly by the client.
+--
+--   pipeline.set_credentials(client, {api_key =, jwt =})   (also marks `client` as a client)
+--   pipeline.is_client(v)               -> true for a table given to set_credentials
+--   pipeline.set_deadline(opts, deadline) -> opts: every call made with this per-call opts
+--                                          table ends by `deadline` (runtime now() clock)
+--   pipeline.add_header_secrets(client, headers)  credential header values become secrets
+--   pipeline.redact(client, err[, extra])  err with the client's secrets (and extra) scrubbed
+
+local json = require "ugen.json"
+local errors = require "ugen.errors"
+local retry = require "ugen.retry"
+local headers_mod = require "ugen.headers"
+local url_mod = require "ugen.url"
+
+local type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next =
+  type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next
+local string_format, string_match, string_find, string_sub, string_lower =
+  string.format, string.match, string.find, string.sub, string.lower
+local math_floor = math.floor
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Secrets live outside the client table, so pairs(client), inspectors and
+-- serializers never see them.
+local secrets = setmetatable({}, { __mode = "k" })
+
+function _M.set_credentials(client, creds)
+  secrets[client] = { api_key = creds.api_key, jwt = creds.jwt }
+  -- every configured secret is scrubbed from every error (ugen.errors)
+  errors.add_secrets(client, creds.api_key, creds.jwt)
+end
+
+function _M.is_client(v)
+  return secrets[v] ~= nil
+end
+
+local CREDENTIAL_HEADERS = { authorization = true, ["proxy-authorization"] = true, ["x-api-key"] = true,
+                             cookie = true }
+
+-- Values of credential headers (and the token after "Bearer "/"Basic ").
+local function add_header_secrets(owner, h)
+  if type(h) ~= "table" then return end
+  for k, v in pairs(h) do
+    if type(k) == "string" and CREDENTIAL_HEADERS[string_lower(k)] then
+      v = tostring(v)
+      errors.add_secrets(owner, v, string_match(v, "^%a+%s+(.+)$"))
+    end
+  end
+end
+_M.add_header_secrets = add_header_secrets
+
+-- The client's credentials and extra values (a call's secret parameters), as
+-- a list without holes, for errors.redact (which adds every secret registered
+-- with errors.add_secrets).
+local function secret_list(self, extra)
+  local s = secrets[self] or {}
+  local list = {}
+  if s.api_key ~= nil then list[#list + 1] = s.api_key end
+  if s.jwt ~= nil then list[#list + 1] = s.jwt end
+  if extra then for _, v in ipairs(extra) do list[#list + 1] = v end end
+  return list
+end
+
+function _M.redact(client, err, extra)
+  return errors.redact(err, secret_list(client, extra))
+end
+
+---------------------------------------------------------------------------
+-- the request
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+
+-- wall-clock seconds: the runtime's time(), else the C core's clock
+local function wall_time(rt)
+  local f = rt.time
+  if f then return f() end
+  return require("ugen.native").time()
+end
+
+local function retry_after_of(self, err, hdrs)
+  local v = hdrs and hdrs["retry-after"]
+  local ra = v and retry.parse_retry_after(v, wall_time(self.runtime))
+  if ra == nil and type(err.details) == "table" then
+    ra = retry.parse_retry_after(err.details.retry_after, wall_time(self.runtime))
+  end
+  return ra
+end
+
+-- Turn one transport answer into result, meta | nil, err.
+local function handle_response(self, res, spec)
+  local status = tonumber(res.status)
+  if not status then
+    return nil, errors.new{ kind = "network", message = "transport returned no HTTP status", retryable = true }
+  end
+  if status ~= math_floor(status) or status < 100 or status > 999 then
+    return nil, errors.new{ kind = "network", retryable = true,
+      message = "transport returned an invalid HTTP status (" .. tostring(res.status) .. ")" }
+  end
+  local hmap = res.header_map
+  local hdrs = hmap and headers_mod.adopt(hmap) or headers_mod.new(res.headers)
+  local request_id = hdrs["x-request-id"]
+  local meta = { status = status, headers = hdrs, request_id = request_id }
+  if status >= 200 and status <= 299 then
+    if spec.output then
+      return { path = spec.output, size = res.size, status = status }, meta
+    end
+    local body = res.body
+    if type(body) ~= "string" or not string_find(body, "%S") then return {}, meta end
+    local v, derr = json.decode(body, self.keep_null)
+    if derr ~= nil then
+      return nil, errors.new{ kind = "decode", status = status, request_id = request_id, retryable = false,
+        message = string_format("HTTP %d response body is not valid JSON (%s)", status, derr) }
+    end
+    if v == nil then v = {} end
+    if type(v) ~= "table" then
+      -- every documented success body is an object (or a list): a bare string,
+      -- number or boolean is a server fault, not a result to index into
+      return nil, errors.new{ kind = "decode", status = status, request_id = request_id, retryable = false,
+        message = string_format("HTTP %d response body is JSON but not an object or array (a %s)", status,
+          type(v)) }
+    end
+    return v, meta
+  end
+  local err = errors.from_response(status, res.body, request_id, self.keep_null)
+  err.retry_after = retry_after_of(self, err, hdrs)
+  return nil, err, hdrs
+end
+
+-- spec = { method, path (encoded, relative) | url (absolute), query, body (Lua value), mime,
+--          output, resume_from, on_progress, low_speed_time, idempotent, opts (per-call),
+--          secrets (extra strings), headers (the SDK's own, sent to any origin), follow,
+--          fname, argn, level (a body JSON cannot encode raises "bad argument #argn to
+--          'fname'" at `level` counted from send: the caller's frames are counted, so
+--          send is never called as a tail call) }
+-- The request description: path is appended to client.base_url with the query;
+-- an absolute url gets the credentials and the user's headers only on the API's origin.
+--
+-- Deadlines. A call has one when its opts carry `timeout` (the whole call,
+-- retries and backoff included, ends within that many seconds) or when a
+-- helper attached one to its opts table with set_deadline (jobs:wait gives
+-- every poll the wait's deadline). Each attempt then gets the time left as
+-- its transfer timeout (at most the per-attempt timeout), no backoff sleep
+-- reaches past the deadline (the last error is returned instead), and the
+-- transport sees req.deadline (the runtime's now() clock) so a request queued
+-- by the scheduler gives up at the deadline too.
+local deadlines = setmetatable({}, { __mode = "k" })
+
+-- opts (a per-call opts table) -> opts; every call made with it ends by `deadline`
+-- (seconds on the client runtime's now() clock), like a per-call timeout, without
+-- changing the per-attempt timeout.
+function _M.set_deadline(opts, deadline)
+  deadlines[opts] = deadline
+  return opts
+end
+
+local function deadline_error()
+  return errors.new{ kind = "timeout", code = "DEADLINE_EXCEEDED", retryable = true, attempts = 0,
+    message = "the call's deadline passed before the request was sent" }
+end
+
+local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
+
+-- hdrs[k] = v, replacing a header of the same name in any letter case
+local function put_header(hdrs, k, v)
+  local lk = string_lower(k)
+  for name in pairs(hdrs) do
+    if string_lower(name) == lk then hdrs[name] = nil end
+  end
+  hdrs[k] = tostring(v)
+end
+
+function _M.send(self, spec)
+  local opts = spec.opts or NO_OPTS
+  local hdrs = {
+    ["Accept"] = "application/json",
+    ["User-Agent"] = self.user_agent,
+  }
+  local s = secrets[self] or {}
+  -- An absolute URL (a download) gets credentials only on the API's own origin.
+  local url = spec.url
+  if not url then
+    local q = spec.query and url_mod.build_query(spec.query, json.null) or ""
+    if q ~= "" and string_find(spec.path, "?", 1, true) then q = "&" .. string_sub(q, 2) end
+    url = self.base_url .. spec.path .. q
+  end
+  local foreign = spec.url ~= nil and not url_mod.same_origin(spec.url, self.base_url)
+  if foreign then s = {} end
+  if s.jwt then
+    hdrs["Authorization"] = "Bearer " .. s.jwt
+  elseif s.api_key then
+    hdrs["X-API-Key"] = s.api_key
+  end
+  local body
+  if spec.body ~= nil then
+    local eerr
+    body, eerr = json.encode(spec.body)
+    if not body then
+      error(string_format("bad argument #%d to '%s' (cannot encode as JSON: %s)",
+        spec.argn or 1, spec.fname or "request", tostring(eerr)), spec.level or 4)
+    end
+    hdrs["Content-Type"] = "application/json"
+  end
+  if spec.headers then for k, v in pairs(spec.headers) do put_header(hdrs, k, v) end end
+  -- default, then per-call headers replace same-named ones whatever their case;
+  -- like credentials, the user's headers go only to the API's own origin
+  if not foreign then
+    if next(self.default_headers) ~= nil then
+      for k, v in pairs(self.default_headers) do put_header(hdrs, k, v) end
+    end
+    if opts.headers then
+      add_header_secrets(self, opts.headers)
+      for k, v in pairs(opts.headers) do put_header(hdrs, k, v) end
+    end
+  end
+
+  local req = {
+    method = spec.method,
+    url = url,
+    headers = hdrs,
+    body = body,
+    mime = spec.mime,
+    output = spec.output,
+    resume_from = spec.resume_from,       -- downloads: append to output's first N bytes (Range)
+    on_progress = spec.on_progress,       -- downloads: function(dltotal, dlnow, ultotal, ulnow)
+    low_speed_time = spec.low_speed_time, -- downloads: stall detection (seconds under 1 byte/s)
+    -- redirects are followed only by downloads from another origin, which carry
+    -- neither credentials nor the user's headers (nothing of them can follow a
+    -- redirect to yet another host)
+    follow = (foreign and spec.follow) or nil,
+    timeout = nil,               -- per attempt, below
+    connect_timeout = nil,
+    deadline = nil,
+    cainfo = self.cainfo,
+    capath = self.capath,
+  }
+  local idempotent = spec.idempotent
+  if idempotent == nil then idempotent = IDEMPOTENT[spec.method] == true end
+  -- transports that can re-send on their own (libcurl on a dead reused
+  -- connection) must not do so for a request that may only be sent once
+  req.idempotent = idempotent
+  local max_retries = opts.max_retries or self.max_retries
+  local attempt_timeout = opts.timeout or self.timeout
+  local connect_timeout = opts.connect_timeout or self.connect_timeout
+  local deadline = deadlines[opts]
+  local rt = self.runtime
+  local rt_now, perform = rt.now, rt.perform
+  local t = nil     -- the clock, read once for the first attempt
+  if opts.timeout then
+    t = rt_now()
+    local d = t + opts.timeout
+    if deadline == nil or d < deadline then deadline = d end
+  end
+  req.timeout, req.connect_timeout, req.deadline = attempt_timeout, connect_timeout, deadline
+
+  local attempt, last_err = 0, nil
+  while true do
+    if deadline then
+      local left = deadline - (t or rt_now())
+      t = nil
+      if left <= 0 then
+        -- (after a backoff sleep that overshot: the error that led to it)
+        if last_err then return nil, errors.redact(last_err, secret_list(self, spec.secrets)) end
+        return nil, deadline_error()
+      end
+      req.timeout = attempt_timeout < left and attempt_timeout or left
+      req.connect_timeout = connect_timeout < left and connect_timeout or left
+    end
+    local res, terr = perform(req)
+    local result, meta, err
+    if res then
+      result, meta = handle_response(self, res, spec)
+      if result == nil then err = meta; meta = nil end
+    else
+      err = errors.from_transport(terr)
+    end
+    if err == nil then return result, meta end
+
+    attempt = attempt + 1
+    err.attempts = attempt
+    local can = err.retryable and (idempotent or (res == nil and err.sent == false))
+    local wait
+    if can and attempt <= max_retries then
+      if err.retry_after and err.retry_after > retry.MAX_RETRY_AFTER then
+        can = false
+      else
+        -- never shorter than the backoff, whatever Retry-After said (0, a past date)
+        wait = retry.delay(attempt, err.retry_after, self.rng)
+        -- no time left for another attempt after the sleep: give the error now
+        if deadline and rt_now() + wait >= deadline then can = false end
+      end
+    else
+      can = false
+    end
+    err.sent = nil
+    if not can then
+      errors.redact(err, secret_list(self, spec.secrets))
+      return nil, err
+    end
+    last_err = err
+    rt.sleep(wait)
+  end
+end
+
+return _M
