@@ -73,9 +73,6 @@ size_t ugen_hdr_record(const char *buf, const ugen_hdr_line *l, char *dst);
 /* ugen_json.c: core.json_clean (the null/integer rule applied after a JSON decode) */
 void ugen_json_register(lua_State *L);
 
-/* ugen_engine.c: engine and transfer classes, core.engine */
-void ugen_engine_register(lua_State *L);
-
 /* ugen_loop.c: an engine's link to libcurl's multi socket API (its watch
  * set and timer, recorded by CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION, which
  * never call Lua) and the engine methods for a host's event loop. */
@@ -97,20 +94,74 @@ int ugen_loop_sockets(lua_State *L);
 int ugen_loop_changes(lua_State *L);
 int ugen_loop_act(lua_State *L);
 
-/* ugen_engine.c, for ugen_loop.c's methods. The engine at stack index idx,
- * raising when closed (and, for _idle, when called from its callbacks). */
-struct ugen_engine;
-struct ugen_engine *ugen_engine_get(lua_State *L, int idx);
-struct ugen_engine *ugen_engine_get_idle(lua_State *L, int idx);
-ugen_loop *ugen_engine_loop(struct ugen_engine *e);
+/* The engine: ugen_engine.c, ugen_transfer.c, ugen_request.c and
+ * ugen_result.c share the state in ugen_engine.h; ugen_loop.c sees an engine
+ * only through the functions below. */
+typedef struct ugen_engine ugen_engine;
+typedef struct ugen_transfer ugen_transfer;
+typedef struct ugen_buf ugen_buf;
+/* size of a transfer's error message (and of output_prepare's) */
+#define UGEN_MSG_SIZE 256
+
+/* ugen_engine.c: the engine class (multi + share handle, easy-handle pool,
+ * connection policy, submit/run/request/running/close), core.engine */
+void ugen_engine_register(lua_State *L);
+/* The engine at stack index idx, raising when closed (and, for _idle, when
+ * called from its callbacks). */
+ugen_engine *ugen_engine_get(lua_State *L, int idx);
+ugen_engine *ugen_engine_get_idle(lua_State *L, int idx);
+ugen_loop *ugen_engine_loop(ugen_engine *e);
 /* around a multi call on the engine at index 1 (callbacks may run Lua on L) */
-void ugen_engine_enter(lua_State *L, struct ugen_engine *e);
-void ugen_engine_leave(lua_State *L, struct ugen_engine *e);
+void ugen_engine_enter(lua_State *L, ugen_engine *e);
+void ugen_engine_leave(lua_State *L, ugen_engine *e);
 /* reads libcurl's completion messages; returns how many transfers finished */
-int ugen_engine_collect(struct ugen_engine *e);
+int ugen_engine_collect(ugen_engine *e);
 /* pushes the transfers finished since the last report (array, each once)
  * and the number still running; returns 2 */
-int ugen_engine_report(lua_State *L, struct ugen_engine *e);
+int ugen_engine_report(lua_State *L, ugen_engine *e);
+/* the transfer lists (active, done), the easy-handle pool, the per-host
+ * connection limit, and giving a transfer's easy handle back */
+void ugen_engine_link_active(ugen_engine *e, ugen_transfer *t);
+void ugen_engine_unlink(ugen_engine *e, ugen_transfer *t, int from_done);
+void ugen_engine_push_done(ugen_engine *e, ugen_transfer *t);
+CURL *ugen_engine_acquire(ugen_engine *e);
+CURLMcode ugen_engine_host_limit(ugen_engine *e);
+void ugen_engine_drop_easy(ugen_engine *e, ugen_transfer *t);
+/* 0 <= d <= 9e15 and integral */
+int ugen_engine_is_integer(double d);
+
+/* ugen_transfer.c: one transfer: the transfer class, its buffers, its
+ * libcurl callbacks (never raise) and its idempotent close */
+void ugen_transfer_register(lua_State *L);
+int ugen_transfer_buf_add(ugen_engine *e, ugen_buf *b, const char *s, size_t n);
+void ugen_transfer_close_fd(ugen_transfer *t);
+void ugen_transfer_set_msg(ugen_transfer *t, int fail, const char *what, const char *path,
+                           const char *detail);
+int ugen_transfer_open_output(ugen_transfer *t);
+size_t ugen_transfer_write_cb(char *ptr, size_t size, size_t nmemb, void *ud);
+size_t ugen_transfer_header_cb(char *buf, size_t size, size_t nitems, void *ud);
+int ugen_transfer_xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                              curl_off_t ulnow);
+#if UGEN_HAVE_CURL_PREREQFUNC
+int ugen_transfer_prereq_cb(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                            int conn_primary_port, int conn_local_port);
+#endif
+void ugen_transfer_unanchor(lua_State *L, int idx, ugen_transfer *t);
+void ugen_transfer_free(lua_State *L, ugen_transfer *t);
+int ugen_transfer_close(lua_State *L); /* t:close(), __gc, __close */
+
+/* ugen_request.c: a transfer for the request table at index 2 of the engine
+ * at index 1, left on the stack; sync: for e:request (never reported) */
+ugen_transfer *ugen_request_new_transfer(lua_State *L, ugen_engine *e, int sync);
+
+/* ugen_result.c: what a finished transfer returns */
+void ugen_result_capture(ugen_transfer *t);
+const char *ugen_result_version_name(long v);
+int ugen_result_push(lua_State *L, ugen_transfer *t, int uv);
+
+/* ugen_output.c: output files, core.output_size/output_prepare/output_append */
+void ugen_output_register(lua_State *L);
+int ugen_output_open(const char *path, curl_off_t keep, char *msg, size_t msgsize);
 
 /* ugen_mime.c: builds a curl_mime from the Lua parts list at idx for easy.
  * Raises on wrong types (programmer errors); on a runtime failure (file not

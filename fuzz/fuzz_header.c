@@ -11,7 +11,7 @@
  *     no trailing blank; the value has no leading/trailing blank and no NUL; the record is
  *     "name\0value\0" with the name lowercased;
  *   - FOLD: the value ends at the line end and has no leading blank;
- *   - at the end, the accumulated buffer splits (by NUL, as ugen_engine_push_res reads it)
+ *   - at the end, the accumulated buffer splits (by NUL, as ugen_result_push_res reads it)
  *     into exactly 2 * nheaders strings: names and values stay aligned.
  */
 #include <stdint.h>
@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(copy);
     pos = end;
   }
-  /* how ugen_engine_push_res reads the records back */
+  /* how ugen_result_push_res reads the records back */
   {
     size_t off = 0, strings = 0;
     while (off < acc_len) {
