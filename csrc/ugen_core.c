@@ -75,6 +75,29 @@ static int ugen_core_hex(lua_State *L)
   return 1;
 }
 
+/* core.cas(t, key, expected, new) -> boolean: t[key] = new (raw) if t[key] is
+ * raw-equal to expected. One C call, so no Lua hook can run in the middle of
+ * it: a host that yields Lua code from a count hook (HAProxy's forced yields)
+ * cannot interleave two claims of the same field. */
+static int ugen_core_cas(lua_State *L)
+{
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  luaL_argcheck(L, !lua_isnil(L, 2), 2, "key must not be nil");
+  lua_settop(L, 4);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 1);
+  if (!lua_rawequal(L, -1, 3)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 4);
+  lua_rawset(L, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 UGEN_API int luaopen_ugen_core(lua_State *L)
 {
   const curl_version_info_data *cv;
@@ -93,6 +116,8 @@ UGEN_API int luaopen_ugen_core(lua_State *L)
   lua_setfield(L, -2, "curl_ssl_version");
   lua_pushcfunction(L, ugen_core_hex);
   lua_setfield(L, -2, "hex");
+  lua_pushcfunction(L, ugen_core_cas);
+  lua_setfield(L, -2, "cas");
 
   ugen_hmac_register(L);
   ugen_random_register(L);

@@ -18,6 +18,7 @@
 --   native.random_bytes(n) -> bytes | nil, err; native.hex(s) -> lowercase hex
 --   native.now() monotonic seconds; native.time() wall-clock epoch seconds; native.sleep(s) (blocks)
 --   native.json_clean(v, null, keep_null) the JSON null/integer rule (csrc/ugen_json.c)
+--   native.cas(t, key, expected, new) -> boolean: an atomic compare-and-set of t[key] (raw)
 --   native.output_size(path), output_prepare(path, keep), output_append(fd, data): output files
 --   native.core_version (the core's _VERSION), curl_version, curl_ssl_version, openssl_version
 
@@ -181,6 +182,7 @@ local _M = {
   sleep = core.sleep,
 
   json_clean = core.json_clean,
+  cas = core.cas,
 
   output_size = core.output_size,
   output_prepare = core.output_prepare,

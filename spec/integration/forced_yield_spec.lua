@@ -27,9 +27,7 @@ end
 local JOB = { product_image_url = "https://example.com/mug.jpg", segment_count = 1 }
 
 describe("client:step interrupted by the host (forced yields)", function()
-  local runnable = can_yield_from_hooks and it or pending
-
-  runnable("completes every job when step is yielded part-way and re-entered from other host tasks", function()
+  local function twelve_jobs()
     local fy = forced_yield()
     local info = S.info()
     local client = ugen.new{ base_url = info.base_url, api_key = S.tenant.acme.api_key,
@@ -76,5 +74,11 @@ describe("client:step interrupted by the host (forced yields)", function()
     assert.same({}, errors_seen)
     for i = 1, N do assert.equal("completed", results[i], "job " .. i) end
     assert.is_true(resumes > 3 * N, "the hook really interrupted the steps")
-  end)
+  end
+
+  if can_yield_from_hooks then
+    it("completes every job when step is yielded part-way and re-entered from other host tasks", twelve_jobs)
+  else
+    pending("completes every job when step is yielded part-way and re-entered from other host tasks")
+  end
 end)

@@ -26,13 +26,8 @@ local CORE, CORE_FACADE = "ugen.core", "ugen.native"
 -- Requires allowed against the table, each with its reason. (None today.)
 local EXCEPTIONS = {}
 
--- Files allowed over LIMIT lines for now, each with its reason.
-local SIZE_EXCEPTIONS = {
-  ["csrc/ugen_engine.c"] = "being split by libcurl object / duty in a parallel change (issue 13 item 5); "
-    .. "the lead removes this entry when that lands",
-  ["lua/ugen/runtime/curl.lua"] = "being split into several files in a parallel change (issue 13 item 5); "
-    .. "the lead removes this entry when that lands",
-}
+-- Files allowed over LIMIT lines, each with its reason. (None today.)
+local SIZE_EXCEPTIONS = {}
 
 local function read(path)
   local f = assert(io.open(path, "rb"))

@@ -117,7 +117,7 @@ local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local pack, current_in, spawn = task_mod.pack, task_mod.current_in, task_mod.spawn
 local stepping, round, pump_until, owner = loop.stepping, loop.round, loop.pump_until, loop.owner
-local interrupted = loop.interrupted
+local BUSY = loop.BUSY
 
 -- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over
 -- HTTP/2 (ugen.runtime.transfers applies them)
@@ -235,12 +235,9 @@ local function make_runtime(self)
         (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")", 2)
     end
     if current_in(self) then error(STEP_IN_TASK, 2) end
-    if self.stepping then
-      if interrupted(self) then return 0 end      -- another host task's step resumes the round
-      error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
-    end
     if self.ntasks == 0 then return nil end
-    stepping(self, round, self, timeout)
+    -- BUSY: a host task suspended part-way through a round resumes it later
+    if stepping(self, round, self, timeout) == BUSY then return 0 end
     return loop.next_needed(self)
   end
   return rt
@@ -319,12 +316,8 @@ end
 function S.step(self, timeout)
   timeout = check_timeout(timeout, "step")
   if current_in(self) then error(STEP_IN_TASK, 2) end
-  if self.stepping then
-    if interrupted(self) then return self.ntasks end   -- another host task's step resumes the round
-    error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 2)
-  end
   if self.ntasks == 0 then return 0 end
-  stepping(self, round, self, timeout)
+  stepping(self, round, self, timeout)    -- BUSY: a suspended host task resumes the round
   return self.ntasks
 end
 
@@ -437,12 +430,8 @@ function _M.step(timeout)
   if current_in(s) then
     error("ugen: step() called from inside a task; SDK calls already yield there", 2)
   end
-  if s.stepping then
-    if interrupted(s) then return s.ntasks end      -- another host task's step resumes the round
-    error("ugen: step() called while the scheduler is already stepping (from a hook or a foreign coroutine)", 2)
-  end
   if s.ntasks == 0 then return 0 end
-  stepping(s, round, s, timeout)
+  stepping(s, round, s, timeout)          -- BUSY: a suspended host task resumes the round
   return s.ntasks
 end
 

@@ -6,8 +6,7 @@
 -- tasks, block elsewhere) and join_any.
 --
 --   loop.round(sched, timeout)       -- one round, waiting at most timeout s
---   loop.stepping(sched, fn, ...)    -- fn(...) with sched marked as stepping
---   loop.interrupted(sched)          -- true: sched steps in a coroutine the host suspended
+--   loop.stepping(sched, fn, ...)    -- fn(...) with sched claimed as stepping (atomic) | loop.BUSY
 --   loop.pump_until(sched, cond)     -- drive until cond() -> true | false (deadlock)
 --   loop.current()                   -- -> sched, task of the running coroutine | nil
 --   loop.owner(sched)                -- same, sched's own task first
@@ -23,7 +22,9 @@ local task_mod = require "ugen.runtime.task"
 local transfers = require "ugen.runtime.transfers"
 
 local type, error, pcall, next = type, error, pcall, next
-local co_running, co_status, table_remove = coroutine.running, coroutine.status, table.remove
+local co_running, co_status, table_remove, setmetatable =
+  coroutine.running, coroutine.status, table.remove, setmetatable
+local cas = native.cas
 local math_huge = math.huge
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local now = native.now
@@ -119,47 +120,67 @@ local function remove_active(sched)
   end
 end
 
--- fn(...) while this scheduler steps (its tasks may run: current() finds them)
+-- Who steps a scheduler: sched.stepping_co holds the coroutine (true for the
+-- 5.1 main thread) that claimed it, sched.stepping mirrors it for readers. The
+-- claim is one C call (native.cas), so a host that interrupts Lua code at any
+-- instruction (HAProxy's forced yields: a count hook yields the coroutine that
+-- runs client:step and resumes it later, while its other tasks step too)
+-- cannot let two coroutines run a round of the same scheduler.
+local BUSY = setmetatable({}, { __tostring = function() return "ugen.runtime.loop.BUSY" end })
+_M.BUSY = BUSY
+
+-- -> true (claimed) | BUSY (another coroutine steps it and is suspended: come back
+-- later) | false (this very coroutine steps it already: a re-entrant call)
+local function claim(sched)
+  local me = co_running() or true
+  if cas(sched, "stepping_co", nil, me) then return true end
+  local holder = sched.stepping_co
+  if holder == me then return false end
+  if type(holder) == "thread" and co_status(holder) == "dead" and cas(sched, "stepping_co", holder, me) then
+    -- the host dropped that coroutine for good part-way through a round: the
+    -- round can never finish there, so it goes on here
+    remove_active(sched)
+    return true
+  end
+  if holder == nil then return claim(sched) end    -- released in between
+  return BUSY
+end
+
+-- fn(...) while this scheduler steps (its tasks may run: current() finds them).
+-- -> BUSY without calling fn when another coroutine, suspended by the host,
+-- steps it; raises when this coroutine steps it already (re-entrant).
 local function stepping(sched, fn, ...)
-  sched.stepping, sched.stepping_co = true, co_running()
+  local c = claim(sched)
+  if c == BUSY then return BUSY end
+  if not c then
+    error("ugen: step() called while this scheduler is already stepping (from a hook or a foreign coroutine)", 3)
+  end
+  sched.stepping = true
   actives[#actives + 1] = sched
   local r = pack(pcall(fn, ...))
   remove_active(sched)
-  sched.stepping, sched.stepping_co = false, nil
+  sched.stepping = false
+  sched.stepping_co = nil
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
 end
 _M.stepping = stepping
 
--- sched steps in another coroutine that the host has suspended part-way
--- (HAProxy's forced yield: a count hook yields the coroutine that runs
--- client:step and resumes it later, while its other tasks step too). The
--- caller returns at once and leaves the round to that coroutine: nothing is
--- half-done twice. A stepping coroutine the host dropped for good (dead) can
--- never finish its round: its mark is cleared and stepping goes on here.
--- -> true when the caller must not step now
-function _M.interrupted(sched)
-  local co = sched.stepping_co
-  if not sched.stepping or co == nil or co == co_running() then return false end
-  local st = co_status(co)
-  if st == "dead" then
-    remove_active(sched)
-    sched.stepping, sched.stepping_co = false, nil
-    return false
-  end
-  return st == "suspended"
-end
-
 -- pump (from outside any task) until cond() is true or nothing can progress.
 -- -> true | false (deadlock: tasks alive, none can make progress)
+local SUSPENDED_STEP = "ugen: cannot wait here: the scheduler is stepping in another coroutine that its host " ..
+  "has suspended; wait from one of its tasks (client:spawn) instead"
+
 function _M.pump_until(sched, cond)
-  return stepping(sched, function()
+  local r = stepping(sched, function()
     while not cond() do
       if idle(sched) then return false end
       round(sched, math_huge)
     end
     return true
   end)
+  if r == BUSY then error(SUSPENDED_STEP, 3) end
+  return r
 end
 
 -- seconds until sched next needs to run (0: now), nil when it has no task
@@ -311,6 +332,7 @@ function _M.join_any(sched, handles, timeout)
       round(HS, wait)
     end
   end)
+  if ok == BUSY then error(SUSPENDED_STEP, 3) end
   if not ok then error("ugen: join_any: the tasks can never end (deadlock)", 3) end
   if h then return joined(h) end
   return nil
