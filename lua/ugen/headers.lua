@@ -13,15 +13,16 @@
 
 local type, pairs, ipairs, tostring, rawget, rawset, setmetatable, getmetatable =
   type, pairs, ipairs, tostring, rawget, rawset, setmetatable, getmetatable
-local string_lower, string_gsub, concat = string.lower, string.gsub, table.concat
+local string_lower, string_gsub, string_sub, concat = string.lower, string.gsub, string.sub, table.concat
 
 local _M = { _VERSION = "0.1.0" }
 
 local lists = setmetatable({}, { __mode = "k" })
 
--- Normalized names are memoized (header names repeat on every response); the
--- cache is dropped when it reaches NORM_CACHE_MAX entries, so it stays bounded
--- whatever names a server sends.
+-- Header names are normalized by one rule (lower case, "_" as "-") and the
+-- result is memoized (names repeat on every message); the cache is dropped
+-- when it reaches NORM_CACHE_MAX entries, so it stays bounded whatever names a
+-- peer sends.
 local NORM_CACHE_MAX = 512
 local norm_cache, norm_count = {}, 0
 
@@ -35,6 +36,21 @@ local function norm(name)
   return n
 end
 _M.normalize = norm
+
+-- The same for the headers of a received request, which hosts may hand over
+-- CGI-style ("HTTP_X_UGEN_SIGNATURE" -> "x-ugen-signature"): norm, then an
+-- "http-" prefix dropped. Memoized the same way.
+local recv_cache, recv_count = {}, 0
+function _M.normalize_received(name)
+  local n = recv_cache[name]
+  if n then return n end
+  n = norm(name)
+  if string_sub(n, 1, 5) == "http-" then n = string_sub(n, 6) end
+  if recv_count >= NORM_CACHE_MAX then recv_cache, recv_count = {}, 0 end
+  recv_cache[name] = n
+  recv_count = recv_count + 1
+  return n
+end
 
 local mt = { __name = "ugen.headers" }
 function mt.__index(t, k)

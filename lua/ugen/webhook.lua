@@ -58,12 +58,12 @@ local args = require "ugen.args"
 local clock = require "ugen.clock"
 local crypto = require "ugen.crypto"
 local errors = require "ugen.errors"
+local headers_mod = require "ugen.headers"
 local json = require "ugen.json"
 
 local type, pairs, ipairs, tostring, tonumber, rawget = type, pairs, ipairs, tostring, tonumber, rawget
-local math_floor, math_abs, string_lower, string_gsub, string_match, string_gmatch, string_format,
-  string_sub = math.floor, math.abs, string.lower, string.gsub, string.match, string.gmatch,
-  string.format, string.sub
+local math_floor, math_abs, string_lower, string_match, string_gmatch, string_format =
+  math.floor, math.abs, string.lower, string.match, string.gmatch, string.format
 local string_find = string.find
 local math_ceil, math_max, getmetatable, setmetatable = math.ceil, math.max, getmetatable, setmetatable
 
@@ -80,19 +80,8 @@ local function fail(code, message)
   return nil, errors.new{ kind = "signature", code = code, message = message, retryable = false }
 end
 
--- memoized (bounded: dropped at NORM_MAX entries): header names repeat on every delivery
-local NORM_MAX = 256
-local norm_cache, norm_count = {}, 0
-local function norm_name(name)
-  local n = norm_cache[name]
-  if n then return n end
-  n = string_gsub(string_lower(name), "_", "-")
-  if string_sub(n, 1, 5) == "http-" then n = string_sub(n, 6) end
-  if norm_count >= NORM_MAX then norm_cache, norm_count = {}, 0 end
-  norm_cache[name] = n
-  norm_count = norm_count + 1
-  return n
-end
+-- header names by ugen.headers' rule (memoized there; CGI-style HTTP_ names too)
+local norm_name = headers_mod.normalize_received
 
 -- All values (strings) of header `want` (normalized name) in any supported shape.
 local function header_values(headers, want)
@@ -228,7 +217,7 @@ local function simple_headers(headers)
   local sig, ts
   for k, v in pairs(headers) do
     if type(k) == "string" then
-      local n = norm_cache[k] or norm_name(k)
+      local n = norm_name(k)
       if n == SIG_NAME then
         if sig ~= nil or type(v) ~= "string" then return false end
         sig = v

@@ -49,3 +49,14 @@ describe("ugen.headers", function()
     assert.equal("v", a["x-new"])
   end)
 end)
+
+describe("ugen.headers.normalize_received (one rule for received requests)", function()
+  local headers = require "ugen.headers"
+  it("lower-cases, maps _ to -, and drops a CGI-style HTTP_ prefix", function()
+    assert.equal("x-ugen-signature", headers.normalize_received("HTTP_X_UGEN_SIGNATURE"))
+    assert.equal("x-ugen-signature", headers.normalize_received("X-UGen-Signature"))
+    assert.equal("content-type", headers.normalize_received("Content_Type"))
+    assert.equal("x-ugen-timestamp", headers.normalize("X_UGEN_TIMESTAMP"))
+    assert.equal("http-x", headers.normalize("HTTP_X"))           -- responses keep the prefix
+  end)
+end)
