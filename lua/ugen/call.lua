@@ -251,8 +251,8 @@ function _M.endpoint(self, ep, pv, params, opts, extra)
   end
   if opts and opts.idempotency_key and not ep.idempotency then
     -- 1 = call.endpoint, 2 = the resource method, 3 = its caller
-    error(string_format("bad argument #%d to '%s' (opts.idempotency_key: the API takes an idempotency key "
-      .. "only on jobs:create)", #ep.path_params + (params ~= nil and 2 or 1), ep.name), 3)
+    argerror(#ep.path_params + (params ~= nil and 2 or 1), ep.name,
+      "opts.idempotency_key: the API takes an idempotency key only on jobs:create", 3)
   end
   local all = {}
   for k, v in pairs(params or {}) do all[k] = v end

@@ -25,6 +25,7 @@ local errors = require "ugen.errors"
 local retry = require "ugen.retry"
 local headers_mod = require "ugen.headers"
 local url_mod = require "ugen.url"
+local argerror = require("ugen.args").argerror
 
 local type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next =
   type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next
@@ -209,8 +210,7 @@ function _M.send(self, spec)
     local eerr
     body, eerr = json.encode(spec.body)
     if not body then
-      error(string_format("bad argument #%d to '%s' (cannot encode as JSON: %s)",
-        spec.argn or 1, spec.fname or "request", tostring(eerr)), spec.level or 4)
+      argerror(spec.argn or 1, spec.fname or "request", "cannot encode as JSON: " .. tostring(eerr), spec.level or 4)
     end
     hdrs["Content-Type"] = "application/json"
   end

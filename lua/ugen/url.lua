@@ -1,5 +1,5 @@
 -- ugen.url: the one place the SDK parses, compares, resolves and builds URLs.
--- A leaf module: it requires no other ugen module.
+-- Near a leaf: of the ugen modules it requires only ugen.args (argument errors).
 --
 --   url.parse(s) -> u | nil, message
 --     Absolute http:// and https:// URLs only. u = {
@@ -60,10 +60,13 @@
 --                            value repeats its key, nil and `skip` (the caller's
 --                            null sentinel) are left out
 
-local type, tostring, tonumber, error, pairs, ipairs = type, tostring, tonumber, error, pairs, ipairs
+local type, tostring, tonumber, pairs, ipairs = type, tostring, tonumber, pairs, ipairs
 local string_format, string_match, string_lower, string_find, string_gsub, string_sub, string_byte, string_gmatch =
   string.format, string.match, string.lower, string.find, string.gsub, string.sub, string.byte, string.gmatch
 local concat, sort, math_floor = table.concat, table.sort, math.floor
+
+local args = require "ugen.args"
+local argerror = args.argerror
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -71,9 +74,7 @@ local DEFAULT_PORT = { http = 80, https = 443 }
 _M.DEFAULT_PORT = DEFAULT_PORT
 
 local function check_string(v, n, fname)
-  if type(v) ~= "string" then
-    error(string_format("bad argument #%d to '%s' (string expected, got %s)", n, fname, type(v)), 3)
-  end
+  if type(v) ~= "string" then argerror(n, fname, "string expected, got " .. type(v), 3) end
 end
 
 -- "1.2.3.4" with every part 0..255
@@ -307,9 +308,7 @@ _M.scalar_string = scalar_string
 
 function _M.build_query(q, skip)
   if q == nil then return "" end
-  if type(q) ~= "table" then
-    error("bad argument #1 to 'build_query' (table expected, got " .. type(q) .. ")", 2)
-  end
+  args.check_table(q, 1, "build_query", 2)
   local keys = {}
   for k in pairs(q) do keys[#keys + 1] = tostring(k) end
   if #keys == 0 then return "" end

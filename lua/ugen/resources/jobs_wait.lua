@@ -55,6 +55,7 @@ local errors = require "ugen.errors"
 local runtime_mod = require "ugen.runtime"
 local pipeline = require "ugen.pipeline"
 local call = require "ugen.call"
+local argerr = require("ugen.args").argerror
 
 local type, pairs, tostring, error, pcall, setmetatable, string_format, math_floor, math_min, math_max =
   type, pairs, tostring, error, pcall, setmetatable, string.format, math.floor, math.min, math.max
@@ -86,10 +87,6 @@ end
 local OPTS = { interval = true, timeout = true, on_progress = true, headers = true, max_retries = true }
 local NGX_OPTS = { interval = true, timeout = true, on_progress = true, headers = true, max_retries = true,
                    max_concurrency = true }
-
-local function argerr(n, fname, msg, level)
-  error(string_format("bad argument #%d to '%s' (%s)", n, fname, msg), level + 1)
-end
 
 -- ids: nil (jobs:wait) or the ids argument; idn: its position (opts: idn + 1).
 -- -> n, opts, interval, timeout
@@ -363,7 +360,7 @@ end
 -- ugen.ngx.wait_all(client, ids, opts): the same, with opts.max_concurrency
 function _M.ngx_wait_all(client, ids, opts)
   if type(client) ~= "table" or type(client.jobs) ~= "table" or type(client.runtime) ~= "table" then
-    error("bad argument #1 to 'wait_all' (ugen client expected, got " .. type(client) .. ")", 2)
+    argerr(1, "wait_all", "ugen client expected, got " .. type(client), 2)
   end
   local n, o, interval, timeout = check_args("wait_all", ids, opts, 2, 2, NGX_OPTS)
   group_funcs(client, "ugen.ngx.wait_all", 2)

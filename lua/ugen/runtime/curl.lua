@@ -109,6 +109,7 @@ local task_mod = require "ugen.runtime.task"
 local timer_heap = require "ugen.runtime.timer_heap"
 local transfers = require "ugen.runtime.transfers"
 local loop = require "ugen.runtime.loop"
+local args = require "ugen.args"
 
 local type, tostring, error, setmetatable, pairs =
   type, tostring, error, setmetatable, pairs
@@ -118,6 +119,7 @@ local unpack = table.unpack or unpack -- luacheck: ignore 143
 local pack, current_in, spawn = task_mod.pack, task_mod.current_in, task_mod.spawn
 local stepping, round, pump_until, owner = loop.stepping, loop.round, loop.pump_until, loop.owner
 local BUSY = loop.BUSY
+local argerror = args.argerror
 
 -- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over
 -- HTTP/2 (ugen.runtime.transfers applies them)
@@ -149,29 +151,26 @@ local NOARGS = { n = 0 }
 
 local function check_max(v, fname, level)
   if v ~= "auto" and (type(v) ~= "number" or v ~= math_floor(v) or v < 1 or v > 100000) then
-    error(string_format("bad argument #1 to '%s' (max_concurrency must be an integer 1..100000 or \"auto\", "
-      .. "got %s)", fname, tostring(v)), level + 1)
+    argerror(1, fname, "max_concurrency must be an integer 1..100000 or \"auto\", got " .. tostring(v), level + 1)
   end
 end
 
 local function check_opts(opts, fname, level)
   level = level + 1
   if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(string_format("bad argument #1 to '%s' (table expected, got %s)", fname, type(opts)), level)
-  end
+  args.check_table(opts, 1, fname, level)
   for k, v in pairs(opts) do
     if k == "max_concurrency" then check_max(v, fname, level)
     elseif k == "on_error" then
       if type(v) ~= "function" and v ~= false then
-        error(string_format("bad argument #1 to '%s' (on_error must be a function or false)", fname), level)
+        argerror(1, fname, "on_error must be a function or false", level)
       end
     elseif k == "engine" then
       if type(v) ~= "userdata" then
-        error(string_format("bad argument #1 to '%s' (engine must be a ugen.core engine)", fname), level)
+        argerror(1, fname, "engine must be a ugen.core engine", level)
       end
     else
-      error(string_format("bad argument #1 to '%s' (unknown option '%s')", fname, tostring(k)), level)
+      argerror(1, fname, "unknown option '" .. tostring(k) .. "'", level)
     end
   end
   return opts
@@ -180,8 +179,8 @@ end
 local function check_timeout(timeout, fname)
   if timeout == nil then return 0 end
   if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
-    error(string_format("bad argument #1 to '%s' (non-negative number of seconds expected, got %s)",
-      fname, type(timeout) == "number" and tostring(timeout) or type(timeout)), 3)
+    argerror(1, fname, "non-negative number of seconds expected, got " ..
+      (type(timeout) == "number" and tostring(timeout) or type(timeout)), 3)
   end
   return timeout
 end
@@ -203,7 +202,7 @@ local function make_runtime(self)
   end
   function rt.spawn(fn)
     if type(fn) ~= "function" then
-      error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+      argerror(1, "spawn", "function expected, got " .. type(fn), 2)
     end
     local target = owner(self)
     if target == nil and self.stepping then
@@ -231,8 +230,8 @@ local function make_runtime(self)
   function rt.step(timeout)
     if timeout == nil then timeout = 0 end
     if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
-      error("bad argument #1 to 'step' (non-negative number of seconds expected, got " ..
-        (type(timeout) == "number" and tostring(timeout) or type(timeout)) .. ")", 2)
+      argerror(1, "step", "non-negative number of seconds expected, got " ..
+        (type(timeout) == "number" and tostring(timeout) or type(timeout)), 2)
     end
     if current_in(self) then error(STEP_IN_TASK, 2) end
     if self.ntasks == 0 then return nil end
@@ -308,7 +307,7 @@ function S.tasks(self) return self.ntasks end
 
 function S.spawn(self, fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+    argerror(1, "spawn", "function expected, got " .. type(fn), 2)
   end
   return spawn(self, fn, pack(...))
 end
@@ -338,7 +337,7 @@ end
 
 function S.run(self, fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+    argerror(1, "run", "function expected, got " .. type(fn), 2)
   end
   if current_in(self) then return fn(...) end   -- already inside this scheduler: just call
   if self.stepping then
@@ -404,7 +403,7 @@ end
 
 function _M.run(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'run' (function expected, got " .. type(fn) .. ")", 2)
+    argerror(1, "run", "function expected, got " .. type(fn), 2)
   end
   local s = loop.current()
   if s then return fn(...) end
@@ -418,7 +417,7 @@ end
 
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+    argerror(1, "spawn", "function expected, got " .. type(fn), 2)
   end
   local s = loop.current() or _M.default()
   return spawn(s, fn, pack(...))
@@ -437,7 +436,7 @@ end
 
 function _M.sleep(s)
   if type(s) ~= "number" or s ~= s then
-    error("bad argument #1 to 'sleep' (number expected, got " .. type(s) .. ")", 2)
+    argerror(1, "sleep", "number expected, got " .. type(s), 2)
   end
   return loop.sleep(_M.default(), s)
 end

@@ -20,6 +20,7 @@ local native = require "ugen.native"
 local timer_heap = require "ugen.runtime.timer_heap"
 local task_mod = require "ugen.runtime.task"
 local transfers = require "ugen.runtime.transfers"
+local argerror = require("ugen.args").argerror
 
 local type, error, pcall, next = type, error, pcall, next
 local co_running, co_status, table_remove, setmetatable =
@@ -281,10 +282,10 @@ end
 -- (error levels: 3 = the caller of the runtime's join_any)
 function _M.join_any(sched, handles, timeout)
   if type(handles) ~= "table" then
-    error("bad argument #1 to 'join_any' (table of task handles expected, got " .. type(handles) .. ")", 3)
+    argerror(1, "join_any", "table of task handles expected, got " .. type(handles), 3)
   end
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
-    error("bad argument #2 to 'join_any' (number of seconds expected, got " .. type(timeout) .. ")", 3)
+    argerror(2, "join_any", "number of seconds expected, got " .. type(timeout), 3)
   end
   local h, live = first_ended(handles)
   if h then return joined(h) end

@@ -17,6 +17,7 @@ if type(ngx) ~= "table" or type(ngx.thread) ~= "table" or type(ngx.sleep) ~= "fu
 end
 
 local transport = require "ugen.transport.ngx"
+local argerror = require("ugen.args").argerror
 
 local type, pcall, select, error, tostring, setmetatable =
   type, pcall, select, error, tostring, setmetatable
@@ -37,7 +38,7 @@ local H_mt = { __name = "ugen.ngx_thread", __tostring = function() return "ugen.
 
 local function spawn(fn)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+    argerror(1, "spawn", "function expected, got " .. type(fn), 2)
   end
   transport.check_phase("spawning a light thread")
   local h = setmetatable({ done = false }, H_mt)

@@ -47,6 +47,8 @@ local sys = require "ugen.sandbox.sys"
 local locate = require "ugen.sandbox.locate"
 local nginx = require "ugen.sandbox.nginx"
 local tls = require "ugen.sandbox.tls"
+local args = require "ugen.args"
+local argerror = args.argerror
 
 local _M = { _VERSION = locate.VERSION, tls = tls, root = locate.root, default_dir = locate.default_dir }
 
@@ -127,11 +129,9 @@ end
 
 local function check_opts(fname, opts)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(format("bad argument #1 to '%s' (table expected, got %s)", fname, type(opts)), 3)
-  end
+  args.check_table(opts, 1, fname, 3)
   if opts.dir ~= nil and type(opts.dir) ~= "string" then
-    error(format("bad argument #1 to '%s' (dir: string expected, got %s)", fname, type(opts.dir)), 3)
+    argerror(1, fname, "dir: string expected, got " .. type(opts.dir), 3)
   end
   return opts
 end
@@ -157,19 +157,19 @@ function _M.start(opts)
   opts = check_opts("start", opts)
   local port, speed, seed = opts.port, opts.speed, opts.seed
   if port ~= nil and (type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0) then
-    error("bad argument #1 to 'start' (port: integer 0-65535 expected, got " .. tostring(port) .. ")", 2)
+    argerror(1, "start", "port: integer 0-65535 expected, got " .. tostring(port), 2)
   end
   if speed ~= nil and (type(speed) ~= "number" or speed ~= speed or speed <= 0 or speed == math.huge) then
-    error("bad argument #1 to 'start' (speed: positive number expected, got " .. tostring(speed) .. ")", 2)
+    argerror(1, "start", "speed: positive number expected, got " .. tostring(speed), 2)
   end
   if seed ~= nil and type(seed) ~= "string" and type(seed) ~= "number" then
-    error("bad argument #1 to 'start' (seed: string expected, got " .. type(seed) .. ")", 2)
+    argerror(1, "start", "seed: string expected, got " .. type(seed), 2)
   end
   if opts.owner_pid ~= nil and type(opts.owner_pid) ~= "number" then
-    error("bad argument #1 to 'start' (owner_pid: number expected, got " .. type(opts.owner_pid) .. ")", 2)
+    argerror(1, "start", "owner_pid: number expected, got " .. type(opts.owner_pid), 2)
   end
   if opts.tls ~= nil and type(opts.tls) ~= "boolean" then
-    error("bad argument #1 to 'start' (tls: boolean expected, got " .. type(opts.tls) .. ")", 2)
+    argerror(1, "start", "tls: boolean expected, got " .. type(opts.tls), 2)
   end
   local use_tls = opts.tls == true
   speed = speed or 1

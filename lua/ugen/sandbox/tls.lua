@@ -15,6 +15,7 @@
 --   tls.server_files(dir)   -> { cainfo, cert, key } (DIR/tls/, made once, reused while valid)
 
 local sys = require "ugen.sandbox.sys"
+local argerror = require("ugen.args").argerror
 
 local type, tostring, ipairs = type, tostring, ipairs
 local format, concat = string.format, table.concat
@@ -106,7 +107,7 @@ end
 -- opts.cn: its common name (default "U-Gen sandbox CA").
 -- -> ca = { dir =, key =, cert = } | nil, message
 function tls.ca(dir, opts)
-  if type(dir) ~= "string" then error("bad argument #1 to 'tls.ca' (string expected, got " .. type(dir) .. ")", 2) end
+  if type(dir) ~= "string" then argerror(1, "tls.ca", "string expected, got " .. type(dir), 2) end
   opts = opts or {}
   local cn = opts.cn or "U-Gen sandbox CA"
   check_name("ca", "cn", cn, "^[%w][%w .-]*$", "letters, digits, ' ', '.' or '-'")
@@ -138,7 +139,7 @@ end
 function tls.issue(ca, opts)
   opts = opts or {}
   if type(ca) ~= "table" or type(ca.dir) ~= "string" then
-    error("bad argument #1 to 'tls.issue' (a CA from tls.ca expected)", 2)
+    argerror(1, "tls.issue", "a CA from tls.ca expected", 2)
   end
   local name = opts.name or "server"
   check_name("issue", "name", name, "^[%w_-]+$", "letters, digits, '_' or '-'")
@@ -209,7 +210,7 @@ end
 -- -> { cainfo = CA cert path, cert = server cert path, key = server key path } | nil, message
 function tls.server_files(dir)
   if type(dir) ~= "string" then
-    error("bad argument #1 to 'tls.server_files' (string expected, got " .. type(dir) .. ")", 2)
+    argerror(1, "tls.server_files", "string expected, got " .. type(dir), 2)
   end
   local tdir = norm(abspath(dir)) .. "/tls"
   local files = { cainfo = tdir .. "/ca.crt", cert = tdir .. "/server.crt", key = tdir .. "/server.key" }

@@ -81,12 +81,14 @@ local string_format, string_match, string_lower, string_find, string_gsub, strin
   string.format, string.match, string.lower, string.find, string.gsub, string.sub
 local math_min = math.min
 local url_mod = require "ugen.url"
+local args = require "ugen.args"
 local http1 = require "ugen.transport.http1"
 local multipart = require "ugen.transport.multipart"
 local body_sink = require "ugen.transport.body_sink"
 local tcp, get_phase, ngx_now, update_time, ngx_sleep = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time,
   ngx.sleep
 local fail, ms = http1.fail, http1.ms
+local argerror = args.argerror
 
 local _M = {
   _VERSION = "0.1.0",
@@ -97,16 +99,14 @@ local cfg = { pool_size = 64, keepalive_timeout = 60, backlog = nil }
 
 -- configure{pool_size =, keepalive_timeout = (s), backlog =} -> previous settings
 function _M.configure(opts)
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'configure' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  args.check_table(opts, 1, "configure", 2)
   local prev = { pool_size = cfg.pool_size, keepalive_timeout = cfg.keepalive_timeout, backlog = cfg.backlog }
   for k, v in pairs(opts) do
     if k ~= "pool_size" and k ~= "keepalive_timeout" and k ~= "backlog" then
-      error("bad argument #1 to 'configure' (unknown option '" .. tostring(k) .. "')", 2)
+      argerror(1, "configure", "unknown option '" .. tostring(k) .. "'", 2)
     end
     if v ~= nil and (type(v) ~= "number" or v ~= v or v < (k == "backlog" and 0 or 1)) then
-      error("bad argument #1 to 'configure' (" .. k .. " must be a positive number)", 2)
+      argerror(1, "configure", k .. " must be a positive number", 2)
     end
     cfg[k] = v
   end
@@ -305,22 +305,19 @@ end
 
 function _M.request(req)
   _M.check_phase("an HTTP request")
-  if type(req) ~= "table" then
-    error("bad argument #1 to 'request' (table expected, got " .. type(req) .. ")", 2)
-  end
+  args.check_table(req, 1, "request", 2)
   local method = req.method or ((req.body or req.mime) and "POST" or "GET")
   if type(method) ~= "string" or not string_match(method, "^[!#$%%&'*+%-.^_`|~%w]+$") then
-    error("bad argument #1 to 'request' (invalid HTTP method)", 2)
+    argerror(1, "request", "invalid HTTP method", 2)
   end
   if req.body ~= nil and type(req.body) ~= "string" then
-    error("bad argument #1 to 'request' (req.body must be a string)", 2)
+    argerror(1, "request", "req.body must be a string", 2)
   end
   local hdrs = {}
   for name, v in pairs(req.headers or {}) do
     v = tostring(v)
     if type(name) ~= "string" or string_find(name, "[\r\n%z:]") or string_find(v, "[\r\n%z]") then
-      error("bad argument #1 to 'request' (header '" .. string_gsub(tostring(name), "[%c]", "?") ..
-            "' contains a line break)", 2)
+      argerror(1, "request", "header '" .. string_gsub(tostring(name), "[%c]", "?") .. "' contains a line break", 2)
     end
     hdrs[name] = v
   end
