@@ -51,7 +51,6 @@ describe("ugen.headers", function()
 end)
 
 describe("ugen.headers.normalize_received (one rule for received requests)", function()
-  local headers = require "ugen.headers"
   it("lower-cases, maps _ to -, and drops a CGI-style HTTP_ prefix", function()
     assert.equal("x-ugen-signature", headers.normalize_received("HTTP_X_UGEN_SIGNATURE"))
     assert.equal("x-ugen-signature", headers.normalize_received("X-UGen-Signature"))
