@@ -104,6 +104,16 @@ local function add_userinfo_secrets(owner, base)
     base64(pct_decode(user) .. ":" .. pct_decode(pass)))
 end
 
+-- a non-empty environment variable; one with a line break is refused (its value never echoed)
+local function env_value(name)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return nil end
+  if has_crlf(v) then
+    error("ugen.new: environment variable " .. name .. " must not contain line breaks", 3)
+  end
+  return v
+end
+
 function _M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then argerror(1, "new", "table expected, got " .. typename(opts), 2) end
@@ -135,6 +145,14 @@ function _M.new(opts)
   check_base_url(base, 2)
   base = string_gsub(base, "/+$", "")
 
+  -- credentials and the CA bundle from the environment when not given (an option always wins;
+  -- UGEN_API_KEY / UGEN_JWT are read only when neither api_key nor jwt is given)
+  local api_key, jwt, cainfo = opts.api_key, opts.jwt, opts.cainfo
+  if api_key == nil and jwt == nil then
+    api_key, jwt = env_value("UGEN_API_KEY"), env_value("UGEN_JWT")
+  end
+  if cainfo == nil then cainfo = env_value("UGEN_CAINFO") end
+
   local rt, tname = runtime_mod.resolve(opts.runtime, opts.transport, 2)
 
   local self = {
@@ -144,7 +162,7 @@ function _M.new(opts)
     max_retries = opts.max_retries or 2,
     keep_null = opts.keep_null == true,
     transport_name = tname,
-    cainfo = opts.cainfo, capath = opts.capath,
+    cainfo = cainfo, capath = opts.capath,
     default_headers = {},
     rng = opts.rng or math_random,
     runtime = rt,
@@ -155,11 +173,11 @@ function _M.new(opts)
     cv and ("; libcurl/" .. cv) or (tname == "ngx" and "; ngx_lua" or ""))
   if opts.user_agent and opts.user_agent ~= "" then ua = ua .. " " .. opts.user_agent end
   self.user_agent = ua
-  self.auth = opts.jwt and "jwt" or (opts.api_key and "api_key" or "none")
+  self.auth = jwt and "jwt" or (api_key and "api_key" or "none")
   setmetatable(self, mt)
   -- the credentials stay outside the client table; every configured secret is
   -- scrubbed from every error (ugen.errors)
-  pipeline.set_credentials(self, { api_key = opts.api_key, jwt = opts.jwt })
+  pipeline.set_credentials(self, { api_key = api_key, jwt = jwt })
   add_userinfo_secrets(self, base)
   pipeline.add_header_secrets(self, opts.headers)
 

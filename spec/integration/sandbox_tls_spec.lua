@@ -306,4 +306,27 @@ describe("TLS sandbox", function()
     assert.matches("\nexport UGEN_CAINFO=" .. q(dir .. "/tls/ca.crt"):gsub("%p", "%%%0") .. "\n$", again)
     assert.equal(ca_pem, read_file(st.cainfo))
   end)
+
+  it("the CLI and the SDK take the CA from UGEN_CAINFO or --cainfo (the exports are all they need)", function()
+    setup_all()
+    local exports = sandbox.exports(info)
+    assert.matches("export UGEN_CAINFO=", exports)
+    -- the CLI: eval the exports, nothing else
+    local code, out = sh("eval " .. q(exports) .. " && bin/ugen credits balance --json")
+    assert.equal(0, code, out)
+    assert.matches('"credit_balance"', out)
+    -- without the CA: a tls error, not retried; with --cainfo: fine again
+    code, out = sh("eval " .. q(exports) .. " && unset UGEN_CAINFO && bin/ugen credits balance")
+    assert.is_not.equal(0, code)
+    assert.matches("tls", out)
+    code, out = sh("eval " .. q(exports) .. " && unset UGEN_CAINFO && bin/ugen --cainfo " .. q(info.cainfo)
+      .. " credits balance --json")
+    assert.equal(0, code, out)
+    -- the SDK: ugen.new{} with only the environment (a child lua5.4)
+    local probe = 'package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path; '
+      .. 'local b, e = require("ugen").new{}.credits:balance(); print(b and "ok" or tostring(e))'
+    code, out = sh("eval " .. q(exports) .. " && LUA_CPATH='./build/5.4/?.so;;' lua5.4 -e " .. q(probe))
+    assert.equal(0, code, out)
+    assert.equal("ok\n", out)
+  end)
 end)

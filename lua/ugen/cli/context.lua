@@ -132,6 +132,7 @@ function _M.client(ctx)
   local opts = {
     api_key = key, jwt = jwt, headers = headers,
     base_url = g.base_url or env("UGEN_BASE_URL") or _M.DEFAULT_BASE_URL,
+    cainfo = g.cainfo or env("UGEN_CAINFO"),
     timeout = g.request_timeout, max_retries = g.max_retries,
   }
   -- the SDK is loaded only by the commands that talk to the API

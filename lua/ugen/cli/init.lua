@@ -50,6 +50,8 @@ local GLOBAL_FLAGS = {
     doc = "JWT sent as Authorization: Bearer (wins over the API key)" },
   { name = "base-url", key = "base_url", type = "string", placeholder = "URL", env = "UGEN_BASE_URL",
     cli_default = context.DEFAULT_BASE_URL, doc = "API base URL" },
+  { name = "cainfo", key = "cainfo", type = "string", placeholder = "FILE", env = "UGEN_CAINFO",
+    doc = "CA certificates (PEM) to verify the API's TLS certificate (the sandbox's --tls CA)" },
   { name = "request-timeout", key = "request_timeout", type = "number", placeholder = "SECONDS", min = 0.001,
     cli_default = 60, doc = "timeout of each HTTP request" },
   { name = "max-retries", key = "max_retries", type = "integer", min = 0, max = 10, cli_default = 2,
