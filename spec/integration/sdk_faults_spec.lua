@@ -109,7 +109,8 @@ describe("sdk faults (sandbox)", function()
   it("delay within the timeout just takes longer", function()
     local o = fault("delay=0.3", 1)
     local r, _, dt = timed(function() return client().credits:balance(o) end)
-    assert.is_table(r); assert.is_true(dt >= 0.3)
+    -- nginx's ngx.sleep(0.3) runs on its cached millisecond clock and may end a hair early
+    assert.is_table(r); assert.is_true(dt >= 0.28, tostring(dt))
   end)
 
   it("truncate: a body cut short of its Content-Length is kind network; retried once it goes away", function()
