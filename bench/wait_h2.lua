@@ -31,27 +31,14 @@ local function here()
 end
 local root = here()
 local sub = (type(jit) == "table" and "luajit") or _VERSION:match("%d+%.%d+")
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/bench/?.lua;" .. package.path
 package.cpath = root .. "/build/" .. sub .. "/?.so;" .. package.cpath
 
 local ugen = require "ugen"
 local scheduler = require("ugen").scheduler
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local B = require "lib"   -- bench/lib.lua: the shared helpers
+local q, read_file, write_file = B.q, B.read_file, B.write_file
 
 ---------------------------------------------------------------------------
 -- the child: one cold process awaiting every job (default settings)

@@ -38,8 +38,8 @@
 --   runtime.resolve(runtime_opt, transport_opt[, level]) -> runtime table, transport name
 --   runtime.check(rt[, level])    raises unless rt is a usable runtime table
 
-local type, pairs, tostring, error, require, pcall, string_format, rawget =
-  type, pairs, tostring, error, require, pcall, string.format, rawget
+local type, pairs, tostring, error, require, pcall, string_format =
+  type, pairs, tostring, error, require, pcall, string.format
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -82,11 +82,8 @@ function _M.need(rt, field, what, level)
   return f
 end
 
-local function in_nginx()
-  local n = rawget(_G, "ngx")
-  return type(n) == "table" and type(n.socket) == "table" and type(n.socket.tcp) == "function"
-    and type(n.get_phase) == "function"
-end
+-- the one test for "inside nginx with cosockets" (ugen.transport's)
+local in_nginx = require("ugen.transport").in_nginx
 _M.in_nginx = in_nginx
 
 local function copy(t)
