@@ -14,7 +14,9 @@ lua-cjson lua-cjson-dev lua-busted lua-check lua-socket lua-luv luarocks
 libcurl4-openssl-dev libssl-dev openssl
 nginx libnginx-mod-http-lua
 bsdutils util-linux
-valgrind cppcheck clang libclang-rt-14-dev"
+valgrind cppcheck clang libclang-rt-14-dev
+love xvfb xauth neovim tarantool haproxy mpv lua5.2 liblua5.2-dev
+redis-server lua-nginx-redis lua-sql-sqlite3"
 
 missing=""
 for p in $PKGS; do
@@ -34,5 +36,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-# The nginx package may start a default server on :80; we run our own instances only.
-if command -v service >/dev/null 2>&1; then $SUDO service nginx stop >/dev/null 2>&1 || true; fi
+# Server packages may start a default instance; the specs run their own instances only.
+if command -v service >/dev/null 2>&1; then
+  for s in nginx haproxy redis-server tarantool; do $SUDO service "$s" stop >/dev/null 2>&1 || true; done
+fi

@@ -47,6 +47,9 @@ run_suite lua5.4 lua5.4 "$@" $SPECS
 run_suite luajit luajit "$@" $SPECS
 if [ -z "${UGEN_SPECS:-}" ]; then
   if [ -d spec/nginx ]; then run_suite nginx luajit "$@" spec/nginx; fi
+  # The SDK inside real hosts (LÖVE, Neovim, tarantool, HAProxy, mpv): each
+  # spec starts the host, runs the main job in it and measures its loop.
+  if [ -d spec/hosts ]; then run_suite hosts lua5.4 "$@" spec/hosts; fi
   # The other supported Lua versions: the C core and the unit specs.
   run_suite lua5.3 lua5.3 "$@" spec/core spec/unit
   run_suite lua5.1 lua5.1 "$@" spec/core spec/unit

@@ -15,6 +15,14 @@ M.PACKAGES = {
   ["lua5.4"] = "lua5.4",    -- spec/support/httpd.lua always runs on 5.4
   busted = "lua-busted",    -- scripts/test.sh, and spec/unit/summary_spec.lua runs it on small specs
   cc = "gcc",               -- a test-only C module (spec/integration/forced_yield_spec.lua)
+  -- the real hosts of spec/hosts (each spec starts and stops its own)
+  love = "love",            -- LÖVE 11 (LuaJIT), under xvfb-run
+  ["xvfb-run"] = "xvfb",    -- a virtual X display for LÖVE
+  nvim = "neovim",          -- Neovim 0.7 (LuaJIT, luv) --headless
+  tarantool = "tarantool",  -- tarantool 2.6 (LuaJIT, fibers)
+  haproxy = "haproxy",      -- HAProxy 2.6 (Lua 5.3)
+  mpv = "mpv",              -- mpv 0.35 (Lua 5.2)
+  ["lua5.2"] = "lua5.2",    -- the 5.2 core's unit specs
 }
 
 -- the command's path, or nil when `name` is not a command on PATH
