@@ -70,6 +70,9 @@ int ugen_hdr_parse(const char *buf, size_t len, ugen_hdr_line *out);
  * line_len + 2 bytes; returns the bytes written (name_len + value_len + 2) */
 size_t ugen_hdr_record(const char *buf, const ugen_hdr_line *l, char *dst);
 
+/* ugen_url.c: core.url_encode (RFC 3986 percent-encoding of one component) */
+void ugen_url_register(lua_State *L);
+
 /* ugen_json.c: core.json_clean (the null/integer rule applied after a JSON decode) */
 void ugen_json_register(lua_State *L);
 

@@ -123,6 +123,7 @@ UGEN_API int luaopen_ugen_core(lua_State *L)
   ugen_random_register(L);
   ugen_time_register(L);
   ugen_json_register(L);
+  ugen_url_register(L);
   ugen_engine_register(L);
   ugen_transfer_register(L);
   ugen_output_register(L);

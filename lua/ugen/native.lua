@@ -182,6 +182,7 @@ local _M = {
   sleep = core.sleep,
 
   json_clean = core.json_clean,
+  url_encode = core.url_encode,
   cas = core.cas,
 
   output_size = core.output_size,

@@ -61,8 +61,8 @@
 --                            null sentinel) are left out
 
 local type, tostring, tonumber, pairs, ipairs = type, tostring, tonumber, pairs, ipairs
-local string_format, string_match, string_lower, string_find, string_gsub, string_sub, string_byte, string_gmatch =
-  string.format, string.match, string.lower, string.find, string.gsub, string.sub, string.byte, string.gmatch
+local string_format, string_match, string_lower, string_find, string_gsub, string_sub, string_gmatch =
+  string.format, string.match, string.lower, string.find, string.gsub, string.sub, string.gmatch
 local concat, sort, math_floor = table.concat, table.sort, math.floor
 
 local args = require "ugen.args"
@@ -275,12 +275,9 @@ end
 ---------------------------------------------------------------------------
 -- building
 
-local function pct(c) return string_format("%%%02X", string_byte(c)) end
-
-local function encode_component(s)
-  if not string_find(s, "[^%-.0-9A-Z_a-z~]") then return s end   -- ids, the common case
-  return (string_gsub(s, "[^%-.0-9A-Z_a-z~]", pct))
-end
+-- RFC 3986: every byte but ALPHA DIGIT - . _ ~ as %XX (csrc/ugen_url.c; an
+-- id with nothing to encode comes back as the same string)
+local encode_component = require("ugen.native").url_encode
 
 function _M.encode_component(s)
   check_string(s, 1, "encode_component")
@@ -292,8 +289,11 @@ function _M.encode_segment(s)
   return encode_component(s)
 end
 
+-- true when v, placed in a path, has a "." or ".." segment ("/" or "\\" bound
+-- segments). Ids have no dot: one plain search settles the common case.
 function _M.dot_segment(v)
-  return type(v) == "string" and string_find("/" .. v .. "/", "[/\\]%.%.?[/\\]") ~= nil
+  if type(v) ~= "string" or not string_find(v, ".", 1, true) then return false end
+  return string_find("/" .. v .. "/", "[/\\]%.%.?[/\\]") ~= nil
 end
 
 local function scalar_string(v)

@@ -12,7 +12,7 @@ local function refused(s, pattern)
 end
 
 describe("ugen.url", function()
-  it("is nearly a leaf: loading it requires ugen.args (argument errors) and no other module", function()
+  it("is nearly a leaf: loading it requires ugen.args (argument errors) and ugen.native (percent-encoding in C), no other module", function()
     local seen = {}
     local env = setmetatable({ require = function(name) seen[#seen + 1] = name; return require(name) end },
       { __index = _G })
@@ -23,7 +23,7 @@ describe("ugen.url", function()
       chunk = assert(loadfile("lua/ugen/url.lua", "t", env))
     end
     local m = chunk()
-    assert.same({ "ugen.args" }, seen)
+    assert.same({ "ugen.args", "ugen.native" }, seen)
     assert.is_function(m.parse)
   end)
 
@@ -264,6 +264,15 @@ describe("ugen.url", function()
       assert.equal("a%20b%2Fc%3F%26%3D%25%2B%23", url.encode_component("a b/c?&=%+#"))
       assert.equal("%C3%BC%00%0D%0A", url.encode_component("\195\188\0\r\n"))
       assert.equal("", url.encode_component(""))
+      -- every byte, against the RFC's definition written out here (ASCII only, whatever the locale)
+      local all, want = {}, {}
+      for b = 0, 255 do
+        local c = string.char(b)
+        all[#all + 1] = c
+        want[#want + 1] = c:find("^[A-Za-z0-9._~-]$") and c or string.format("%%%02X", b)
+      end
+      assert.equal(table.concat(want), url.encode_component(table.concat(all)))
+      assert.equal("x%FFy", url.encode_component("x\255y"))
     end)
 
     it("encode_segment encodes separators; dot_segment finds what must be refused instead", function()
