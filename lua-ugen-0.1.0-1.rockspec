@@ -104,6 +104,7 @@ build = {
         "csrc/ugen_result.c",
         "csrc/ugen_time.c",
         "csrc/ugen_transfer.c",
+        "csrc/ugen_url.c",
       },
       libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },

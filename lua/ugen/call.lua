@@ -27,8 +27,8 @@ local pipeline = require "ugen.pipeline"
 
 local type, pairs, ipairs, tostring, error, setmetatable =
   type, pairs, ipairs, tostring, error, setmetatable
-local string_format, string_gsub, string_match, string_find, string_sub, string_upper =
-  string.format, string.gsub, string.match, string.find, string.sub, string.upper
+local string_format, string_match, string_find, string_sub, string_upper =
+  string.format, string.match, string.find, string.sub, string.upper
 local math_floor = math.floor
 
 local send = pipeline.send
@@ -131,18 +131,35 @@ end
 
 local encode_segment = url_mod.encode_segment
 
+-- A path template ("/jobs/{job_id}/segments/{index}") as its pieces:
+-- { literal, name, literal, name, ..., literal }, made once per template.
+local templates = setmetatable({}, { __index = function(t, path)
+  local pieces, pos = {}, 1
+  while true do
+    local a, b, name = string_find(path, "{([%w_]+)}", pos)
+    if not a then break end
+    pieces[#pieces + 1] = string_sub(path, pos, a - 1)
+    pieces[#pieces + 1] = name
+    pos = b + 1
+  end
+  pieces[#pieces + 1] = string_sub(path, pos)
+  t[path] = pieces
+  return pieces
+end })
+
 -- Substitute {name} path parameters (URL-encoded) from params; returns the
 -- path and the set of used names, or nil, name of the missing one.
 local function fill_path(path, params)
-  local used, missing = {}, nil
-  local out = string_gsub(path, "{([%w_]+)}", function(name)
+  local pieces = templates[path]
+  local out, used = pieces[1], {}
+  for i = 2, #pieces, 2 do
+    local name = pieces[i]
     local v = params and params[name]
     if type(v) == "number" then v = url_mod.scalar_string(v) end
-    if type(v) ~= "string" or v == "" then missing = missing or name; return "" end
+    if type(v) ~= "string" or v == "" then return nil, name end
     used[name] = true
-    return encode_segment(v)
-  end)
-  if missing then return nil, missing end
+    out = out .. encode_segment(v) .. pieces[i + 1]
+  end
   return out, used
 end
 
@@ -240,7 +257,9 @@ function _M.endpoint(self, ep, pv, params, opts, extra)
     local ok = true
     for _, name in ipairs(ep.path_params) do
       local v = pv[name]
-      if type(v) ~= "string" or v == "" or dot_segment(v) then ok = false; break end
+      if type(v) ~= "string" or v == "" or (string_find(v, ".", 1, true) and dot_segment(v)) then
+        ok = false; break
+      end
     end
     if ok then
       local spec = { method = ep.method, path = fill_path(ep.path, pv), opts = opts, fname = ep.name,

@@ -227,26 +227,20 @@ function _M.send(self, spec)
     end
   end
 
-  local req = {
-    method = spec.method,
-    url = url,
-    headers = hdrs,
-    body = body,
-    mime = spec.mime,
-    output = spec.output,
-    resume_from = spec.resume_from,       -- downloads: append to output's first N bytes (Range)
-    on_progress = spec.on_progress,       -- downloads: function(dltotal, dlnow, ultotal, ulnow)
-    low_speed_time = spec.low_speed_time, -- downloads: stall detection (seconds under 1 byte/s)
-    -- redirects are followed only by downloads from another origin, which carry
-    -- neither credentials nor the user's headers (nothing of them can follow a
-    -- redirect to yet another host)
-    follow = (foreign and spec.follow) or nil,
-    timeout = nil,               -- per attempt, below
-    connect_timeout = nil,
-    deadline = nil,
-    cainfo = self.cainfo,
-    capath = self.capath,
-  }
+  -- (only the fields a GET has are named here: a constructor sizes its hash
+  -- part for every field it names, nil or not)
+  local req = { method = spec.method, url = url, headers = hdrs, body = body }
+  if spec.mime then req.mime = spec.mime end
+  if spec.output then req.output = spec.output end
+  if spec.resume_from then req.resume_from = spec.resume_from end          -- append to output from byte N (Range)
+  if spec.on_progress then req.on_progress = spec.on_progress end          -- function(dltotal, dlnow, ultotal, ulnow)
+  if spec.low_speed_time then req.low_speed_time = spec.low_speed_time end -- stall detection (s under 1 byte/s)
+  -- redirects are followed only by downloads from another origin, which carry
+  -- neither credentials nor the user's headers (nothing of them can follow a
+  -- redirect to yet another host)
+  if foreign and spec.follow then req.follow = spec.follow end
+  if self.cainfo then req.cainfo = self.cainfo end
+  if self.capath then req.capath = self.capath end
   local idempotent = spec.idempotent
   if idempotent == nil then idempotent = IDEMPOTENT[spec.method] == true end
   -- transports that can re-send on their own (libcurl on a dead reused

@@ -235,6 +235,10 @@ _M.owner = owner
 
 -- sleep(s): yields in a task, blocks elsewhere
 function _M.sleep(sched, s)
+  if actives[1] == nil then    -- no scheduler steps, so no task runs: block
+    if s > 0 then native.sleep(s) end
+    return
+  end
   local os_, task = owner(sched)
   if task == nil then
     if s > 0 then native.sleep(s) end
@@ -253,6 +257,8 @@ end
 -- (also in a coroutine no scheduler owns) blocks on sched's engine, which
 -- keeps driving the other transfers
 function _M.perform(sched, creq)
+  -- no scheduler steps, so no task runs (the common blocking call): block
+  if actives[1] == nil then return (sched.engine or transfers.engine(sched)):request(creq) end
   local os_, task = owner(sched)
   if task == nil then return transfers.engine(sched):request(creq) end
   return transfers.perform(os_, task, creq)

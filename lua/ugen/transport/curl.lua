@@ -68,28 +68,31 @@ function _M.to_core(req)
   end
   -- An empty Expect stops libcurl's "Expect: 100-continue" round trip on big bodies.
   if req.body or req.mime then list[#list + 1] = "Expect:" end
+  -- only the fields that are set: a GET's table stays small (a constructor
+  -- sizes its hash part for every field it names, nil or not)
   local creq = {
     method = req.method,
     url = req.url,
     headers = list,
-    body = req.body,
-    mime = req.mime,
-    output = req.output,
-    resume_from = req.resume_from,
-    on_progress = req.on_progress,
-    low_speed_time = req.low_speed_time,
-    follow = req.follow,
     timeout = req.timeout,
     connect_timeout = req.connect_timeout,
-    deadline = req.deadline,    -- the call's deadline (ugen.scheduler: a queued request gives up then)
-    cainfo = req.cainfo,
-    capath = req.capath,
+    -- (the core applies it to the bodies it keeps in memory; a 2xx written to
+    -- req.output is not capped)
+    max_body = _M.MAX_BODY,
   }
+  if req.body ~= nil then creq.body = req.body end
+  if req.mime ~= nil then creq.mime = req.mime end
+  if req.output ~= nil then
+    creq.output, creq.resume_from, creq.low_speed_time = req.output, req.resume_from, req.low_speed_time
+  end
+  if req.on_progress ~= nil then creq.on_progress = req.on_progress end
+  if req.follow ~= nil then creq.follow = req.follow end
+  -- the call's deadline (ugen.runtime.curl: a request queued behind max_concurrency gives up then)
+  if req.deadline ~= nil then creq.deadline = req.deadline end
+  if req.cainfo ~= nil then creq.cainfo = req.cainfo end
+  if req.capath ~= nil then creq.capath = req.capath end
   -- not idempotent: libcurl never sends it twice (and over plain HTTP it takes a new connection)
   if req.idempotent == false then creq.idempotent = false end
-  -- (the core applies it to the bodies it keeps in memory; a 2xx written to
-  -- req.output is not capped)
-  creq.max_body = _M.MAX_BODY
   return creq
 end
 
