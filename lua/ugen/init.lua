@@ -10,7 +10,6 @@
 local client = require "ugen.client"
 local json = require "ugen.json"
 local errors = require "ugen.errors"
-local webhook = require "ugen.webhook"
 local scheduler = require "ugen.runtime.curl"
 local runtime = require "ugen.runtime"
 
@@ -20,12 +19,22 @@ local _M = {
   new = client.new,        -- ugen.new(opts) -> client (raises on bad options)
   null = json.null,        -- send JSON null; decoded null with keep_null = true
   array = json.array,      -- ugen.array(t): encode as a JSON array, [] when empty
-  webhook = webhook,       -- verify / sign / headers / new_secret
   errors = errors,         -- errors.is(err, kind), errors.KINDS
   is_error = errors.is,    -- ugen.is_error(err[, kind])
   run = scheduler.run,     -- ugen.run(fn, ...): fn in a scheduler task; SDK calls yield (ugen.scheduler)
   scheduler = scheduler,   -- ugen.runtime.curl: spawn / step / sleep / now / new / configure / default / current
   runtime = runtime,       -- ugen.runtime: check(rt), the interface of ugen.new{ runtime = ... }
 }
+
+-- Loaded on first use (a client that only calls the API never pays for it):
+--   webhook = ugen.webhook  -- verify / sign / headers / new_secret / memory_store
+local LAZY = { webhook = "ugen.webhook" }
+setmetatable(_M, { __index = function(t, k)
+  local name = LAZY[k]
+  if name == nil then return nil end
+  local m = require(name)
+  rawset(t, k, m)
+  return m
+end })
 
 return _M
