@@ -27,12 +27,10 @@ local _M = {
 }
 
 -- Loaded on first use (a client that only calls the API never pays for it):
---   webhook = ugen.webhook  -- verify / sign / headers / new_secret / memory_store
-local LAZY = { webhook = "ugen.webhook" }
+--   ugen.webhook  verify / sign / headers / new_secret / memory_store
 setmetatable(_M, { __index = function(t, k)
-  local name = LAZY[k]
-  if name == nil then return nil end
-  local m = require(name)
+  if k ~= "webhook" then return nil end
+  local m = require("ugen.webhook")
   rawset(t, k, m)
   return m
 end })
