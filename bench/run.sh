@@ -3,10 +3,12 @@
 # (SDK speed / baseline speed, both measured in this run) with its goal, OK or MISSED.
 # Env: BENCH_INTERPS="lua5.4 luajit", BENCH_ONLY="http_get webhook json_decode memory",
 #      BENCH_N / BENCH_ROUNDS (per script defaults), BENCH_MEM_TOTAL (default 100000).
+#      instr (callgrind instructions per GET, vs raw libcurl; BENCH_BASE=<built clone> adds
+#      the ratio to that tree, e.g. a release: the one figure that wall-clock noise cannot move).
 set -u
 cd "$(dirname "$0")/.."
 INTERPS=${BENCH_INTERPS:-"lua5.4 luajit"}
-ONLY=${BENCH_ONLY:-"http_get webhook json_decode memory"}
+ONLY=${BENCH_ONLY:-"http_get webhook json_decode memory instr"}
 echo "== bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
 for interp in $INTERPS; do
