@@ -39,9 +39,11 @@ local function main_job()
   return final
 end
 
--- the observer: a 10 ms timer, and how late it fired at worst
+-- the observer: a 10 ms timer, and how late it fired at worst (started
+-- first, so that a stall of any job fiber delays one of its sleeps)
 local running, ticks, max_late = true, 0, 0
-local observer = fiber.new(function()
+local observer = fiber.create(function()
+  fiber.self():set_joinable(true)
   while running do
     local t0 = clock.monotonic()
     fiber.sleep(0.010)
@@ -50,7 +52,6 @@ local observer = fiber.new(function()
     if late > max_late then max_late = late end
   end
 end)
-observer:set_joinable(true)
 
 local results = fiber.channel(N)
 local t0 = clock.monotonic()

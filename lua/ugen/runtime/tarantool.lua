@@ -13,7 +13,10 @@
 --   now/time  the C core's monotonic and wall clocks
 --   spawn     a fiber (fiber.new: it starts at the caller's next yield); an
 --             error raised in fn ends that fiber only and is reported by
---             join_any, never logged by tarantool as an unhandled error
+--             join_any (or h:join()), never logged by tarantool as an
+--             unhandled error. The handle: h:join() -> true, fn's results |
+--             false, err; h:cancel() -> whether it was alive; h:done();
+--             h:result() (nil while it runs)
 --   join_any  waits on a fiber.cond signalled when a spawned fiber ends
 --   cancel    fiber:cancel(): the fiber raises tarantool's "fiber is
 --             cancelled" at its next wait; a request it waits for is closed
@@ -37,8 +40,8 @@ local native = require "ugen.native"
 local tcurl = require "ugen.transport.curl"
 local argerror = require("ugen.args").argerror
 
-local type, pcall, select, error, tostring, setmetatable, next =
-  type, pcall, select, error, tostring, setmetatable, next
+local type, pcall, select, error, tostring, setmetatable, getmetatable, next =
+  type, pcall, select, error, tostring, setmetatable, getmetatable, next
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local now, wall_time = native.now, native.time
 
@@ -204,7 +207,11 @@ end
 
 local ended = fiber.cond()      -- broadcast when a spawned fiber ends
 
-local H_mt = { __name = "ugen.tarantool_fiber", __tostring = function() return "ugen.tarantool_fiber" end }
+-- a handle of client:spawn: h:join() -> true, fn's results | false, err
+-- (yields until it ended); h:cancel(); h:done(); h:result() (nil while it runs)
+local H = {}
+local H_mt = { __index = H, __name = "ugen.tarantool_fiber",
+               __tostring = function() return "ugen.tarantool_fiber" end }
 
 local function spawn(fn)
   if type(fn) ~= "function" then
@@ -264,6 +271,31 @@ local function cancel(h)
   if h.finished or h.joined then return end
   h.joined, h.cancelled = true, true
   if h.fiber:status() ~= "dead" then h.fiber:cancel() end
+end
+
+function H.join(h)
+  if getmetatable(h) ~= H_mt then error("ugen: call handle:join() with a colon", 2) end
+  if h.cancelled then error("ugen: join: the fiber was cancelled", 2) end
+  while not h.finished do
+    ended:wait()
+    fiber.testcancel()
+  end
+  h.joined = true
+  return unpack(h.results, 1, h.results.n)
+end
+
+function H.cancel(h)
+  if getmetatable(h) ~= H_mt then error("ugen: call handle:cancel() with a colon", 2) end
+  local alive = not h.finished and not h.cancelled
+  cancel(h)
+  return alive
+end
+
+function H.done(h) return h.finished or h.cancelled == true end
+
+function H.result(h)
+  if not h.finished or h.results == nil then return nil end
+  return unpack(h.results, 1, h.results.n)
 end
 
 local shared
