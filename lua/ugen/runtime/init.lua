@@ -138,7 +138,7 @@ function _M.resolve(runtime_opt, transport_opt, level)
   if transport_opt == nil and (runtime_opt == "curl" or runtime_opt == "ngx") then tname = runtime_opt end
   local rt
   if runtime_opt == nil or type(runtime_opt) == "string" then
-    rt = builtin(runtime_opt or (in_nginx() and "ngx" or in_tarantool() and "tarantool" or "curl"), level)
+    rt = builtin(runtime_opt or (in_nginx() and "ngx" or in_tarantool() and "tarantool" or "curl"), level + 1)
     -- the tarantool runtime performs over libcurl (the engine on its event loop)
     local kind = rt.name == "tarantool" and "curl" or rt.name
     if user_send == nil and tname ~= kind then user_send = builtin_perform(tname, level) end
