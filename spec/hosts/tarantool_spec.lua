@@ -205,6 +205,24 @@ describe("tarantool (#14 item 1)", function()
     assert.is_true(n <= 8, n .. " connections")
   end)
 
+  it("docs/hosts.md's tarantool snippet is code of examples/tarantool/jobs.lua (what the first test runs)", function()
+    local section = assert(assert(S.read_file(REPO .. "/docs/hosts.md")):match("\n## tarantool\n(.-)\n## "))
+    local code = assert(section:match("```lua\n(.-)```"))
+    local have = {}
+    for line in assert(S.read_file(REPO .. "/examples/tarantool/jobs.lua")):gmatch("[^\n]+") do
+      have[(line:gsub("%s*%-%-.*$", ""))] = true
+    end
+    local n = 0
+    for line in code:gmatch("[^\n]+") do
+      local c = line:gsub("%s*%-%-.*$", "")
+      if c:match("%S") then
+        assert(have[c], "docs line not in the example: " .. line)
+        n = n + 1
+      end
+    end
+    assert.is_true(n >= 25, n .. " lines")
+  end)
+
   it("ugen.new{ runtime = \"tarantool\" } outside tarantool raises at the call site", function()
     local ok, err = pcall(function()
       local c = ugen.new{ api_key = "k", runtime = "tarantool" }
