@@ -149,7 +149,7 @@ describe("tarantool (#14 item 1)", function()
     assert.is_true(r.max_late_ms < 1000, tostring(r.max_late_ms))
   end)
 
-  it("an upload, then a job's video downloaded to a file inside a fiber", function()
+  it("an upload, then a job's video downloaded to a file inside a fiber, its on_progress yielding", function()
     local res, r = scenario(plain, "download")
     assert.is_nil(res.err)
     assert.matches("^" .. plain.origin:gsub("%p", "%%%0") .. "/files/.+%.png$", res.upload_url)
@@ -163,6 +163,7 @@ describe("tarantool (#14 item 1)", function()
     assert.is_true(got == S.read_file(tmp .. "/ref.mp4"), "downloaded bytes differ")
     assert.is_true(res.progress_calls >= 1)
     assert.same({ #got, #got }, res.progress_last)
+    assert.equal(25, res.other_requests)   -- made while on_progress yielded inside the engine
     assert.is_true(r.max_late_ms < 1000, tostring(r.max_late_ms))
   end)
 

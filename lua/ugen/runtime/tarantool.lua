@@ -85,9 +85,11 @@ local function finish(t)
   entry.cond:signal()
 end
 
--- engine:act on a ready socket (fd, events) or on libcurl's timer (no fd)
-local function act(fd, events)
+-- engine:act on a ready socket (fd, events; w its watcher) or on libcurl's
+-- timer (no fd)
+local function act(fd, events, w)
   while acting do idle:wait() end
+  if w and w.stopped then return end   -- libcurl dropped the socket meanwhile
   acting = fiber.self()
   local ok, done = pcall(engine.act, engine, fd, events)
   acting = nil
@@ -112,7 +114,7 @@ local function watch(w)
     w.waiting = false
     if w.stopped then break end
     local ev = EVENTS[ready]
-    if ev then act(w.fd, ev) end
+    if ev then act(w.fd, ev, w) end
   end
 end
 

@@ -100,7 +100,8 @@ function S.spawn()
   return out
 end
 
--- an upload, a job, its download to a file (progress reported), in a fiber
+-- an upload, a job, its download to a file (progress reported; on_progress yields while other
+-- fibers make requests), in a fiber
 function S.download()
   local dir = assert(os.getenv("UGEN_SPEC_TMP"))
   local r = in_fibers(1, function()
@@ -116,12 +117,29 @@ function S.download()
     params.product_image_url = up.url
     local job = assert(client.jobs:create(params))
     local final = assert(client.jobs:wait(job.job_id, { interval = 0.5 }))
+    -- other fibers make requests meanwhile, while on_progress yields (inside the engine)
+    local others = fiber.channel(5)
+    for _ = 1, 5 do
+      fiber.create(function()
+        local n = 0
+        for _ = 1, 5 do
+          if client.jobs:list{ page_size = 1 } then n = n + 1 end
+        end
+        others:put(n)
+      end)
+    end
     local calls, last = 0, nil
     local info, derr = client.jobs:download(final, dir .. "/video.mp4", {
-      on_progress = function(done, total) calls = calls + 1; last = { done, total } end,
+      on_progress = function(done, total)
+        calls = calls + 1
+        last = { done, total }
+        fiber.sleep(0.02)
+      end,
     })
+    local ok_requests = 0
+    for _ = 1, 5 do ok_requests = ok_requests + others:get() end
     return { upload_url = up.url, url = final.final_video_url, info = info, err = not info and errinfo(derr) or nil,
-             progress_calls = calls, progress_last = last }
+             progress_calls = calls, progress_last = last, other_requests = ok_requests }
   end)[1]
   assert(r[1], r[2])
   return r[2]
