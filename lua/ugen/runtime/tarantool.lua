@@ -196,7 +196,8 @@ local function perform(req)
   end
   if entry.failure then
     t:close()
-    return nil, { kind = "network", sent = false, message = "ugen: libcurl engine failure: " .. entry.failure }
+    -- whether the request reached the server is unknown: never retried when not idempotent
+    return nil, { kind = "network", sent = true, message = "ugen: libcurl engine failure: " .. entry.failure }
   end
   local res, err = t:result()
   t:close()
