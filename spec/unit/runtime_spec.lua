@@ -37,8 +37,8 @@ describe("ugen.runtime", function()
   end)
 
   it("ugen.new raises at the call site for a bad runtime or transport", function()
-    assert.matches("option 'runtime' must be \"curl\", \"ngx\" or a table (got \"tarantool\")",
-      new_err{ runtime = "tarantool" }, 1, true)
+    assert.matches("option 'runtime' must be \"curl\", \"ngx\" or a table (got \"carrier-pigeon\")",
+      new_err{ runtime = "carrier-pigeon" }, 1, true)
     assert.matches("option 'runtime' \"ngx\" needs OpenResty", new_err{ runtime = "ngx" }, 1, true)
     assert.matches("option 'runtime' is missing the required function 'perform'",
       new_err{ runtime = { now = noop, sleep = noop } }, 1, true)
@@ -49,6 +49,11 @@ describe("ugen.runtime", function()
     local ok, err = pcall(function() ugen.new{ runtime = 5 } end)
     assert.is_false(ok)
     assert.matches("runtime_spec.lua:%d+:", err)
+    for _, name in ipairs({ "ngx", "carrier-pigeon" }) do   -- a built-in name too
+      ok, err = pcall(function() ugen.new{ runtime = name } end)
+      assert.is_false(ok)
+      assert.matches("runtime_spec.lua:%d+:", err)
+    end
   end)
 
   it("resolve: the default is the curl scheduler's runtime; a transport replaces only perform", function()

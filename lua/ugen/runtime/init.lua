@@ -32,14 +32,15 @@
 --
 -- Implementations: ugen.runtime.curl (the libcurl scheduler: blocks outside its
 -- tasks, yields inside them; ugen.run / client:spawn / client:step) and
--- ugen.runtime.ngx (OpenResty: cosockets, ngx.sleep, ngx.thread). A host the
+-- ugen.runtime.ngx (OpenResty: cosockets, ngx.sleep, ngx.thread) and
+-- ugen.runtime.tarantool (fibers; libcurl on tarantool's event loop). A host the
 -- SDK does not know plugs its own in: ugen.new{ runtime = { ... } }.
 --
 --   runtime.resolve(runtime_opt, transport_opt[, level]) -> runtime table, transport name
 --   runtime.check(rt[, level])    raises unless rt is a usable runtime table
 
-local type, pairs, tostring, error, require, pcall, string_format =
-  type, pairs, tostring, error, require, pcall, string.format
+local type, pairs, tostring, error, require, pcall, rawget, string_format =
+  type, pairs, tostring, error, require, pcall, rawget, string.format
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -86,6 +87,12 @@ end
 local in_nginx = require("ugen.transport").in_nginx
 _M.in_nginx = in_nginx
 
+-- the one test for "inside tarantool" (its runtime: ugen.runtime.tarantool)
+local function in_tarantool()
+  return type(rawget(_G, "_TARANTOOL")) == "string"
+end
+_M.in_tarantool = in_tarantool
+
 local function copy(t)
   local c = {}
   for k, v in pairs(t) do c[k] = v end
@@ -98,6 +105,9 @@ local function builtin(name, level)
     return require("ugen.runtime.ngx").get()
   elseif name == "curl" then
     return require("ugen.runtime.curl").default():runtime()
+  elseif name == "tarantool" then
+    if not in_tarantool() then bad(level, "\"tarantool\" needs tarantool") end
+    return require("ugen.runtime.tarantool").get()
   end
   bad(level, "must be \"curl\", \"ngx\" or a table (got \"%s\")", name)
 end
@@ -116,7 +126,8 @@ end
 
 -- runtime_opt: nil | "curl" | "ngx" | table; transport_opt: nil | "curl" | "ngx" | function | table.
 -- -> the client's runtime (a table of the interface above), transport name
---   runtime nil: "ngx" inside nginx, else the curl default scheduler's runtime
+--   runtime nil: "ngx" inside nginx, "tarantool" inside tarantool, else the curl
+--     default scheduler's runtime
 --   transport: a user adapter (function / table with :request) replaces the
 --     runtime's perform; a built-in name other than the runtime's kind too
 --     ("curl" inside nginx: blocking libcurl requests, ngx sleeps); a runtime
@@ -127,8 +138,10 @@ function _M.resolve(runtime_opt, transport_opt, level)
   if transport_opt == nil and (runtime_opt == "curl" or runtime_opt == "ngx") then tname = runtime_opt end
   local rt
   if runtime_opt == nil or type(runtime_opt) == "string" then
-    rt = builtin(runtime_opt or (in_nginx() and "ngx" or "curl"), level)
-    if user_send == nil and tname ~= rt.name then user_send = builtin_perform(tname, level) end
+    rt = builtin(runtime_opt or (in_nginx() and "ngx" or in_tarantool() and "tarantool" or "curl"), level + 1)
+    -- the tarantool runtime performs over libcurl (the engine on its event loop)
+    local kind = rt.name == "tarantool" and "curl" or rt.name
+    if user_send == nil and tname ~= kind then user_send = builtin_perform(tname, level) end
     if user_send then
       rt = copy(rt)
       rt.perform = user_send
