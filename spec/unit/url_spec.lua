@@ -12,7 +12,7 @@ local function refused(s, pattern)
 end
 
 describe("ugen.url", function()
-  it("is nearly a leaf: loading it requires ugen.args (argument errors) and ugen.native (percent-encoding in C), no other module", function()
+  it("is nearly a leaf: it requires ugen.args (argument errors) and ugen.native (percent-encoding)", function()
     local seen = {}
     local env = setmetatable({ require = function(name) seen[#seen + 1] = name; return require(name) end },
       { __index = _G })
