@@ -181,7 +181,7 @@ end
 
 -- Build the error for a non-2xx response.
 --   status, body (string or nil), request_id, keep_null
--- Decisions (README "Where the docs are silent"):
+-- Decisions (docs/api-choices.md):
 --   * nested {"error": {code, message, details}} and {"detail": [...]} bodies
 --     are both understood for every status; a `detail` list makes the kind
 --     "validation" with err.fields = the list;
