@@ -1,0 +1,184 @@
+-- Every ```lua block of README.md and docs/*.md runs as written, against a real
+-- sandbox (docs/developing.md, "The documentation is tested"):
+--   * each block (or chain of blocks, below) runs in a new Lua process (the
+--     interpreter running this spec, this tree's SDK on its paths) with
+--     UGEN_BASE_URL, UGEN_API_KEY (a freshly reset sandbox tenant) and
+--     UGEN_WEBHOOK_SECRET set, in an empty directory holding mug.png and
+--     loop.mp3, and must exit 0;
+--   * an HTML comment on the line before the fence declares another mode:
+--       <!-- snippet: continue -->   appended to the previous block of the file
+--                                    (the chain runs once, as one chunk)
+--       <!-- snippet: nginx -->      run inside a real nginx (content phase), same env
+--       <!-- snippet: host=NAME spec/hosts/NAME_spec.lua -->   compiled; the named
+--                                    spec (which runs the real host) must exist
+--       <!-- snippet: fragment -->   compiled only (rare)
+--     anything else before a lua fence fails, naming the block.
+
+local S = require "support.sandbox"
+local L = require "support.lua_in_nginx"
+local util = require "support.util"
+local samples = require "support.media_samples"
+
+local INTERP = (type(jit) == "table") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+local SUB = (type(jit) == "table") and "luajit" or _VERSION:match("%d+%.%d+")
+local TENANT = "acme"
+local load = loadstring or load -- luacheck: ignore 113 (5.1: loadstring)
+
+local function root()
+  return (util.capture("pwd"):gsub("%s+$", ""))
+end
+
+local function doc_files()
+  local files = { "README.md" }
+  local p = assert(io.popen("ls docs/*.md 2>/dev/null"))
+  for f in p:lines() do files[#files + 1] = f end
+  p:close()
+  return files
+end
+
+-- The lua blocks of one markdown file:
+-- { { file =, line =, mode = "run"|"continue"|"nginx"|"fragment"|"host"|"bad", host =, spec =, code = } }
+local function blocks_of(file)
+  local text = assert(util.read_file(file), file)
+  local out, n, prev = {}, 0, nil
+  local fence -- the open fence: { lang =, line =, lines = }
+  for line in (text .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    if fence then
+      if line:match("^%s*```%s*$") then
+        if fence.lang == "lua" then
+          local b = { file = file, line = fence.line, mode = "run", code = table.concat(fence.lines, "\n") .. "\n" }
+          local decl = fence.prev and fence.prev:match("^%s*<!%-%-%s*snippet:%s*(.-)%s*%-%->%s*$")
+          if decl then
+            local host, spec = decl:match("^host=(%S+)%s+(%S+)$")
+            if decl == "continue" or decl == "nginx" or decl == "fragment" then b.mode = decl
+            elseif host then b.mode, b.host, b.spec = "host", host, spec
+            else b.mode, b.bad = "bad", "unknown snippet declaration '" .. decl .. "'" end
+          elseif fence.prev and fence.prev:match("^%s*<!%-%-%s*snippet") then
+            b.mode, b.bad = "bad", "malformed snippet declaration: " .. fence.prev
+          end
+          out[#out + 1] = b
+        end
+        fence = nil
+      else
+        fence.lines[#fence.lines + 1] = line
+      end
+    else
+      local lang = line:match("^%s*```(%S*)")
+      if lang then fence = { lang = lang, line = n, lines = {}, prev = prev } end
+    end
+    if not line:match("^%s*$") then prev = line end
+  end
+  assert(not fence, file .. ":" .. (fence and fence.line or 0) .. ": unclosed ``` block")
+  return out
+end
+
+-- Group the blocks of every file into the units that run: a run block and the
+-- continue blocks after it form one chain.
+local function units()
+  local list, problems = {}, {}
+  for _, file in ipairs(doc_files()) do
+    local last
+    for _, b in ipairs(blocks_of(file)) do
+      local where = b.file .. ":" .. b.line
+      if b.mode == "bad" then
+        problems[#problems + 1] = where .. ": " .. b.bad
+      elseif b.mode == "continue" then
+        if not last or last.mode ~= "run" then
+          problems[#problems + 1] = where .. ": <!-- snippet: continue --> without a runnable block before it"
+        else
+          last.code = last.code .. b.code
+          last.where = last.where .. "+" .. b.line
+        end
+      else
+        local u = { mode = b.mode, code = b.code, where = where, host = b.host, spec = b.spec }
+        list[#list + 1] = u
+        last = u
+      end
+    end
+  end
+  return list, problems
+end
+
+local function sh_env(env)
+  local parts = {}
+  for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. util.q(v) end
+  table.sort(parts)
+  return "env " .. table.concat(parts, " ")
+end
+
+describe("docs snippets (README.md, docs/*.md) run as written", function()
+  local list, problems = units()
+  local env, dir, ngx_srv
+  local secret = require("ugen.webhook").new_secret()
+
+  setup(function()
+    S.info()
+    env = { UGEN_BASE_URL = S.info().base_url, UGEN_API_KEY = S.tenant[TENANT].api_key,
+            UGEN_WEBHOOK_SECRET = secret }
+  end)
+  teardown(function()
+    if ngx_srv then ngx_srv.stop() end
+    S.reset(TENANT)
+  end)
+
+  -- a fresh directory with the files the snippets name
+  local function workdir()
+    dir = S.tmpdir()
+    util.write_file(dir .. "/mug.png", samples.png)
+    util.write_file(dir .. "/loop.mp3", samples.mp3)
+    return dir
+  end
+
+  it("every lua block has a runnable or declared mode", function()
+    assert.same({}, problems)
+    assert.is_true(#list >= 10, "found only " .. #list .. " lua blocks")
+  end)
+
+  for _, u in ipairs(list) do
+    it(u.where .. " (" .. u.mode .. (u.host and (" " .. u.host) or "") .. ")", function()
+      local fn, cerr = load(u.code, "=" .. u.where)
+      assert(fn, "does not compile: " .. tostring(cerr))
+      if u.mode == "fragment" then return end
+      if u.mode == "host" then
+        assert(util.read_file(u.spec), u.where .. ": the spec it names, " .. u.spec .. ", does not exist")
+        return
+      end
+      S.reset(TENANT)
+      local d = workdir()
+      util.write_file(d .. "/snippet.lua", u.code)
+      if u.mode == "nginx" then
+        ngx_srv = ngx_srv or L.start(env)
+        local r = ngx_srv.run_file(d .. "/snippet.lua")
+        assert(r.status == 200, ("%s in nginx: HTTP %s\n%s\n%s"):format(u.where, tostring(r.status), r.body,
+          ngx_srv.log():sub(-2000)))
+        return
+      end
+      local R = root()
+      local prelude = ("package.path = %q .. package.path; package.cpath = %q .. package.cpath")
+        :format(R .. "/lua/?.lua;" .. R .. "/lua/?/init.lua;", R .. "/build/" .. SUB .. "/?.so;")
+      local cmd = ("cd %s && %s %s -e %s snippet.lua >out.txt 2>&1; echo $? >rc.txt")
+        :format(util.q(d), sh_env(env), INTERP, util.q(prelude))
+      util.run(cmd)
+      local rc = tonumber(util.read_file(d .. "/rc.txt"))
+      local out = util.read_file(d .. "/out.txt") or ""
+      assert(rc == 0, ("%s exited with %s:\n%s"):format(u.where, tostring(rc), out))
+    end)
+  end
+
+  it("a lua block with an unknown declaration is refused (the check itself)", function()
+    local d = S.tmpdir()
+    local md = d .. "/x.md"
+    util.write_file(md, "text\n\n<!-- snippet: sometimes -->\n```lua\nprint(1)\n```\n")
+    local b = blocks_of(md)
+    assert.equal(1, #b)
+    assert.equal("bad", b[1].mode)
+    assert.matches("unknown snippet declaration 'sometimes'", b[1].bad, 1, true)
+    util.write_file(md, "<!-- snippet: host=tarantool spec/hosts/none_spec.lua -->\n```lua\nprint(1)\n```\n"
+      .. "```sh\necho hi\n```\n<!-- snippet: continue -->\n```lua\nprint(2)\n```\n")
+    b = blocks_of(md)
+    assert.equal(2, #b)
+    assert.equal("host", b[1].mode); assert.equal("spec/hosts/none_spec.lua", b[1].spec)
+    assert.equal("continue", b[2].mode)
+  end)
+end)
