@@ -167,7 +167,9 @@ describe("docs snippets (README.md, docs/*.md) run as written", function()
       util.run(cmd)
       local rc = tonumber(util.read_file(d .. "/rc.txt"))
       local out = util.read_file(d .. "/out.txt") or ""
-      assert(rc == 0, ("%s exited with %s:\n%s"):format(u.where, tostring(rc), out))
+      assert(rc == 0, ("%s exited with %s:\n%s\n(a block that only makes sense elsewhere declares it on the"
+        .. " line before its fence: <!-- snippet: nginx -->, <!-- snippet: host=NAME spec/hosts/NAME_spec.lua -->"
+        .. " or <!-- snippet: fragment -->; docs/developing.md)"):format(u.where, tostring(rc), out))
     end)
   end
 
