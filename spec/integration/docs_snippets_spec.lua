@@ -101,6 +101,35 @@ local function units()
   return list, problems
 end
 
+-- What some blocks print, checked against the comments beside them in the
+-- docs: the block of `file` whose code contains `has` -> a Lua pattern.
+local OUTPUT = {
+  { file = "README.md", has = 'client.jobs:get("no-such-job")',
+    output = "^not_found\t404\tJOB_NOT_FOUND\nugen: not_found error %(HTTP 404%) JOB_NOT_FOUND: [^\n]*\n$" },
+  { file = "README.md", has = "ugen.webhook.sign(secret, ts, body)",
+    output = "^j1\thttps://cdn%.example/v%.mp4\n200\n$" },
+  { file = "README.md", has = "client.credits:estimate",
+    output = "^%d+\n" },
+  { file = "docs/webhooks.md", has = "REPLAYED", output = "^200\ttable: [^\n]*\t2\n409\n$" },
+  { file = "docs/reference.md", has = "segmnt_count = 2",
+    output = "segmnt_count\textra_forbidden\tUnknown field 'segmnt_count'; did you mean 'segment_count'%?\n" },
+  { file = "docs/reference.md", has = "max_credits = 100",
+    output = "^%d+ credits > budget 100: not created\n$" },
+  { file = "docs/reference.md", has = 'client:request("GET", "/personas")', output = "\nROUTE_NOT_FOUND\n$" },
+  { file = "docs/errors.md", has = "segment_count = 11", output = "^body%.segment_count\t[^\n]+\n$" },
+  { file = "docs/sandbox.md", has = "X-Sandbox-Fault", output = "^%d+\t200\n$" },
+  { file = "docs/openresty.md", has = "create_and_wait", output = "^%d+ completed\n$" },
+}
+
+local function expected_output(u)
+  for _, c in ipairs(OUTPUT) do
+    if u.where:match("^[^:]+") == c.file and u.code:find(c.has, 1, true) then
+      c.used = (c.used or 0) + 1
+      return c.output
+    end
+  end
+end
+
 local function sh_env(env)
   local parts = {}
   for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. util.q(v) end
@@ -141,6 +170,7 @@ describe("docs snippets (README.md, docs/*.md) run as written", function()
   end)
 
   for _, u in ipairs(list) do
+    local want = expected_output(u)
     it(u.where .. " (" .. u.mode .. (u.host and (" " .. u.host) or "") .. ")", function()
       local fn, cerr = load(u.code, "=" .. u.where)
       assert(fn, "does not compile: " .. tostring(cerr))
@@ -157,6 +187,7 @@ describe("docs snippets (README.md, docs/*.md) run as written", function()
         local r = ngx_srv.run_file(d .. "/snippet.lua")
         assert(r.status == 200, ("%s in nginx: HTTP %s\n%s\n%s"):format(u.where, tostring(r.status), r.body,
           ngx_srv.log():sub(-2000)))
+        if want then assert(r.body:find(want), ("%s printed:\n%s"):format(u.where, r.body)) end
         return
       end
       local R = root()
@@ -170,8 +201,13 @@ describe("docs snippets (README.md, docs/*.md) run as written", function()
       assert(rc == 0, ("%s exited with %s:\n%s\n(a block that only makes sense elsewhere declares it on the"
         .. " line before its fence: <!-- snippet: nginx -->, <!-- snippet: host=NAME spec/hosts/NAME_spec.lua -->"
         .. " or <!-- snippet: fragment -->; docs/developing.md)"):format(u.where, tostring(rc), out))
+      if want then assert(out:find(want), ("%s printed (expected to match %q):\n%s"):format(u.where, want, out)) end
     end)
   end
+
+  it("every output check found its block, once", function()
+    for _, c in ipairs(OUTPUT) do assert.equal(1, c.used, c.file .. ": " .. c.has) end
+  end)
 
   it("a lua block with an unknown declaration is refused (the check itself)", function()
     local d = S.tmpdir()
