@@ -107,6 +107,18 @@ describe("jobs:create { max_credits } (sandbox)", function()
     assert.equal(1, (server_state()))
   end)
 
+  it("a per-call timeout bounds the estimate and the create together", function()
+    -- the server answers each of the two requests after 0.6 s; one second for both
+    local fault = "delay=0.6;count=2;key=guard-deadline-" .. tostring(math.random(1e9))
+    local t0 = socket.gettime()
+    local job, err = c.jobs:create(JOB, { max_credits = price, timeout = 1, max_retries = 0,
+                                          headers = { ["X-Sandbox-Fault"] = fault } })
+    local took = socket.gettime() - t0
+    assert.is_nil(job)
+    assert.equal("timeout", err.kind, tostring(err))
+    assert.is_true(took >= 0.9 and took < 1.6, "took " .. took)
+  end)
+
   it("checks max_credits at the call site", function()
     for _, bad in ipairs({ -1, "10", 0 / 0, true }) do
       assert.has_error(function() c.jobs:create(JOB, { max_credits = bad }) end,

@@ -126,6 +126,7 @@ function _M.extend(r, eps)
   -- the create_and_wait's (on the runtime's clock), for the estimate too
   local function create(p, key, opts, max_credits, deadline)
     local est
+    if deadline and opts then pipeline.set_deadline(opts, deadline) end
     if max_credits ~= nil then
       local eopts
       if opts then
@@ -159,7 +160,9 @@ function _M.extend(r, eps)
     end
     check_call_opts(opts, 2, "create", 2)
     local p, key = create_params(params, opts and opts.idempotency_key, "create", 2)
-    return create(p, key, opts, max_credits)
+    -- a per-call timeout bounds the whole call: the estimate and the create
+    local deadline = max_credits ~= nil and opts and opts.timeout and client.runtime.now() + opts.timeout
+    return create(p, key, opts, max_credits, deadline or nil)
   end
 
   -- create_and_wait(params[, opts]) -> final job | nil, err
