@@ -1,6 +1,6 @@
 # lua-ugen developer Makefile. The rockspec is the source of truth for users
 # (`luarocks make`); this file is the development loop and uses the same
-# variable names. See README.md ("Developing").
+# variable names. See docs/developing.md.
 
 VERSION    := 0.1.0
 CC         ?= cc

@@ -1,4 +1,4 @@
--- Workflow 1 (UGEN-API.md section 15): create a video job with the docs' values.
+-- Workflow 1 of the U-Gen API docs: create a video job with the docs' values.
 --   lua examples/create_job.lua          create and print the job
 --   lua examples/create_job.lua --wait   ... then wait for it, with progress
 -- Needs UGEN_API_KEY (and UGEN_BASE_URL for the sandbox).

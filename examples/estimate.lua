@@ -1,4 +1,4 @@
--- Workflow 5 (UGEN-API.md section 15): estimate the credits of a job.
+-- Workflow 5 of the U-Gen API docs: estimate the credits of a job.
 --   lua examples/estimate.lua
 local setup = dofile((arg[0]:match("^(.*)/[^/]+$") or ".") .. "/_setup.lua")
 local ugen = require "ugen"

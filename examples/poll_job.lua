@@ -1,4 +1,4 @@
--- Workflow 2 (UGEN-API.md section 15): poll a job until it finishes.
+-- Workflow 2 of the U-Gen API docs: poll a job until it finishes.
 --   lua examples/poll_job.lua [JOB_ID]
 -- Default JOB_ID: the docs' example id (the sandbox seeds a job with it).
 -- Polls GET /jobs/{id} every UGEN_POLL_INTERVAL seconds (default 10, as the

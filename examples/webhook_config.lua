@@ -1,4 +1,4 @@
--- Workflow 3 (UGEN-API.md section 15): configure the account's webhook.
+-- Workflow 3 of the U-Gen API docs: configure the account's webhook.
 --   lua examples/webhook_config.lua [URL]
 -- URL defaults to the docs' "https://your-server.com/webhooks/ugen". The
 -- secret comes from UGEN_WEBHOOK_SECRET, or a new one is made (like

@@ -1,4 +1,4 @@
--- Workflow 4 (UGEN-API.md section 15): receive and verify webhook events.
+-- Workflow 4 of the U-Gen API docs: receive and verify webhook events.
 --
 --   UGEN_WEBHOOK_SECRET=... lua examples/webhook_handler.lua [--port N] [--max N] [--timeout S]
 --       serve POSTs on 127.0.0.1:N; verify X-UGen-Signature / X-UGen-Timestamp with

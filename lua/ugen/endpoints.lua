@@ -28,8 +28,7 @@
 --   known (open value set: documented values, not enforced), formats/max_bytes
 --   (files), doc (one line).
 --
--- Choices where the docs are silent are written down in README.md
--- ("Where the docs are silent").
+-- Choices where the docs are silent are written down in docs/api-choices.md.
 
 local STAGES = { "prepare", "agents", "init", "generation", "concat", "audio", "captions", "complete" }
 

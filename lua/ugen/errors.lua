@@ -4,7 +4,8 @@
 -- module's metatable:
 --   kind         "api" | "validation" | "rate_limit" | "insufficient_credits" |
 --                "auth" | "not_found" | "conflict" | "network" | "timeout" |
---                "tls" | "decode" | "signature" | "job_failed" | "cancelled" | "io"
+--                "tls" | "decode" | "signature" | "job_failed" | "cancelled" | "io" |
+--                "budget"
 --   status       HTTP status, or nil when no response arrived
 --   code         API error code ("INSUFFICIENT_CREDITS"), curl code as
 --                "CURLE_<n>", or an SDK code ("WAIT_TIMEOUT", "SIGNATURE_MISMATCH")
@@ -39,6 +40,7 @@ _M.KINDS = {
   "network", "timeout", "tls", "decode", "signature", "job_failed",
   "cancelled",  -- a scheduler task was cancelled (ugen.scheduler: task:cancel())
   "io",         -- a local file cannot be read or written (download target, upload file)
+  "budget",     -- jobs:create's credit guard (opts.max_credits) refused the job: OVER_BUDGET
 }
 local KIND_SET = {}
 for _, k in ipairs(_M.KINDS) do KIND_SET[k] = true end
@@ -179,7 +181,7 @@ end
 
 -- Build the error for a non-2xx response.
 --   status, body (string or nil), request_id, keep_null
--- Decisions (README "Where the docs are silent"):
+-- Decisions (docs/api-choices.md):
 --   * nested {"error": {code, message, details}} and {"detail": [...]} bodies
 --     are both understood for every status; a `detail` list makes the kind
 --     "validation" with err.fields = the list;

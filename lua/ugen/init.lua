@@ -5,7 +5,7 @@
 --   local job, err = client.jobs:create{ product_name = "Mug", product_image_url = url, segment_count = 3 }
 --
 -- Public fields: ugen.new, ugen.null, ugen.array, ugen.webhook, ugen.errors,
--- ugen.is_error, ugen._VERSION. See README.md.
+-- ugen.is_error, ugen._VERSION. See README.md and docs/.
 
 local client = require "ugen.client"
 local json = require "ugen.json"

@@ -425,6 +425,48 @@ describe("ugen CLI", function()
       assert.truthy(c.err:find("^error: conflict: "), c.err)
     end)
 
+    it("jobs create --max-credits N: over budget is exit 4 and no job; within budget creates it", function()
+      local tag = tostring(os.time()) .. "-" .. tostring(math.random(1e9))
+      local est = run({ "credits", "estimate", "--segments", "2", "--model", "kling3_std", "--json" })
+      assert.equal(0, est.code, est.err)
+      local price = json.decode(est.out).total_credits
+      local function create(name, ...)
+        return run(with({ "jobs", "create", "--product-name", name, "--image-url", "https://example.com/b.jpg",
+          "--segments", "2", "--model", "kling3_std" }, ...))
+      end
+      local function count(name)
+        local n = 0
+        for _, j in ipairs(json.decode(run({ "jobs", "list", "--all", "--json" }).out)) do
+          if j.product_name == name then n = n + 1 end
+        end
+        return n
+      end
+      local over = create("budget " .. tag, "--max-credits", tostring(price - 1))
+      assert.equal(4, over.code, over.err)
+      assert.equal("", over.out)
+      assert.truthy(one_line(over.err))
+      assert.truthy(over.err:find(("^error: budget: the job is estimated at %d credits, over the budget of %d")
+        :format(price, price - 1)), over.err)
+      assert.truthy(over.err:find("no job was created", 1, true), over.err)
+      local oj = create("budget " .. tag, "--max-credits", "0", "--json")
+      assert.equal(4, oj.code)
+      local doc = json.decode(oj.out)
+      assert.equal("budget", doc.error.kind)
+      assert.equal("OVER_BUDGET", doc.error.code)
+      assert.equal(0, count("budget " .. tag))
+      local ok = create("budget " .. tag, "--max-credits", tostring(price))
+      assert.equal(0, ok.code, ok.err)
+      assert.truthy(ok.out:match("^%S+\n$"), ok.out)
+      assert.equal(1, count("budget " .. tag))
+      for _, bad in ipairs({ "-1", "lots" }) do
+        local u = create("budget " .. tag, "--max-credits", bad)
+        assert.equal(2, u.code, u.err)
+        assert.truthy(u.err:find("max%-credits"), u.err)
+      end
+      assert.equal(1, count("budget " .. tag))
+      assert.truthy(run({ "jobs", "create", "--help" }).out:find("--max-credits N", 1, true))
+    end)
+
     it("jobs create --wait, not on a terminal: one plain line per change, then the final video URL", function()
       local r = run(with(job_args("jobs", "create"), "--wait", "--interval", "0.05"))
       assert.equal(0, r.code, r.err)

@@ -135,7 +135,7 @@ describe("ugen.errors helpers", function()
   it("lists every kind of DESIGN.md plus job_failed", function()
     for _, k in ipairs({ "api", "validation", "rate_limit", "insufficient_credits", "auth", "not_found",
                          "conflict", "network", "timeout", "tls", "decode", "signature", "job_failed",
-                         "cancelled", "io" }) do
+                         "cancelled", "io", "budget" }) do
       assert.is_true(errors.is_kind(k), k)
     end
   end)

@@ -158,10 +158,19 @@ commands[#commands + 1] = {
   usage = "ugen jobs create --product-name TEXT --image-url URL --segments N [flags] [--wait]",
   flags = args.join(CREATE_FLAGS, {
     { name = "wait", key = "wait", type = "boolean", doc = "follow the job to the end, showing progress" },
+    { name = "max-credits", key = "max_credits", type = "number", placeholder = "N", min = 0,
+      doc = "estimate first; over N credits: no job is created, exit 4" },
   }, WAIT_FLAGS),
   run = function(ctx)
     local c = client(ctx)
     local p = params.values(ctx, CREATE_FLAGS)
+    -- the credit guard (the SDK's jobs:create max_credits), once, before any create
+    if ctx.values.max_credits then
+      local est, berr = require("ugen.resources.jobs").check_budget(c, p, ctx.values.max_credits)
+      if not est then
+        return fail(ctx, berr, type(berr) == "table" and berr.kind == "budget" and EXIT.over_budget or nil)
+      end
+    end
     local job, err = create(ctx, c, p)
     if not job then
       local code = fail(ctx, err)

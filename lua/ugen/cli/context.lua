@@ -15,7 +15,7 @@ local _M = { _VERSION = "0.1.0" }
 local type, ipairs, pairs, tostring, pcall, error, select, setmetatable, getmetatable, require =
   type, ipairs, pairs, tostring, pcall, error, select, setmetatable, getmetatable, require
 
-_M.EXIT = { ok = 0, error = 1, usage = 2, job_failed = 3, interrupted = 130 }
+_M.EXIT = { ok = 0, error = 1, usage = 2, job_failed = 3, over_budget = 4, interrupted = 130 }
 local EXIT = _M.EXIT
 
 _M.DEFAULT_BASE_URL = "https://api.u-gen.ai/api/v1"

@@ -14,7 +14,8 @@
 -- JSON document on stdout (errors too: {"error": {...}}).
 -- Exit status: 0 success; 1 error (the line names the error kind, e.g.
 -- "error: rate_limit: ..."); 2 usage (bad flag, missing value: one line);
--- 3 the job failed or was cancelled; 130 interrupted.
+-- 3 the job failed or was cancelled; 4 over budget (jobs create --max-credits:
+-- no job created); 130 interrupted.
 -- Results go to stdout, progress and diagnostics to stderr. Secrets (API key,
 -- JWT, webhook secret) are never printed.
 --
@@ -164,7 +165,8 @@ local function main_help()
   lines[#lines + 1] = "Configuration: flags, then env (UGEN_API_KEY, UGEN_JWT, UGEN_BASE_URL, UGEN_WEBHOOK_SECRET),"
   lines[#lines + 1] = "then defaults. Results go to stdout, progress to stderr (one updating line on a terminal,"
   lines[#lines + 1] = "plain lines otherwise; UGEN_TTY=1 or 0 forces either)."
-  lines[#lines + 1] = "Exit status: 0 ok, 1 error (\"error: <kind>: ...\"), 2 usage, 3 job failed, 130 interrupted."
+  lines[#lines + 1] = "Exit status: 0 ok, 1 error (\"error: <kind>: ...\"), 2 usage, 3 job failed,"
+  lines[#lines + 1] = "4 over budget (jobs create --max-credits: no job created), 130 interrupted."
   lines[#lines + 1] = "Boolean flags also take --no-FLAG or --FLAG=false; list flags repeat (--key-selling-points A"
   lines[#lines + 1] = "--key-selling-points B) or take a JSON array; object flags take a JSON object."
   lines[#lines + 1] = "'ugen help <command>' or 'ugen <command> --help' explains every flag of a command."

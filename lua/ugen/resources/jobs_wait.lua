@@ -137,6 +137,7 @@ local function check_args(fname, ids, opts, idn, level, allowed)
   end
   return n, opts, interval, timeout
 end
+_M.check_args = check_args
 
 local function jobs_of(self, fname, level)
   if type(self) ~= "table" or type(self._client) ~= "table" or type(self.get) ~= "function" then
