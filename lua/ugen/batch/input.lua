@@ -23,6 +23,8 @@
 --       a suggestion: a typo must not silently drop a field from 200 jobs.
 --   input.rows{ rows = { {...}, ... }, columns =, defaults =, ignore = } -> rows
 --       the same from Lua tables (ugen.batch.run{ rows = ... }).
+--   input.cell(field, text) -> value | nil, message   a text typed for a field
+--   input.csv_field(v), input.write_csv(path, columns, rows)   CSV output (RFC 4180)
 --
 -- Cells are typed by the endpoint table (ugen.endpoints): integer, number,
 -- boolean (true/false, 1/0, yes/no, on/off), array (a JSON array, or items
@@ -172,6 +174,12 @@ local function typed(p, s)
     return v
   end
   return s
+end
+
+--- A text value (a CSV cell, a --set value) typed for jobs:create field `field`
+-- -> value | nil, message
+function _M.cell(field, s)
+  return typed(PARAM[field], s)
 end
 
 ---------------------------------------------------------------------------
