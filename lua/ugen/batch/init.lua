@@ -179,16 +179,23 @@ local function waitable(err)
   return err.retryable or err.kind == "rate_limit" or (err.kind == "insufficient_credits" and err.retry_after ~= nil)
 end
 
-local function patient(rt, fn, tries)
-  local err
-  for attempt = 1, tries or 6 do
-    local res
-    res, err = fn()
+-- (network and 5xx: 6 attempts; 429 and 402 with Retry-After: waited up to 30 times)
+local function patient(rt, fn)
+  local fails, waits = 0, 0
+  while true do
+    local res, err = fn()
     if res then return res end
     if not waitable(err) then return nil, err end
-    rt.sleep(retry.delay(attempt, err.retry_after))
+    if err.kind == "rate_limit" or err.kind == "insufficient_credits" then
+      waits = waits + 1
+      if waits > 30 then return nil, err end
+      rt.sleep(math_min(MAX_WAIT, err.retry_after or retry.delay(math_min(waits, 8))))
+    else
+      fails = fails + 1
+      if fails >= 6 then return nil, err end
+      rt.sleep(retry.delay(fails, err.retry_after))
+    end
   end
-  return nil, err
 end
 
 local function decode_body(s)
@@ -377,7 +384,8 @@ function _M.run(o)
       local over_budget = o.max_credits and (S.spent + S.held + est > o.max_credits)
       local over_avail = est > S.available
       if not over_budget and not over_avail then break end
-      if running == 0 then
+      if S.held <= 0 then
+        -- nothing else in flight that could free credits: look once more, then stop
         if over_avail and not over_budget and not refreshed then
           refreshed = true
           local b = patient(rt, function() return client.credits:balance() end)
@@ -437,7 +445,7 @@ function _M.run(o)
       if k == "rate_limit" or k == "insufficient_credits" then
         -- waited, never a row failure
         waits = waits + 1
-        if k == "insufficient_credits" and running == 0 and not err.retry_after and waits > 5 then
+        if k == "insufficient_credits" and S.held - (e.hold or 0) <= 0 and not err.retry_after and waits > 5 then
           S.stopped = "credits"
           unhold(e)
           progress()
