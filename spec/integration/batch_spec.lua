@@ -200,10 +200,14 @@ describe("ugen batch against the sandbox", function()
     local csv = dir .. "/p.csv"
     write_file(csv, "product_name,product_image_url,segment_count\nMug,https://example.com/m.png,1\n")
     local before = #batch_jobs()
-    -- every request is answered 1.5 s after it was processed: kill while the create's answer is held
-    local pid = ugen_bg(dir, "--header 'X-Sandbox-Fault: delay=1.5' batch run " .. q(csv) .. " --poll-interval 0.1")
+    -- every request is answered 2 s after it was processed: kill while the create's answer is held
+    local pid = ugen_bg(dir, "--header 'X-Sandbox-Fault: delay=2' batch run " .. q(csv) .. " --poll-interval 0.1")
     local made = S.eventually(function() local l = batch_jobs(); return #l > before and l end, 15, 0.02)
     assert.is_table(made, read_file(dir .. "/bg.err"))
+    -- meanwhile a second run of the same journal is refused
+    local c2, _, e2 = ugen_cli(dir, "batch run " .. q(csv))
+    assert.are.equal(1, c2)
+    assert.truthy(e2:find("another run is using the journal", 1, true), e2)
     kill9(pid)
     local j = assert(journal.open(csv .. ".batch.sqlite"))
     local e = j:row(1)

@@ -114,6 +114,39 @@ describe("ugen.batch.journal", function()
     assert.are.equal("job-k", e.job_id)
   end)
 
+  it("lock: one holder at a time; released by release() and by the death of the holder (kill -9)", function()
+    local a = assert(journal.lock(path))
+    local b, err = journal.lock(path)
+    assert.is_nil(b)
+    assert.are.equal("conflict", err.kind)
+    assert.are.equal("BATCH_RUNNING", err.code)
+    a:release()
+    a:release() -- idempotent
+    b = assert(journal.lock(path))
+    b:release()
+    -- a process that holds the lock and is killed: the OS drops its file lock
+    local lua = arg and arg[-1] or "lua5.4"
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      local sub = (type(jit) == "table" and "luajit") or _VERSION:match("%%d+%%.%%d+")
+      package.cpath = "build/" .. sub .. "/?.so;" .. package.cpath
+      assert(require("ugen.batch.journal").lock(%q))
+      io.stdout:write("locked\n"); io.stdout:flush()
+      os.execute("kill -9 $PPID")
+    ]]):format(path))
+    f:close()
+    local p = io.popen(lua .. " " .. script .. " 2>&1")
+    local out = p:read("*a")
+    p:close()
+    assert.truthy(out:find("locked", 1, true), out)
+    os.remove(script)
+    local c = assert(journal.lock(path))
+    c:release()
+    os.remove(path .. "-lock")
+  end)
+
   it("a path that cannot be a database is an io error, not a raise", function()
     local dir = os.tmpname() -- a file: a directory under it cannot exist
     local r, err = journal.open(dir .. "/sub/j.sqlite")

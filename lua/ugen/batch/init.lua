@@ -218,9 +218,13 @@ local function prepare(o)
     if not rows then return nil, err end
   end
   local path = o.journal or _M.journal_path(o.input)
+  local lock
+  lock, err = journal_mod.lock(path)
+  if not lock then return nil, err end
   local j
   j, err = journal_mod.open(path)
-  if not j then return nil, err end
+  if not j then lock:release(); return nil, err end
+  j.lock = lock
   local batch_id = j:meta("batch_id")
   if not batch_id then
     batch_id = crypto.uuid4()

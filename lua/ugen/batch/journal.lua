@@ -13,6 +13,10 @@
 --   j:counts() -> { pending =, created =, completed =, failed =, invalid = }
 --   j:credits() -> credits of completed and failed rows
 --   j:close()
+--   journal.lock(path) -> lock | nil, err    one run per journal at a time: an exclusive
+--                                            SQLite lock on path.."-lock", held until
+--                                            lock:release() or the process ends (kill -9
+--                                            included: the OS drops the file lock)
 --
 -- States: pending (key and body fixed, maybe sent), created (job_id: the
 -- server has the job), completed (video_url, credits), failed (reason,
@@ -96,6 +100,41 @@ function _M.open(path)
   end
   return self
 end
+
+local L = {}
+local lock_mt = { __index = L, __name = "ugen.batch.journal.lock" }
+
+function _M.lock(path)
+  local ok, driver = pcall(require, "luasql.sqlite3")
+  if not ok then return nil, io_err("the journal needs lua-sql-sqlite3: " .. tostring(driver):match("^[^\n]*")) end
+  local env = driver.sqlite3()
+  local conn, err = env:connect(path .. "-lock")
+  if not conn then
+    env:close()
+    return nil, io_err("cannot open the lock " .. path .. "-lock: " .. tostring(err), path)
+  end
+  local r, e = conn:execute("BEGIN EXCLUSIVE")
+  if not r then
+    conn:close()
+    env:close()
+    local busy = tostring(e):lower():find("locked", 1, true)
+    return nil, errors.new{ kind = "conflict", code = busy and "BATCH_RUNNING" or nil, retryable = false, path = path,
+      message = busy and ("another run is using the journal " .. path .. " (one run per journal at a time)")
+        or ("cannot lock " .. path .. "-lock: " .. tostring(e)) }
+  end
+  return setmetatable({ env = env, conn = conn }, lock_mt)
+end
+
+function L:release()
+  if self.conn then
+    self.conn:execute("ROLLBACK")
+    self.conn:close()
+    self.env:close()
+  end
+  self.conn, self.env = nil, nil
+end
+lock_mt.__gc = L.release
+lock_mt.__close = L.release
 
 function J:exec(sql)
   local r, e = self.conn:execute(sql)
@@ -200,6 +239,8 @@ function J:close()
   if self.conn then self.conn:close() end
   if self.env then self.env:close() end
   self.conn, self.env = nil, nil
+  if self.lock then self.lock:release() end -- the run's lock (ugen.batch sets j.lock)
+  self.lock = nil
 end
 mt.__close = J.close
 mt.__gc = J.close
