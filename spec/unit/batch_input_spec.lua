@@ -151,3 +151,35 @@ describe("ugen.batch.input rows", function()
     assert.are.equal("csv", input.format_of("p"))
   end)
 end)
+
+describe("ugen.batch.run arguments", function()
+  local batch = require "ugen.batch"
+  local client = require("ugen").new{ api_key = "k", base_url = "http://127.0.0.1:9/api/v1" }
+
+  it("raise at the call site, naming the option", function()
+    local cases = {
+      { nil, "table expected" },
+      { { input = "p.csv" }, "opts.client must be a ugen client" },
+      { { client = client }, "give opts.input (a file) or opts.rows" },
+      { { client = client, input = "p.csv", rows = {} }, "give opts.input (a file) or opts.rows" },
+      { { client = client, rows = {} }, "opts.journal is required with opts.rows" },
+      { { client = client, input = "p.csv", concurrency = 0 }, "opts.concurrency must be a positive integer" },
+      { { client = client, input = "p.csv", max_credits = -1 }, "opts.max_credits must be a positive number" },
+      { { client = client, input = "p.csv", format = "xml" }, "opts.format must be" },
+      { { client = client, input = "p.csv", on_row = 1 }, "opts.on_row must be a function" },
+      { { client = client, input = "p.csv", colums = {} }, "unknown option 'colums'" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(batch.run, c[1])
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("bad argument #1 to 'run'", 1, true), tostring(err))
+      assert.truthy(tostring(err):find(c[2], 1, true), tostring(err))
+    end
+  end)
+
+  it("an unreadable input is nil, err (kind io), nothing raised", function()
+    local s, err = batch.run{ client = client, input = "/nonexistent/p.csv" }
+    assert.is_nil(s)
+    assert.are.equal("io", err.kind)
+  end)
+end)

@@ -523,7 +523,7 @@ function _M.run(o)
   local function download(e)
     local ok = os.execute("mkdir -p '" .. o.download:gsub("'", "'\\''") .. "'")
     if not ok then return end
-    local path = string_format("%s/row-%d-%s.mp4", o.download, e.row, e.job_id)
+    local path = string_format("%s/row-%d-%s.mp4", (o.download:gsub("(.)/+$", "%1")), e.row, e.job_id)
     local res, err = client.jobs:download({ job_id = e.job_id, final_video_url = e.video_url }, path)
     if res then
       set(e, { file = path })
