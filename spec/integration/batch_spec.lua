@@ -18,9 +18,10 @@ local function env_prefix(info)
 end
 
 -- run the CLI to its end -> exit code, stdout, stderr
-local function ugen_cli(dir, args)
+local function ugen_cli(dir, args, env)
   local out, err = dir .. "/cli.out", dir .. "/cli.err"
-  local cmd = env_prefix(S.info()) .. "lua5.4 " .. UGEN .. " " .. args .. " >" .. q(out) .. " 2>" .. q(err)
+  local cmd = env_prefix(S.info()) .. (env or "") .. " lua5.4 " .. UGEN .. " " .. args .. " >" .. q(out)
+    .. " 2>" .. q(err)
   local a, _, c = os.execute(cmd)
   local code = type(a) == "number" and a / 256 or c
   if type(a) == "number" and a < 256 then code = a end
@@ -317,8 +318,16 @@ describe("ugen batch against the sandbox", function()
     assert.are.equal(1, code)
     assert.truthy(err:find("column 'product_nme' is not a jobs:create field (did you mean 'product_name'?)", 1, true),
       err)
-    code = ugen_cli(dir, "batch run " .. q(csv) .. " --map product_nme=product_name --poll-interval 0.1")
-    assert.are.equal(0, code)
+    -- on a terminal (forced): one line rewritten in place, never wider than COLUMNS - 1
+    local out
+    code, out, err = ugen_cli(dir, "batch run " .. q(csv) .. " --map product_nme=product_name --poll-interval 0.1",
+      "UGEN_TTY=1 COLUMNS=60")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("1 rows: 1 completed", 1, true), out)
+    assert.truthy(err:find("\r\27[K", 1, true), err)
+    assert.truthy(err:find("1/1 done, 1 completed, %d+ credits\n$"), err)
+    for piece in err:gmatch("\r\27%[K([^\r\n]*)") do assert.is_true(#piece <= 59, piece) end
+    assert.falsy(err:find("row 1 (line", 1, true)) -- no per-row lines on a terminal
     -- the same journal with a changed input is refused
     write_file(csv, "product_nme,product_image_url,segment_count\nMug,https://example.com/m.png,2\n")
     local code2, _, err2 = ugen_cli(dir, "batch run " .. q(csv) .. " --map product_nme=product_name")

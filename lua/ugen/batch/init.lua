@@ -262,6 +262,11 @@ local function prepare(o)
   for i, e in ipairs(entries) do
     local r = rows[i]
     e.params, e.image_path = r.params, r.image_path
+    if e.state == "pending" and r.invalid then
+      -- valid when journaled, not any more (a newer SDK's rules): never sent now
+      j:set(e.row, { state = "invalid", field = r.invalid.field, reason = r.invalid.message })
+      e.state, e.field, e.reason = "invalid", r.invalid.field, r.invalid.message
+    end
     if e.state == "pending" and not e.key then
       local body
       if not r.image_path then
@@ -304,7 +309,7 @@ function _M.run(o)
     if remaining == 0 then eta = 0 end
     return { batch_id = batch_id, journal = j.path, total = S.total, pending = st.pending, created = st.created,
              completed = st.completed, failed = st.failed, invalid = st.invalid, credits_spent = S.spent,
-             credits_held = S.held, in_flight = S.in_flight or 0, elapsed = el, eta = eta, stopped = S.stopped,
+             credits_held = S.held, elapsed = el, eta = eta, stopped = S.stopped,
              done = remaining == 0 }
   end
   local function progress()
@@ -340,7 +345,7 @@ function _M.run(o)
   end
   local need = S.spent
   for _, e in ipairs(entries) do
-    if e.state == "pending" or e.state == "created" then
+    if (e.state == "pending" or e.state == "created") and e.params then
       local est, err = estimate(e.params)
       if not est then j:close(); return nil, err end
       e.estimate = est
@@ -363,14 +368,13 @@ function _M.run(o)
   local queue, qh = {}, 1
   for _, e in ipairs(entries) do
     if e.state == "created" then
-      e.hold = e.estimate
-      S.held = S.held + e.estimate
+      e.hold = e.estimate or 0
+      S.held = S.held + e.hold
       queue[#queue + 1] = e
     elseif e.state == "pending" or (e.state == "completed" and o.download and not e.file) then
       queue[#queue + 1] = e
     end
   end
-  local running = 0 -- rows created and not finished, across workers
 
   local function release(e, consumed, reserved)
     local hold = e.hold or 0
@@ -440,7 +444,6 @@ function _M.run(o)
           S.available = S.available + e.hold - reserved
           e.hold = reserved
         end
-        running = running + 1
         set(e, { state = "created", job_id = job.job_id, reason = false })
         return true
       end
@@ -495,7 +498,6 @@ function _M.run(o)
     end
     if job then
       local c = tonumber(job.credits_consumed) or 0
-      running = running - 1
       release(e, c, tonumber(job.credits_reserved) or e.hold)
       S.spent = S.spent + c
       S.finished_now = S.finished_now + 1
@@ -505,7 +507,6 @@ function _M.run(o)
     if err.kind == "job_failed" then
       local fj = err.job or {}
       local c = tonumber(fj.credits_consumed) or 0
-      running = running - 1
       release(e, c, tonumber(fj.credits_reserved) or e.hold)
       S.spent = S.spent + c
       S.finished_now = S.finished_now + 1
@@ -513,7 +514,6 @@ function _M.run(o)
       return false
     end
     -- timeout or a lasting error: the job is still the row's; a re-run waits again
-    running = running - 1
     release(e)
     S.last_error = err
     set(e, { reason = "not finished: " .. tostring(err.message) })
@@ -564,10 +564,6 @@ function _M.run(o)
     end
   end
 
-  -- rows created by an earlier run count as running from the start
-  for _, e in ipairs(queue) do
-    if e.state == "created" then running = running + 1 end
-  end
   progress()
   local handles = {}
   for _ = 1, math_min(concurrency, #queue) do handles[#handles + 1] = client:spawn(worker) end
