@@ -298,7 +298,7 @@ function _M.run(o)
   for _, e in ipairs(entries) do st[e.state] = st[e.state] + 1 end
   local S = {
     batch_id = batch_id, journal = j.path, total = #entries, spent = j:credits(), held = 0,
-    finished_now = 0, stopped = nil, last_error = nil,
+    finished_now = 0, stopped = nil, last_error = nil, to_download = 0,
   }
 
   local function stats()
@@ -307,10 +307,12 @@ function _M.run(o)
     local eta
     if S.finished_now > 0 and remaining > 0 then eta = el / S.finished_now * remaining end
     if remaining == 0 then eta = 0 end
+    -- with opts.download, a completed row without its file is not done yet
     return { batch_id = batch_id, journal = j.path, total = S.total, pending = st.pending, created = st.created,
              completed = st.completed, failed = st.failed, invalid = st.invalid, credits_spent = S.spent,
              credits_held = S.held, elapsed = el, eta = eta, stopped = S.stopped,
-             done = remaining == 0 }
+             downloads_missing = o.download and S.to_download or nil,
+             done = remaining == 0 and S.to_download == 0 }
   end
   local function progress()
     if o.on_progress then o.on_progress(stats()) end
@@ -372,6 +374,7 @@ function _M.run(o)
       S.held = S.held + e.hold
       queue[#queue + 1] = e
     elseif e.state == "pending" or (e.state == "completed" and o.download and not e.file) then
+      if e.state == "completed" then S.to_download = S.to_download + 1 end
       queue[#queue + 1] = e
     end
   end
@@ -501,6 +504,7 @@ function _M.run(o)
       release(e, c, tonumber(job.credits_reserved) or e.hold)
       S.spent = S.spent + c
       S.finished_now = S.finished_now + 1
+      if o.download then S.to_download = S.to_download + 1 end
       set(e, { state = "completed", video_url = job.final_video_url, credits = c, reason = false })
       return true
     end
@@ -526,7 +530,8 @@ function _M.run(o)
     local path = string_format("%s/row-%d-%s.mp4", (o.download:gsub("(.)/+$", "%1")), e.row, e.job_id)
     local res, err = client.jobs:download({ job_id = e.job_id, final_video_url = e.video_url }, path)
     if res then
-      set(e, { file = path })
+      S.to_download = S.to_download - 1
+      set(e, { file = path, reason = false })
     else
       S.last_error = err
       set(e, { reason = "download failed: " .. tostring(err.message) })

@@ -152,6 +152,29 @@ local function summary_lines(ctx, s)
   out_line(ctx, "journal: " .. show(s.journal))
 end
 
+-- the rows that need the user's attention (invalid, failed, still pending with a reason)
+local PROBLEM_LINES = 20
+local function problem_lines(ctx, s)
+  local rows = batch().report{ journal = s.journal }
+  if not rows then return end
+  local shown, more = 0, 0
+  for _, r in ipairs(rows) do
+    local text
+    if r.state == "invalid" then
+      text = string_format("row %d (line %d): invalid %s: %s", r.row, r.line or r.row, show(r.field), show(r.reason))
+    elseif r.state == "failed" then
+      text = string_format("row %d (line %d): failed (job %s): %s", r.row, r.line or r.row, show(r.job_id),
+        show(r.reason))
+    elseif r.reason then
+      text = string_format("row %d (line %d): %s: %s", r.row, r.line or r.row, r.state, show(r.reason))
+    end
+    if text then
+      if shown < PROBLEM_LINES then out_line(ctx, text); shown = shown + 1 else more = more + 1 end
+    end
+  end
+  if more > 0 then out_line(ctx, string_format("... and %d more: ugen batch report", more)) end
+end
+
 local function exit_of(s)
   if not s.done then return EXIT.error end
   if s.failed > 0 or s.invalid > 0 then return EXIT.job_failed end
@@ -187,6 +210,7 @@ commands[#commands + 1] = {
       print_json(ctx, s)
     else
       summary_lines(ctx, s)
+      problem_lines(ctx, s)
       if s.stopped == "budget" then
         out_line(ctx, "stopped: the next job would pass --max-credits; rows left pending (re-run to resume)")
       elseif s.stopped == "credits" then
