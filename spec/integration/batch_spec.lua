@@ -102,13 +102,14 @@ describe("ugen batch against the sandbox", function()
     local csv = dir .. "/products.csv"
     write_file(csv, catalogue(200))
     local jpath = csv .. ".batch.sqlite"
+    S.speed(40) -- a job takes 0.5 s: a whole run takes several seconds, so each kill lands mid-run
     local flags = " --poll-interval 0.1 --concurrency 16 --ignore sku --max-credits 60000 "
     local faults = { "reset_after;chance=0.2", "status=429;retry_after=1;chance=0.2", "status=503;chance=0.2" }
     math.randomseed(os.time())
     for k = 1, 3 do
       local pid = ugen_bg(dir, "--header " .. q("X-Sandbox-Fault: " .. faults[k]) .. " batch run " .. q(csv) .. flags)
-      -- a random point of the run (a whole run takes about 4 s here)
-      S.sleep(0.5 + math.random() * 1.5)
+      -- a random point of the run (a whole run takes about 8 s here)
+      S.sleep(0.3 + math.random() * 1.5)
       assert.truthy(alive(pid), read_file(dir .. "/bg.err"))
       kill9(pid)
     end
@@ -119,6 +120,18 @@ describe("ugen batch against the sandbox", function()
       .. " batch run " .. q(csv) .. flags)
     assert.are.equal(3, code, out .. err) -- done, with failed and invalid rows
     assert.truthy(out:find("200 rows: 192 completed, 3 failed, 5 invalid, 0 running, 0 pending", 1, true), out)
+    -- the rows that need attention are named with row, line and field (or reason)
+    local n_invalid, n_failed = 0, 0
+    for row, line in out:gmatch("\nrow (%d+) %(line (%d+)%): invalid segment_count: ") do
+      assert.truthy(BAD[tonumber(row)], row)
+      assert.are.equal(2 * tonumber(row), tonumber(line)) -- each record spans two lines (a quoted CRLF)
+      n_invalid = n_invalid + 1
+    end
+    for row in out:gmatch("\nrow (%d+) %(line %d+%): failed %(job [%x%-]+%): Keyframe QA failed") do
+      assert.truthy(FAILING[tonumber(row)], row)
+      n_failed = n_failed + 1
+    end
+    assert.are.same({ 5, 3 }, { n_invalid, n_failed })
 
     -- exactly 195 jobs on the sandbox, one per valid row (distinct keys)
     local jobs = batch_jobs()
