@@ -14,7 +14,7 @@ local function cleanup(p)
 end
 
 local ROWS = {
-  { row = 1, line = 2, source = '{"a":1}' },
+  { row = 1, line = 2, source = '{"a":1}', key = "batch-k1", body = '{"a":1,"idempotency_key":"batch-k1"}' },
   { row = 2, line = 3, source = '{"a":2}', invalid = { field = "segment_count", message = "too big" } },
   { row = 3, line = 5, source = "{\"quote\":\"it's\"}" },
 }
@@ -53,6 +53,9 @@ describe("ugen.batch.journal", function()
     assert.are.equal("too big", rows[2].reason)
     assert.are.equal("{\"quote\":\"it's\"}", rows[3].source) -- quoting is SQL-safe
     assert.are.equal(5, rows[3].line)
+    assert.are.equal("batch-k1", rows[1].key) -- the key and body are journaled with the row
+    assert.are.equal('{"a":1,"idempotency_key":"batch-k1"}', rows[1].body)
+    assert.is_nil(rows[3].key)
   end)
 
   it("records state changes; false clears a column; credits add up over finished rows", function()

@@ -251,32 +251,30 @@ local function prepare(o)
           .. "): resume with the same input, or start a new batch with another --journal" }
     end
   end
+  -- each valid row's key, and its body unless an image is still to be uploaded, are
+  -- journaled with the row (rows already journaled keep theirs)
   for _, r in ipairs(rows) do
-    if not r.invalid then r.key = key_of(batch_id, r) end
+    if not r.invalid then
+      r.key = key_of(batch_id, r)
+      if not r.image_path then
+        local b = {}
+        for k, v in pairs(r.params) do b[k] = v end
+        b.idempotency_key = r.key
+        r.body = json.encode(b)
+      end
+    end
   end
   local ok, aerr = j:add_rows(rows)
   if not ok then j:close(); return nil, aerr end
-  -- keys and bodies of rows that need no upload are fixed now (one transaction per row
-  -- whose key is not journaled yet: a new batch)
   local entries = j:rows()
   for i, e in ipairs(entries) do
     local r = rows[i]
     e.params, e.image_path = r.params, r.image_path
     if e.state == "pending" and r.invalid then
       -- valid when journaled, not any more (a newer SDK's rules): never sent now
-      j:set(e.row, { state = "invalid", field = r.invalid.field, reason = r.invalid.message })
+      local sok, serr = j:set(e.row, { state = "invalid", field = r.invalid.field, reason = r.invalid.message })
+      if not sok then j:close(); return nil, serr end
       e.state, e.field, e.reason = "invalid", r.invalid.field, r.invalid.message
-    end
-    if e.state == "pending" and not e.key then
-      local body
-      if not r.image_path then
-        local b = {}
-        for k, v in pairs(r.params) do b[k] = v end
-        b.idempotency_key = r.key
-        body = json.encode(b)
-      end
-      j:set(e.row, { key = r.key, body = body })
-      e.key, e.body = r.key, body
     end
   end
   return j, entries, batch_id

@@ -6,6 +6,7 @@
 --   j:set_meta(key, value)
 --   j:add_rows(rows)                         rows not yet journaled, in ONE transaction:
 --                                            state "invalid" (with field, reason) or "pending"
+--                                            (with key, and body when known)
 --   j:row(n) -> entry | nil                  entry = { row, line, state, key, source, body,
 --   j:rows() -> { entry, ... } (by row)        job_id, video_url, credits, reason, field,
 --                                              file, updated_at }
@@ -180,10 +181,10 @@ function J:add_rows(rows)
   local stamp = literal(c, now_text())
   for _, r in ipairs(rows) do
     local state = r.invalid and "invalid" or "pending"
-    local sql = "INSERT OR IGNORE INTO rows (row, line, state, source, reason, field, updated_at) VALUES ("
-      .. concat({ literal(c, r.row), literal(c, r.line), literal(c, state), literal(c, r.source),
-                  literal(c, r.invalid and r.invalid.message), literal(c, r.invalid and r.invalid.field),
-                  stamp }, ", ") .. ")"
+    local sql = "INSERT OR IGNORE INTO rows (row, line, state, key, body, source, reason, field, updated_at)"
+      .. " VALUES (" .. concat({ literal(c, r.row), literal(c, r.line), literal(c, state), literal(c, r.key),
+                  literal(c, r.body), literal(c, r.source), literal(c, r.invalid and r.invalid.message),
+                  literal(c, r.invalid and r.invalid.field), stamp }, ", ") .. ")"
     ok, err = self:exec(sql)
     if not ok then
       self:exec("ROLLBACK")
