@@ -114,8 +114,26 @@ describe("sandbox faults (X-Sandbox-Fault)", function()
     assert.are.equal(200, S.request{ path = "/jobs", fault = nokey }.status)
   end)
 
+  it("chance=P: about that share of requests get the fault (0 none, 1 all)", function()
+    -- the SDK over one kept-alive connection (200 curl processes would take long)
+    local c = require("ugen").new{ base_url = S.info().base_url, api_key = S.info().api_key, max_retries = 0,
+                                   headers = { ["X-Sandbox-Fault"] = "status=503;chance=0.2" } }
+    local hit = 0
+    for _ = 1, 200 do
+      local b, err = c.credits:balance()
+      if b then assert.is_number(b.available_credits) else assert.are.equal(503, err.status); hit = hit + 1 end
+    end
+    -- binomial(200, 0.2): mean 40, sd 5.7; [15, 70] is beyond 4 sd on either side
+    assert.is_true(hit >= 15 and hit <= 70, "hit " .. hit .. " of 200")
+    for _ = 1, 5 do
+      assert.are.equal(200, S.request{ path = "/credits/balance", fault = "status=503;chance=0" }.status)
+      assert.are.equal(503, S.request{ path = "/credits/balance", fault = "status=503;chance=1" }.status)
+    end
+  end)
+
   it("an invalid fault header is a 400, not silently ignored", function()
-    for _, f in ipairs({ "status=200", "explode", "count=2", "status=503;count=0", "retry_after=1" }) do
+    for _, f in ipairs({ "status=200", "explode", "count=2", "status=503;count=0", "retry_after=1",
+                         "status=503;chance=1.5", "status=503;chance=x", "chance=0.5" }) do
       local r = S.request{ path = "/jobs", fault = f }
       assert.are.equal(400, r.status, f)
       assert.are.equal("INVALID_SANDBOX_FAULT", r.json.error.code, f)

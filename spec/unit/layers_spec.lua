@@ -17,7 +17,7 @@ local LAYERS = {
   { "L5", { "ugen.resources", "ugen.resources.*" } },
   { "L6", { "ugen.client", "ugen" } },
   -- side / top: host integrations and tools over the whole SDK; nothing in the SDK requires them
-  { "top", { "ugen.ngx", "ugen.cli", "ugen.cli.*", "ugen.sandbox", "ugen.sandbox.*" } },
+  { "top", { "ugen.ngx", "ugen.cli", "ugen.cli.*", "ugen.sandbox", "ugen.sandbox.*", "ugen.batch", "ugen.batch.*" } },
 }
 
 -- The C core is private: only its facade may load it.

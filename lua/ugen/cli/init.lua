@@ -4,6 +4,7 @@
 --
 -- Commands (ugen help lists them with every flag):
 --   jobs create|get|list|wait (one or several jobs)|download, credits estimate|balance|transactions,
+--   batch run|status|report (a catalogue to videos, ugen.batch),
 --   webhooks set|get|delete (the account's webhook configuration),
 --   webhook sign|verify|listen|new-secret (the receiving side, local),
 --   models list|get, one generated command per other endpoint (tenant,
@@ -34,6 +35,7 @@ local cmd_webhook = require "ugen.cli.cmd_webhook"
 local cmd_models = require "ugen.cli.cmd_models"
 local cmd_endpoints = require "ugen.cli.cmd_endpoints"
 local cmd_sandbox = require "ugen.cli.cmd_sandbox"
+local cmd_batch = require "ugen.cli.cmd_batch"
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -83,7 +85,7 @@ local function add(commands, groups)
   for g, doc in pairs(groups) do GROUP_DOC[g] = doc end
 end
 
-for _, m in ipairs({ cmd_jobs, cmd_credits, cmd_webhooks, cmd_webhook, cmd_models }) do
+for _, m in ipairs({ cmd_jobs, cmd_credits, cmd_webhooks, cmd_webhook, cmd_models, cmd_batch }) do
   add(m.commands, m.groups)
 end
 do

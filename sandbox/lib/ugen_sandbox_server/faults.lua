@@ -14,6 +14,9 @@
 --   count=N           only the next N requests carrying the same key get the fault;
 --                     later ones are processed normally
 --   key=K             the counter key (default: the whole header value)
+--   chance=P          each request gets the fault with probability P (0-1), e.g.
+--                     chance=0.2: about one request in five (with count=N, the
+--                     requests spared by chance do not use up the count)
 
 local _M = {}
 
@@ -53,6 +56,10 @@ function _M.parse(value)
       local n = tonumber(arg)
       if not n or n ~= floor(n) or n < 1 then return nil, "fault count must be a positive integer" end
       f.count = n
+    elseif name == "chance" then
+      local n = tonumber(arg)
+      if not n or n ~= n or n < 0 or n > 1 then return nil, "fault chance must be a number 0-1" end
+      f.chance = n
     elseif name == "key" then
       if not arg or arg == "" then return nil, "fault key must not be empty" end
       f.key = arg
@@ -73,6 +80,7 @@ end
 
 --- Does this attempt get the fault? Consumes one of `count` when given.
 function _M.applies(f)
+  if f.chance and math.random() >= f.chance then return false end
   if not f.count then return true end
   local key = f.key or f.raw
   local left = remaining[key]
