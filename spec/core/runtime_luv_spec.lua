@@ -76,7 +76,7 @@ describe("ugen.runtime.luv (lua-luv drives client:spawn)", function()
     assert.is_true(elapsed >= 0.29 and elapsed < 0.3 + 0.3 * SLOW, ("%.3f s"):format(elapsed))
   end)
 
-  it("with opts.schedule every task body and a download's on_progress run inside it", function()
+  it("with opts.schedule every task body, a download's on_progress and a task it spawns run inside it", function()
     local inside, outside_runs, scheduled = false, 0, 0
     -- like vim.schedule: runs cb later from the loop, in a context of its own
     local function schedule(cb)
@@ -91,13 +91,15 @@ describe("ugen.runtime.luv (lua-luv drives client:spawn)", function()
     end
     local rt = luv.new(uv, { schedule = schedule })
     local function here() if not inside then outside_runs = outside_runs + 1 end end
-    local progress, res = 0, nil
+    local progress, res, child, child_ran = 0, nil, nil, false
     rt.spawn(function()
       here()
       local req = get(srv.base, "/bytes?n=300000")
       req.on_progress = function()
         here()
         progress = progress + 1
+        -- spawned from an engine callback (no task runs): the loop runs it too
+        if not child then child = rt.spawn(function() here(); child_ran = true end) end
         return true
       end
       res = assert(rt.perform(req))
@@ -109,6 +111,7 @@ describe("ugen.runtime.luv (lua-luv drives client:spawn)", function()
     assert.is_false(stopped)
     assert.equal(300000, #res.body)
     assert.is_true(progress > 0)
+    assert.is_true(child_ran)
     assert.equal(0, outside_runs)
     assert.is_true(scheduled > 0)
   end)

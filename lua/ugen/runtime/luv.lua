@@ -35,6 +35,7 @@
 
 local curl = require "ugen.runtime.curl"
 local loop = require "ugen.runtime.loop"
+local task_mod = require "ugen.runtime.task"
 local transfers = require "ugen.runtime.transfers"
 local argerror = require("ugen.args").argerror
 
@@ -52,6 +53,7 @@ local POLL = { ["in"] = "r", out = "w", inout = "rw" }
 local BUSY_RETRY = 0.01
 
 local OPTS = { schedule = true, max_concurrency = true, on_error = true }
+local NOARGS = { n = 0 }
 
 local function driver(uv, opts)
   local sched = curl.new{ max_concurrency = opts.max_concurrency, on_error = opts.on_error }
@@ -82,7 +84,7 @@ local function driver(uv, opts)
           end
         else
           if not p then
-            p = uv.new_socket_poll(fd)
+            p = assert(uv.new_socket_poll(fd))
             polls[fd] = p
           end
           interest[fd], paused[fd] = what, nil
@@ -182,8 +184,7 @@ function _M.new(uv, opts)
   end
   local sched, kick = driver(uv, opts)
   local base = sched:runtime()   -- its rules: yield in a task, block elsewhere
-  local owner, b_perform, b_spawn, b_join_any, b_cancel =
-    loop.owner, base.perform, base.spawn, base.join_any, base.cancel
+  local owner, b_perform, b_join_any, b_cancel = loop.owner, base.perform, base.join_any, base.cancel
 
   -- a call that blocked (outside a task) may have moved transfers and tasks:
   -- the loop catches up at its next iteration
@@ -198,9 +199,11 @@ function _M.new(uv, opts)
     time = base.time,
     sleep = base.sleep,
     perform = function(req) return after(owner(sched) == nil, b_perform(req)) end,
+    -- a task of the running task's scheduler, else of this one (the loop runs
+    -- it, also when spawned from an engine callback during a pass)
     spawn = function(fn)
       if type(fn) ~= "function" then argerror(1, "spawn", "function expected, got " .. type(fn), 2) end
-      return after(true, b_spawn(fn))
+      return after(true, task_mod.spawn(owner(sched) or sched, fn, NOARGS))
     end,
     join_any = function(handles, timeout) return after(owner(sched) == nil, b_join_any(handles, timeout)) end,
     cancel = function(h) return after(true, b_cancel(h)) end,
