@@ -70,6 +70,7 @@ build = {
     ["ugen.runtime"] = "lua/ugen/runtime/init.lua",
     ["ugen.runtime.curl"] = "lua/ugen/runtime/curl.lua",
     ["ugen.runtime.ngx"] = "lua/ugen/runtime/ngx.lua",
+    ["ugen.runtime.luv"] = "lua/ugen/runtime/luv.lua",
     ["ugen.runtime.loop"] = "lua/ugen/runtime/loop.lua",
     ["ugen.runtime.task"] = "lua/ugen/runtime/task.lua",
     ["ugen.runtime.timer_heap"] = "lua/ugen/runtime/timer_heap.lua",
