@@ -53,4 +53,21 @@ describe("Neovim 0.7 (vim.loop)", function()
     -- a plain call on the main thread blocks until it returns, and works
     assert.equal("completed", res.plain_get)
   end)
+
+  it("examples/nvim: :UgenJobs 3 follows 3 jobs in its buffer and fires User UgenJobsDone", function()
+    local nvim = tools.need("nvim")
+    finally(host.restore)
+    local hook = "lua vim.api.nvim_create_autocmd('User', { pattern = 'UgenJobsDone', callback = function() " ..
+      "local f = io.open(os.getenv('UGEN_HOST_OUT'), 'w') " ..
+      "f:write(vim.fn.json_encode({ lines = vim.api.nvim_buf_get_lines(0, 0, -1, false) })) f:close() " ..
+      "vim.cmd('qa!') end }) vim.defer_fn(function() vim.cmd('cq') end, 30000)"
+    local res, log = host.run{ sub = "luajit", env = { UGEN_POLL_INTERVAL = "0.5" },
+      cmd = q(nvim) .. " --headless -u NONE -i NONE --cmd 'set rtp+=examples/nvim' " ..
+            "-c 'runtime plugin/ugen_jobs.lua' -c " .. q(hook) .. " -c 'UgenJobs 3'" }
+    check(res, log)
+    assert.equal(3, #res.lines)
+    for i, line in ipairs(res.lines) do
+      assert.matches(("^%02d done +https?://%%S+%%.mp4$"):format(i), line)
+    end
+  end)
 end)
