@@ -31,8 +31,7 @@ end
 
 -- (no pcall in the tasks: Lua 5.1 cannot yield across it; a task that raises
 -- is reported here)
-local client = ugen.new{ api_key = os.getenv("UGEN_API_KEY"), base_url = os.getenv("UGEN_BASE_URL"),
-                         runtime = require("ugen.runtime.luv").new(uv, {
+local client = ugen.new{ runtime = require("ugen.runtime.luv").new(uv, {
                            on_error = function(e, _, tb)
                              res.errors[#res.errors + 1] = tostring(tb or e)
                              ended()

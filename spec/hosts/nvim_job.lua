@@ -21,8 +21,8 @@ local GUARD_MS = 30000
 local res = { jobs = {}, progress_calls = 0, progress_in_fast = 0, body_in_fast = 0, errors = {} }
 local t0, cpu0 = uv.hrtime(), os.clock()
 
-local client = ugen.new{ api_key = os.getenv("UGEN_API_KEY"), base_url = os.getenv("UGEN_BASE_URL"),
-                         runtime = forced ~= "" and forced or nil }
+-- UGEN_API_KEY and UGEN_BASE_URL from the environment, as a user's plugin would
+local client = ugen.new{ runtime = forced ~= "" and forced or nil }
 res.runtime = client.runtime.name
 
 local buf = vim.api.nvim_create_buf(false, true)
@@ -96,7 +96,7 @@ local function one(i)
       res.progress_calls = res.progress_calls + 1
       if vim.in_fast_event() then res.progress_in_fast = res.progress_in_fast + 1 end
       vim.api.nvim_buf_set_lines(buf, i - 1, i, false,
-        { ("%02d %-10s %3d%%"):format(i, tostring(j.current_stage), math.floor(tonumber(j.progress_percent) or 0)) })
+        { ("%02d %-10s %3d%%"):format(i, tostring(j.current_stage), math.floor(j.progress_percent)) })
     end,
   })
   if not final then error(werr, 0) end
