@@ -9,7 +9,7 @@
 --   opts = { schedule = fn(cb),        -- where the SDK's work runs (Neovim: vim.schedule)
 --            max_concurrency =, on_error = }   -- as for ugen.scheduler.new
 --
--- In Neovim (a `vim` global with vim.loop) ugen.new picks nvim() by itself:
+-- In Neovim (a `vim` global with vim.loop, or vim.uv) ugen.new picks nvim() by itself:
 -- one runtime per editor on vim.loop, its work run through vim.schedule.
 --
 -- The tasks, their waits, the per-origin queues and the blocking rules are the
@@ -210,20 +210,25 @@ function _M.new(uv, opts)
   }
 end
 
--- Neovim: a `vim` global with vim.loop (luv on the editor's loop)
-function _M.in_nvim()
+-- Neovim: a `vim` global with vim.uv (0.10+) or vim.loop: luv on the editor's loop
+local function editor_uv()
   local vim = rawget(_G, "vim")
-  return type(vim) == "table" and type(vim.loop) == "table" and type(vim.schedule) == "function"
+  if type(vim) ~= "table" or type(vim.schedule) ~= "function" then return nil end
+  local uv = vim.uv or vim.loop
+  return type(uv) == "table" and uv or nil
 end
+
+function _M.in_nvim() return editor_uv() ~= nil end
 
 local nvim_rt
 -- the editor's runtime (one per Neovim): vim.loop, work through vim.schedule,
 -- a failed task reported with vim.notify
 function _M.nvim()
   if nvim_rt == nil then
-    if not _M.in_nvim() then error("ugen.runtime.luv.nvim: not inside Neovim (no vim.loop)", 2) end
+    local uv = editor_uv()
+    if not uv then error("ugen.runtime.luv.nvim: not inside Neovim (no vim.loop)", 2) end
     local vim = rawget(_G, "vim")
-    nvim_rt = _M.new(vim.loop, {
+    nvim_rt = _M.new(uv, {
       schedule = vim.schedule,
       on_error = function(err, task, tb)
         vim.notify("ugen: error in " .. tostring(task) .. ": " .. tostring(tb or err), vim.log.levels.ERROR)
