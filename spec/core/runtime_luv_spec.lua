@@ -176,6 +176,9 @@ describe("ugen.runtime.luv (lua-luv drives client:spawn)", function()
     assert.has_error(function() luv.new(uv, { bogus = 1 }) end, "bad argument #2 to 'new' (unknown option 'bogus')")
     assert.has_error(function() luv.new(uv, { schedule = 1 }) end,
       "bad argument #2 to 'new' (schedule must be a function)")
+    local ok, err = pcall(function() luv.new(uv, { max_concurrency = 0 }) end)
+    assert.is_false(ok)
+    assert.matches("^[^:]*runtime_luv_spec%.lua:%d+: bad argument #2 to 'new' %(max_concurrency must be", err)
     assert.has_error(function() luv.new(uv).spawn(1) end, "bad argument #1 to 'spawn' (function expected, got number)")
   end)
 

@@ -41,7 +41,7 @@ local argerror = require("ugen.args").argerror
 
 local type, pairs, next, pcall, error, tostring, rawget, setmetatable =
   type, pairs, next, pcall, error, tostring, rawget, setmetatable
-local math_ceil = math.ceil
+local math_ceil, string_gsub = math.ceil, string.gsub
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -55,8 +55,7 @@ local BUSY_RETRY = 0.01
 local OPTS = { schedule = true, max_concurrency = true, on_error = true }
 local NOARGS = { n = 0 }
 
-local function driver(uv, opts)
-  local sched = curl.new{ max_concurrency = opts.max_concurrency, on_error = opts.on_error }
+local function driver(uv, sched, opts)
   local schedule = opts.schedule
   local timer = uv.new_timer()
   local polls, interest, paused, pending = {}, {}, {}, {}
@@ -164,7 +163,7 @@ local function driver(uv, opts)
     end
   end
 
-  return sched, kick
+  return kick
 end
 
 local function check_uv(uv, fname, level)
@@ -182,7 +181,13 @@ function _M.new(uv, opts)
     if not OPTS[k] then argerror(2, "new", "unknown option '" .. tostring(k) .. "'", 2) end
     if k == "schedule" and type(v) ~= "function" then argerror(2, "new", "schedule must be a function", 2) end
   end
-  local sched, kick = driver(uv, opts)
+  -- the scheduler checks its own options; its complaint names argument #2 here
+  local ok, sched = pcall(curl.new, { max_concurrency = opts.max_concurrency, on_error = opts.on_error })
+  if not ok then
+    local msg = string_gsub(string_gsub(tostring(sched), "^[^\n]-:%d+: ", ""), "argument #1", "argument #2", 1)
+    error(msg, 2)
+  end
+  local kick = driver(uv, sched, opts)
   local base = sched:runtime()   -- its rules: yield in a task, block elsewhere
   local owner, b_perform, b_join_any, b_cancel = loop.owner, base.perform, base.join_any, base.cancel
 
