@@ -152,6 +152,35 @@ describe("ugen.runtime.luv (lua-luv drives client:spawn)", function()
     assert.is_true(elapsed >= 0.79 and elapsed < 0.8 + 0.5 * SLOW, ("%.3f s"):format(elapsed))
   end)
 
+  it("a pass gives the loop back after ~4 ms of task work; the tasks still ready run at its next iterations", function()
+    local rt = luv.new(uv)
+    local iteration = 0
+    local check = uv.new_check()
+    check:start(function() iteration = iteration + 1 end)
+    check:unref()
+    local ran_in = {}
+    for i = 1, 20 do
+      rt.spawn(function()
+        ran_in[i] = iteration
+        local t = now() + 0.002             -- 2 ms of work before the task's first wait
+        repeat until now() >= t
+        rt.sleep(0.01)
+      end)
+    end
+    local _, stopped = run()
+    check:close()
+    assert.is_false(stopped)
+    local per, iterations = {}, 0
+    for i = 1, 20 do
+      local it_ = ran_in[i]
+      if not per[it_] then iterations = iterations + 1 end
+      per[it_] = (per[it_] or 0) + 1
+    end
+    for it_, n in pairs(per) do assert.is_true(n <= 3, ("%d tasks ran in loop iteration %d"):format(n, it_)) end
+    assert.is_true(iterations >= 7, ("the 20 tasks ran in %d loop iterations"):format(iterations))
+    for i = 2, 20 do assert.is_true(ran_in[i] >= ran_in[i - 1], "tasks ran out of spawn order") end
+  end)
+
   it("an error in a task goes to on_error, never into the loop", function()
     local seen
     local rt = luv.new(uv, { on_error = function(err) seen = tostring(err) end })

@@ -6,7 +6,7 @@
 -- tasks, block elsewhere) and join_any.
 --
 --   loop.round(sched, timeout)       -- one round, waiting at most timeout s
---   loop.turn(sched)                 -- a round that never waits, for a host's event loop
+--   loop.turn(sched[, enough])       -- a round that never waits, for a host's event loop
 --                                    -- (ugen.runtime.luv; it collects the transfers itself)
 --   loop.stepping(sched, fn, ...)    -- fn(...) with sched claimed as stepping (atomic) | loop.BUSY
 --   loop.pump_until(sched, cond)     -- drive until cond() -> true | false (deadlock)
@@ -116,11 +116,12 @@ end
 _M.round = round
 
 -- a round for a host's event loop, which has handed the finished transfers to
--- transfers.completed already: fire due timers, run the ready tasks, move the
--- queues. The host asks next_needed(sched) when to come back.
-function _M.turn(sched)
+-- transfers.completed already: fire due timers, run the ready tasks (until
+-- enough() says the host's loop should get the turn back), move the queues.
+-- The host asks next_needed(sched) when to come back (0: tasks still ready).
+function _M.turn(sched, enough)
   fire_timers(sched)
-  run_ready(sched)
+  run_ready(sched, enough)
   transfers.pump_pending(sched)
 end
 

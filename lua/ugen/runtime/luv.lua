@@ -21,12 +21,14 @@
 --     engine:changes() after every pass; an event calls engine:act(fd, events);
 --   - one uv timer armed for when the scheduler next needs to run
 --     (ugen.runtime.loop.next_needed: libcurl's timer, a task's sleep, a poll
---     interval, a queued request's deadline; 0 when tasks are ready); it calls
+--     interval, a queued request's deadline), or a uv idle handle for the
+--     loop's next iteration (tasks ready, libcurl's timer at 0); either calls
 --     engine:act() and runs the due timers. Nothing runs at a fixed rate: with
 --     no task the timer is stopped, and when the last transfer ended no poll
 --     handle is left, so uv.run() returns.
---   - a pass (act, then ugen.runtime.loop.turn: due timers, ready tasks,
---     queues) runs from the uv callback, or with opts.schedule through it:
+--   - a pass (act, then ugen.runtime.loop.turn: due timers, ready tasks for
+--     at most PASS_BUDGET, queues) runs from the uv callback, or with
+--     opts.schedule through it:
 --     libuv callbacks only record the event (and pause the socket's poll handle
 --     until the pass), and every user callback (task bodies, jobs:wait's
 --     on_progress, a download's on_progress) runs where schedule runs it, so
@@ -38,6 +40,7 @@ local loop = require "ugen.runtime.loop"
 local task_mod = require "ugen.runtime.task"
 local transfers = require "ugen.runtime.transfers"
 local argerror = require("ugen.args").argerror
+local now = require("ugen.native").now
 
 local type, pairs, next, pcall, error, tostring, rawget, setmetatable =
   type, pairs, next, pcall, error, tostring, rawget, setmetatable
@@ -52,19 +55,30 @@ local POLL = { ["in"] = "r", out = "w", inout = "rw" }
 -- round (a host that suspends coroutines: never in libuv's own callbacks)
 local BUSY_RETRY = 0.01
 
+-- the longest a pass resumes tasks before it gives the host's loop the turn
+-- back (the tasks still ready run at its next iteration): the first run of ten
+-- jobs:create costs ~15 ms of CPU, which would hold up the editor's timers
+local PASS_BUDGET = 0.004
+
 local OPTS = { schedule = true, max_concurrency = true, on_error = true }
 local NOARGS = { n = 0 }
 
 local function driver(uv, sched, opts)
   local schedule = opts.schedule
-  local timer = uv.new_timer()
+  local timer, idle = uv.new_timer(), uv.new_idle()
   local polls, interest, paused, pending = {}, {}, {}, {}
   local timer_due, queued, in_pass = false, false, false
-  local on_timer, on_poll, request
+  local on_timer, on_idle, on_poll, request
 
+  -- come back in s seconds; 0: at the loop's next iteration (an idle handle: a
+  -- timer re-armed at 0 from its own callback would run again before the loop
+  -- polls, in libuv before 1.46); nil: nothing to do
   local function arm(s)
     timer:stop()
-    if s then timer:start(math_ceil(s * 1000), 0, on_timer) end
+    idle:stop()
+    if s then
+      if s <= 0 then idle:start(on_idle) else timer:start(math_ceil(s * 1000), 0, on_timer) end
+    end
   end
 
   -- watch what libcurl wants now; resume the handles paused for a pass
@@ -111,7 +125,8 @@ local function driver(uv, sched, opts)
       end
     end
     timer_due = false
-    loop.turn(sched)
+    local until_t = now() + PASS_BUDGET
+    loop.turn(sched, function() return now() >= until_t end)
   end
 
   local function run_pass()
@@ -133,6 +148,11 @@ local function driver(uv, sched, opts)
   function on_timer()
     timer_due = true
     request()
+  end
+
+  function on_idle()
+    idle:stop()
+    on_timer()
   end
 
   -- one callback per socket number, made once
@@ -167,7 +187,8 @@ local function driver(uv, sched, opts)
 end
 
 local function check_uv(uv, fname, level)
-  if type(uv) ~= "table" or type(uv.new_timer) ~= "function" or type(uv.new_socket_poll) ~= "function" then
+  if type(uv) ~= "table" or type(uv.new_timer) ~= "function" or type(uv.new_socket_poll) ~= "function"
+      or type(uv.new_idle) ~= "function" then
     argerror(1, fname, "luv module expected (vim.loop, require \"luv\", luvit's require \"uv\"), got " ..
       type(uv), level + 1)
   end
