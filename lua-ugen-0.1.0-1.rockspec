@@ -75,6 +75,7 @@ build = {
     ["ugen.runtime.curl"] = "lua/ugen/runtime/curl.lua",
     ["ugen.runtime.ngx"] = "lua/ugen/runtime/ngx.lua",
     ["ugen.runtime.tarantool"] = "lua/ugen/runtime/tarantool.lua",
+    ["ugen.runtime.luv"] = "lua/ugen/runtime/luv.lua",
     ["ugen.runtime.loop"] = "lua/ugen/runtime/loop.lua",
     ["ugen.runtime.task"] = "lua/ugen/runtime/task.lua",
     ["ugen.runtime.timer_heap"] = "lua/ugen/runtime/timer_heap.lua",

@@ -23,6 +23,9 @@ M.PACKAGES = {
   haproxy = "haproxy",      -- HAProxy 2.6 (Lua 5.3)
   mpv = "mpv",              -- mpv 0.35 (Lua 5.2)
   ["lua5.2"] = "lua5.2",    -- the 5.2 core's unit specs
+  ["lua5.1"] = "lua5.1",    -- plain luv programs on each Lua (spec/hosts/luv_spec.lua)
+  ["lua5.3"] = "lua5.3",
+  luajit = "luajit2",
 }
 
 -- the command's path, or nil when `name` is not a command on PATH

@@ -31,9 +31,10 @@
 --     name               a short string ("curl", "ngx", "tarantool", ...)
 --
 -- Implementations: ugen.runtime.curl (the libcurl scheduler: blocks outside its
--- tasks, yields inside them; ugen.run / client:spawn / client:step) and
--- ugen.runtime.ngx (OpenResty: cosockets, ngx.sleep, ngx.thread) and
--- ugen.runtime.tarantool (fibers; libcurl on tarantool's event loop). A host the
+-- tasks, yields inside them; ugen.run / client:spawn / client:step),
+-- ugen.runtime.ngx (OpenResty: cosockets, ngx.sleep, ngx.thread),
+-- ugen.runtime.tarantool (fibers; libcurl on tarantool's event loop) and
+-- ugen.runtime.luv (libuv drives the libcurl scheduler: Neovim, luvit). A host the
 -- SDK does not know plugs its own in: ugen.new{ runtime = { ... } }.
 --
 --   runtime.resolve(runtime_opt, transport_opt[, level]) -> runtime table, transport name
@@ -126,8 +127,8 @@ end
 
 -- runtime_opt: nil | "curl" | "ngx" | table; transport_opt: nil | "curl" | "ngx" | function | table.
 -- -> the client's runtime (a table of the interface above), transport name
---   runtime nil: "ngx" inside nginx, "tarantool" inside tarantool, else the curl
---     default scheduler's runtime
+--   runtime nil: "ngx" inside nginx, "tarantool" inside tarantool, in Neovim
+--     ugen.runtime.luv's nvim(), else the curl default scheduler's runtime
 --   transport: a user adapter (function / table with :request) replaces the
 --     runtime's perform; a built-in name other than the runtime's kind too
 --     ("curl" inside nginx: blocking libcurl requests, ngx sleeps); a runtime
@@ -138,9 +139,12 @@ function _M.resolve(runtime_opt, transport_opt, level)
   if transport_opt == nil and (runtime_opt == "curl" or runtime_opt == "ngx") then tname = runtime_opt end
   local rt
   if runtime_opt == nil or type(runtime_opt) == "string" then
-    rt = builtin(runtime_opt or (in_nginx() and "ngx" or in_tarantool() and "tarantool" or "curl"), level + 1)
-    -- the tarantool runtime performs over libcurl (the engine on its event loop)
-    local kind = rt.name == "tarantool" and "curl" or rt.name
+    local name = runtime_opt or (in_nginx() and "ngx" or in_tarantool() and "tarantool" or "curl")
+    -- in Neovim the editor's libuv loop drives the libcurl runtime (ugen.runtime.luv)
+    local luv = runtime_opt == nil and name == "curl" and rawget(_G, "vim") ~= nil and require("ugen.runtime.luv")
+    rt = luv and luv.in_nvim() and luv.nvim() or builtin(name, level + 1)
+    -- the tarantool runtime performs over libcurl too (the engine on its event loop)
+    local kind = name == "tarantool" and "curl" or name
     if user_send == nil and tname ~= kind then user_send = builtin_perform(tname, level) end
     if user_send then
       rt = copy(rt)

@@ -6,6 +6,8 @@
 -- tasks, block elsewhere) and join_any.
 --
 --   loop.round(sched, timeout)       -- one round, waiting at most timeout s
+--   loop.turn(sched[, enough])       -- a round that never waits, for a host's event loop
+--                                    -- (ugen.runtime.luv; it collects the transfers itself)
 --   loop.stepping(sched, fn, ...)    -- fn(...) with sched claimed as stepping (atomic) | loop.BUSY
 --   loop.pump_until(sched, cond)     -- drive until cond() -> true | false (deadlock)
 --   loop.current()                   -- -> sched, task of the running coroutine | nil
@@ -112,6 +114,16 @@ local function round(sched, timeout)
   run_ready(sched)
 end
 _M.round = round
+
+-- a round for a host's event loop, which has handed the finished transfers to
+-- transfers.completed already: fire due timers, run the ready tasks (until
+-- enough() says the host's loop should get the turn back), move the queues.
+-- The host asks next_needed(sched) when to come back (0: tasks still ready).
+function _M.turn(sched, enough)
+  fire_timers(sched)
+  run_ready(sched, enough)
+  transfers.pump_pending(sched)
+end
 
 -- drop sched from the stack by identity: a host that interrupts steps (HAProxy's
 -- forced yields) may end them in another order than it began them

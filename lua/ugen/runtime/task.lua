@@ -197,8 +197,9 @@ local function resume(sched, task)
   end
 end
 
--- resume the tasks that were ready when this pass began
-function _M.run_ready(sched)
+-- resume the tasks that were ready when this pass began; with enough(): stop
+-- once it returns true after a resume (the rest stay queued, in order)
+function _M.run_ready(sched, enough)
   local n = ready_count(sched)
   local rq = sched.rq
   for _ = 1, n do
@@ -207,7 +208,10 @@ function _M.run_ready(sched)
     rq[h] = nil
     sched.rq_head = h + 1
     task.in_ready = false
-    if not task.finished then resume(sched, task) end
+    if not task.finished then
+      resume(sched, task)
+      if enough and enough() then break end
+    end
   end
   if sched.rq_head > sched.rq_tail then sched.rq_head, sched.rq_tail = 1, 0 end
 end

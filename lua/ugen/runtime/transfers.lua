@@ -15,6 +15,7 @@
 --   transfers.engine(sched)          -> its engine (ugen.core engine), made on demand
 --   transfers.perform(sched, task, creq) -> res | nil, core err  (yields `task`)
 --   transfers.collect(sched, wait)   -- engine:run(wait), wake the tasks whose transfer ended
+--   transfers.completed(sched, done) -- the same for transfers a host's loop got from engine:act
 --   transfers.pump_pending(sched)    -- send what slots freed by cancels allow
 --
 -- A queued request with a deadline has an expiry timer on sched.heap (entry
@@ -123,9 +124,13 @@ local function complete(sched, t)
   if entry.task ~= nil then wake(sched, entry.task, nil) else t:close() end
 end
 
-function _M.collect(sched, wait)
-  local done = sched.engine:run(wait)
+local function completed(sched, done)
   for i = 1, #done do complete(sched, done[i]) end
+end
+_M.completed = completed
+
+function _M.collect(sched, wait)
+  completed(sched, sched.engine:run(wait))
 end
 
 -- hosts with a slot freed by a cancel move their queues at the next round
