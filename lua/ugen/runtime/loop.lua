@@ -33,8 +33,9 @@ local heap_pop, heap_add = timer_heap.pop, timer_heap.add
 local wake, park, ready_count, run_ready, current_in, pack =
   task_mod.wake, task_mod.park, task_mod.ready_count, task_mod.run_ready, task_mod.current_in, task_mod.pack
 
-local _M = { MAX_POLL = 3600 }   -- longest single wait in curl_multi_poll / nanosleep (s)
-local MAX_POLL = _M.MAX_POLL
+local _M = { MAX_POLL = 3600,    -- longest single wait in curl_multi_poll / nanosleep (s)
+             SOCKET_POLL = 0.01 } -- next_needed while a transfer is in flight (s), see there
+local MAX_POLL, SOCKET_POLL = _M.MAX_POLL, _M.SOCKET_POLL
 
 -- schedulers currently inside step(), innermost last
 local actives = {}
@@ -184,7 +185,14 @@ function _M.pump_until(sched, cond)
   return r
 end
 
--- seconds until sched next needs to run (0: now), nil when it has no task
+-- seconds until sched next needs to run (0: now), nil when it has no task.
+-- What step() returns to a host that calls it from its own timer or frame and
+-- sees none of the engine's sockets: while a transfer is in flight its answer
+-- may arrive at any moment, and libcurl's own timer (engine:timeout()) is then
+-- only the transfer's next deadline (200 ms, 5 s, its timeout), so the answer
+-- is at most SOCKET_POLL: a host that waits what step returns reads an answer
+-- within SOCKET_POLL, not at libcurl's next deadline. A host that watches the
+-- sockets itself uses engine:changes() / engine:timeout() instead.
 function _M.next_needed(sched)
   if sched.ntasks == 0 then return nil end
   if ready_count(sched) > 0 or next(sched.to_pump) ~= nil then return 0 end
@@ -197,6 +205,7 @@ function _M.next_needed(sched)
   if sched.inflight > 0 and sched.engine then
     local et = sched.engine:timeout()
     if et and et < d then d = et end
+    if d > SOCKET_POLL then d = SOCKET_POLL end
   end
   if d < 0 then d = 0 end
   return d
