@@ -165,6 +165,12 @@ end
 local ok, core = pcall(require, "ugen.core")
 if not ok then error(load_error(core), 0) end
 
+-- OpenSSL seeds its random generator at its first use: 2-25 ms measured (loaded 2-vCPU VM). Done
+-- here, when the SDK is loaded, so that it never lands in a frame of a host's loop (a game's or
+-- mpv's: the first jobs:create makes an idempotency key inside client:step). A failure here is
+-- reported by the call that needs the bytes.
+core.random_bytes(1)
+
 local _M = {
   _VERSION = "0.1.0",
   core_version = core._VERSION,
