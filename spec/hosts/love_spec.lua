@@ -30,6 +30,13 @@ local function run_love(dir, attempt)
   return ok, body and json.decode(body, true), read_file(log) or ""
 end
 
+-- the first ```lua block of a section of docs/hosts.md
+local function doc_snippet(section)
+  local doc = assert(read_file(ROOT .. "/docs/hosts.md"))
+  local at = assert(doc:find("\n## " .. section .. "\n", 1, true), "no section " .. section)
+  return assert(doc:match("```lua\n(.-)```", at), "no lua block in " .. section)
+end
+
 describe("LÖVE 11 (LuaJIT): examples/love", function()
   it(JOBS .. " jobs complete with their final_video_url while the game keeps drawing; no frame over "
      .. MAX_FRAME_MS .. " ms", function()
@@ -65,5 +72,46 @@ describe("LÖVE 11 (LuaJIT): examples/love", function()
     end
     assert.is_true(best.max_frame_ms <= MAX_FRAME_MS,
       "LÖVE's longest frame per run: " .. table.concat(seen, ", "))
+  end)
+
+  it("the snippet of docs/hosts.md runs as a LÖVE game: 20 jobs end with their final_video_url", function()
+    tools.need("love")
+    tools.need("xvfb-run")
+    S.info()
+    S.reset("default")
+    S.speed(5)
+    finally(function() S.speed() end)
+    local game = S.tmpdir()
+    -- the snippet as written (with the example's conf.lua: no audio), then lines that print each
+    -- row and quit once every task has ended; the paths come from LUA_PATH / LUA_CPATH (LuaJIT)
+    util.write_file(game .. "/conf.lua", assert(read_file(ROOT .. "/examples/love/conf.lua")))
+    util.write_file(game .. "/main.lua", doc_snippet("LÖVE and other frame-loop hosts") .. [[
+local update = love.update
+function love.update(dt)
+  update(dt)
+  if ugen.scheduler.default():tasks() == 0 then
+    for i, r in ipairs(rows) do print("ROW", i, r.url) end
+    love.event.quit(0)
+  end
+end
+]])
+    local log = game .. "/out.log"
+    local info = S.info()
+    local cmd = table.concat({
+      "cd /tmp && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u UGEN_JWT",
+      "LUA_PATH=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+      "LUA_CPATH=" .. q(ROOT .. "/build/luajit/?.so;;"),
+      "UGEN_BASE_URL=" .. q(info.base_url), "UGEN_API_KEY=" .. q(S.tenant.default.api_key),
+      "timeout -k 5 120 xvfb-run -a -s '-screen 0 1024x768x24' love " .. q(game),
+      "</dev/null >" .. q(log) .. " 2>&1",
+    }, " ")
+    assert.is_true(run(cmd), "love failed; its output:\n" .. (read_file(log) or ""))
+    local text = read_file(log) or ""
+    local urls = {}
+    for i, url in text:gmatch("ROW\t(%d+)\t(%S+)") do urls[tonumber(i)] = url end
+    for i = 1, 20 do
+      assert.matches("^" .. info.origin:gsub("%p", "%%%0") .. "/static/videos/[%x-]+%.mp4$", urls[i] or "",
+        nil, false, "job " .. i .. ":\n" .. text)
+    end
   end)
 end)

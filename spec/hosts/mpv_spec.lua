@@ -32,6 +32,13 @@ local function run_mpv(dir, attempt)
   return ok, body and json.decode(body, true), read_file(log) or ""
 end
 
+-- the first ```lua block of a section of docs/hosts.md
+local function doc_snippet(section)
+  local doc = assert(read_file(ROOT .. "/docs/hosts.md"))
+  local at = assert(doc:find("\n## " .. section .. "\n", 1, true), "no section " .. section)
+  return assert(doc:match("```lua\n(.-)```", at), "no lua block in " .. section)
+end
+
 describe("mpv 0.35 (Lua 5.2): examples/mpv/ugen_jobs.lua", function()
   it(JOBS .. " jobs complete with their final_video_url from mpv's timers; the script's 10 ms timer is never "
      .. "over " .. MAX_LATE_MS .. " ms late", function()
@@ -66,5 +73,37 @@ describe("mpv 0.35 (Lua 5.2): examples/mpv/ugen_jobs.lua", function()
     end
     assert.is_true(best.max_lateness_ms <= MAX_LATE_MS,
       ("mpv's 10 ms timer was %.1f ms late (worst step(0) %.1f ms)"):format(best.max_lateness_ms, best.worst_step_ms))
+  end)
+
+  it("the snippet of docs/hosts.md runs as an mpv script: 10 jobs log their final_video_url", function()
+    tools.need("mpv")
+    S.info()
+    S.reset("default")
+    S.speed(5)
+    finally(function() S.speed() end)
+    local dir = S.tmpdir()
+    -- the snippet as written, then a line that quits mpv once every task has ended (the snippet
+    -- itself leaves mpv running); the paths come from LUA_PATH_5_2 / LUA_CPATH_5_2 as the docs say
+    util.write_file(dir .. "/snippet.lua", doc_snippet("mpv and other Lua 5.2 hosts") .. [[
+mp.add_periodic_timer(0.1, function() if ugen.scheduler.default():tasks() == 0 then mp.commandv("quit") end end)
+]])
+    local log = dir .. "/snippet.log"
+    local info = S.info()
+    local cmd = table.concat({
+      "cd /tmp && env -u LUA_PATH -u LUA_CPATH -u UGEN_JWT",
+      "LUA_PATH_5_2=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+      "LUA_CPATH_5_2=" .. q(ROOT .. "/build/5.2/?.so;;"),
+      "UGEN_BASE_URL=" .. q(info.base_url), "UGEN_API_KEY=" .. q(S.tenant.default.api_key),
+      "timeout -k 5 120 mpv --no-config --idle=yes --vo=null --ao=null --no-terminal",
+      "--msg-level=all=info --log-file=" .. q(log), "--script=" .. q(dir .. "/snippet.lua"),
+      "</dev/null >/dev/null 2>&1",
+    }, " ")
+    assert.is_true(run(cmd), "mpv failed; its log:\n" .. (read_file(log) or ""))
+    local text = read_file(log) or ""
+    local done = {}
+    for i, id in text:gmatch("job (%d+) done: " .. info.origin:gsub("%p", "%%%0") .. "/static/videos/([%x-]+)%.mp4") do
+      done[tonumber(i)] = id
+    end
+    for i = 1, 10 do assert.is_string(done[i], "job " .. i .. " did not log its final_video_url:\n" .. text) end
   end)
 end)
