@@ -21,6 +21,8 @@
 --                                   -- the default one) -> task
 --   scheduler.step([timeout])       -- pump the default scheduler once, waiting at most timeout
 --                                   -- seconds (default 0 = never block) -> live tasks
+--                                   -- (a step runs tasks for about loop.STEP_BUDGET, 4 ms, at
+--                                   -- most; the others stay ready for the next step, in order)
 --   scheduler.sleep(s)              -- yields inside a task, blocks elsewhere
 --   scheduler.now()                 -- monotonic seconds
 --   scheduler.current()             -- -> scheduler, task when called from a task, else nil
