@@ -23,6 +23,7 @@ M.PACKAGES = {
   haproxy = "haproxy",      -- HAProxy 2.6 (Lua 5.3)
   mpv = "mpv",              -- mpv 0.35 (Lua 5.2)
   ["lua5.2"] = "lua5.2",    -- the 5.2 core's unit specs
+  timeout = "coreutils",    -- a hung host (spec/hosts/love_spec.lua, mpv_spec.lua) is killed, not waited for
 }
 
 -- the command's path, or nil when `name` is not a command on PATH
