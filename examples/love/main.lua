@@ -3,7 +3,8 @@
 -- run in tasks started with client:spawn; love.update calls client:step(0) once a frame,
 -- which advances every request and timer of the SDK and returns at once. A plain SDK call
 -- (client.jobs:wait) in love.update or love.draw would freeze the game for the whole job:
--- LÖVE's main thread has no way to wait without blocking.
+-- LÖVE's main thread has no way to wait without blocking. The jobs start once the first
+-- frame is on screen (that frame is slow on its own: LÖVE builds its font atlas and GL state).
 --
 --   eval "$(bin/ugen sandbox start --speed 5)"   # or UGEN_BASE_URL / UGEN_API_KEY of your account
 --   love examples/love                           # from a clone, after `make build`
