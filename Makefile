@@ -20,6 +20,7 @@ OPENSSL_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcrypto 2>/dev/null || echo -lc
 # Lua headers per target interpreter (liblua itself is never linked on Linux).
 LUA54_INCDIR  ?= /usr/include/lua5.4
 LUA53_INCDIR  ?= /usr/include/lua5.3
+LUA52_INCDIR  ?= /usr/include/lua5.2
 LUA51_INCDIR  ?= /usr/include/lua5.1
 LUAJIT_INCDIR ?= /usr/include/luajit-2.1
 
@@ -27,7 +28,8 @@ SRCS := $(sort $(wildcard csrc/*.c))
 HDRS := $(wildcard csrc/*.h)
 
 # Outputs side by side: build/<lua>/ugen/core.so
-TARGETS := build/5.4/ugen/core.so build/luajit/ugen/core.so build/5.1/ugen/core.so build/5.3/ugen/core.so
+TARGETS := build/5.4/ugen/core.so build/luajit/ugen/core.so build/5.1/ugen/core.so build/5.3/ugen/core.so \
+           build/5.2/ugen/core.so
 
 .PHONY: all deps build test check asan valgrind cppcheck strict luacheck demo sandbox sandbox-stop \
         asan-integration valgrind-integration \
@@ -48,6 +50,7 @@ build/$(1)/ugen/core.so: $$(SRCS) $$(HDRS) Makefile
 endef
 $(eval $(call core_rule,5.4,$(LUA54_INCDIR)))
 $(eval $(call core_rule,5.3,$(LUA53_INCDIR)))
+$(eval $(call core_rule,5.2,$(LUA52_INCDIR)))
 $(eval $(call core_rule,5.1,$(LUA51_INCDIR)))
 $(eval $(call core_rule,luajit,$(LUAJIT_INCDIR)))
 
@@ -89,18 +92,18 @@ sandbox-stop:
 
 # eval "$(make -s env)": `require "ugen"` from any directory with lua5.4, and
 # bin/ on PATH. Another interpreter: eval "$(make -s env LUA=luajit)" (or
-# lua5.3, lua5.1). Builds that interpreter's core first (its output on stderr).
-# Lua 5.3/5.4 read LUA_PATH_5_x before LUA_PATH, so the 5.4 and the LuaJIT
+# lua5.3, lua5.2, lua5.1). Builds that interpreter's core first (its output on stderr).
+# Lua 5.2-5.4 read LUA_PATH_5_x before LUA_PATH, so the 5.4 and the LuaJIT
 # exports live side by side; an existing value is kept after the clone's paths.
 LUA     ?= lua5.4
 ENV_SUB  = $(if $(filter luajit,$(LUA)),luajit,$(patsubst lua%,%,$(LUA)))
-ENV_SFX  = $(if $(filter 5.3 5.4,$(ENV_SUB)),_$(subst .,_,$(ENV_SUB)))
+ENV_SFX  = $(if $(filter 5.2 5.3 5.4,$(ENV_SUB)),_$(subst .,_,$(ENV_SUB)))
 # the previous value of $(1) (LUA_PATH or LUA_CPATH) in shell syntax, else ";" (the defaults)
 ENV_PREV = $(if $(ENV_SFX),\$${$(1)$(ENV_SFX):-\$${$(1):-;}},\$${$(1):-;})
 
 env:
-	@case "$(ENV_SUB)" in 5.1|5.3|5.4|luajit) ;; \
-	  *) echo "make env: LUA must be lua5.4, lua5.3, lua5.1 or luajit (got $(LUA))" >&2; exit 2;; esac
+	@case "$(ENV_SUB)" in 5.1|5.2|5.3|5.4|luajit) ;; \
+	  *) echo "make env: LUA must be lua5.4, lua5.3, lua5.2, lua5.1 or luajit (got $(LUA))" >&2; exit 2;; esac
 	@$(MAKE) --no-print-directory -s build/$(ENV_SUB)/ugen/core.so >&2
 	@d='$(CURDIR)'; \
 	  echo "export LUA_PATH$(ENV_SFX)=\"$$d/lua/?.lua;$$d/lua/?/init.lua;$(call ENV_PREV,LUA_PATH)\""; \

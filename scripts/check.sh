@@ -40,7 +40,7 @@ step_strict() {
   note "strict compiles (clang -pedantic -Wcast-qual, each Lua API)"
   cc=${CC_STRICT:-clang}
   have "$cc" || cc=cc
-  for inc in /usr/include/lua5.1 /usr/include/luajit-2.1 "$LUA54_INCDIR"; do
+  for inc in /usr/include/lua5.1 /usr/include/lua5.2 /usr/include/luajit-2.1 "$LUA54_INCDIR"; do
     [ -d "$inc" ] || continue
     # shellcheck disable=SC2086
     if ! $cc $WARN -pedantic -Wcast-qual -Wpointer-arith -Wformat=2 -Wundef \

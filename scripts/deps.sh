@@ -8,7 +8,7 @@
 # fork), which conflicts with the plain "luajit" package, so we use luajit2.
 set -eu
 
-PKGS="make gcc pkg-config ca-certificates curl
+PKGS="make gcc pkg-config ca-certificates curl coreutils
 lua5.4 liblua5.4-dev lua5.3 liblua5.3-dev lua5.1 liblua5.1-0-dev luajit2 libluajit2-5.1-dev
 lua-cjson lua-cjson-dev lua-busted lua-check lua-socket lua-luv luarocks
 libcurl4-openssl-dev libssl-dev openssl

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the whole suite: C core, unit and sandbox integration specs on Lua 5.4
 # and LuaJIT, the nginx (OpenResty-style) integration specs, then the C core
-# and unit specs on Lua 5.3 and 5.1.
+# and unit specs on Lua 5.3, 5.2 (mpv's Lua) and 5.1.
 # Prints "N passed, N failed" as its last line; exits non-zero on any failure.
 # A pending (skipped) test is a failure unless spec/allowed_pending.lua lists
 # it with a reason (spec/support/summary.lua); listed ones are "N skipped".
@@ -52,6 +52,7 @@ if [ -z "${UGEN_SPECS:-}" ]; then
   if [ -d spec/hosts ]; then run_suite hosts lua5.4 "$@" spec/hosts; fi
   # The other supported Lua versions: the C core and the unit specs.
   run_suite lua5.3 lua5.3 "$@" spec/core spec/unit
+  run_suite lua5.2 lua5.2 "$@" spec/core spec/unit
   run_suite lua5.1 lua5.1 "$@" spec/core spec/unit
 fi
 

@@ -9,7 +9,7 @@
 -- name joined by spaces). Value: the reason (a non-empty string).
 return {
   ["ugen.core engine lifecycle supports <close> variables on Lua 5.4"] =
-    "`<close>` is Lua 5.4 syntax: the chunk does not compile on 5.1, 5.3 or LuaJIT",
+    "`<close>` is Lua 5.4 syntax: the chunk does not compile on 5.1, 5.2, 5.3 or LuaJIT",
   ["ugen.scheduler (unit) a cancelled task that catches the error gets it again at its next wait"] =
     "PUC Lua 5.1 cannot yield across pcall, so a task cannot catch the cancel and wait again "
     .. "(LuaJIT and 5.2+ can, and run it)",

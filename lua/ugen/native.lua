@@ -34,8 +34,9 @@ local function this_lua()
   return "Lua " .. v, v, v
 end
 
-local BUILDS = { "5.1", "5.3", "5.4", "luajit" }
-local BUILD_NAME = { ["5.1"] = "Lua 5.1", ["5.3"] = "Lua 5.3", ["5.4"] = "Lua 5.4", luajit = "LuaJIT" }
+local BUILDS = { "5.1", "5.2", "5.3", "5.4", "luajit" }
+local BUILD_NAME = { ["5.1"] = "Lua 5.1", ["5.2"] = "Lua 5.2", ["5.3"] = "Lua 5.3", ["5.4"] = "Lua 5.4",
+                     luajit = "LuaJIT" }
 
 -- Lua C API symbols that one ABI has and another lacks: the one a core fails to find tells
 -- which Lua it was built for.
@@ -45,9 +46,11 @@ for _, s in ipairs { "lua_tonumber", "lua_tointeger", "lua_objlen", "lua_setfenv
                      "lua_yield", "lua_open" } do
   SYMBOL_ABI[s] = "Lua 5.1 or LuaJIT"
 end
-for _, s in ipairs { "lua_rawgetp", "lua_rawsetp", "lua_rotate", "lua_callk", "lua_pcallk", "lua_yieldk",
-                     "lua_rawlen", "luaL_len", "lua_arith", "lua_compare", "luaL_checkversion_",
-                     "lua_isinteger", "lua_geti", "lua_seti", "lua_stringtonumber" } do
+for _, s in ipairs { "lua_rawgetp", "lua_rawsetp", "lua_callk", "lua_pcallk", "lua_yieldk", "lua_rawlen",
+                     "luaL_len", "lua_arith", "lua_compare", "luaL_checkversion_", "lua_tonumberx" } do
+  SYMBOL_ABI[s] = "Lua 5.2, 5.3 or 5.4"
+end
+for _, s in ipairs { "lua_rotate", "lua_isinteger", "lua_geti", "lua_seti", "lua_stringtonumber" } do
   SYMBOL_ABI[s] = "Lua 5.3 or 5.4"
 end
 for _, s in ipairs { "lua_newuserdatauv", "lua_setiuservalue", "lua_getiuservalue", "lua_toclose",
@@ -55,7 +58,7 @@ for _, s in ipairs { "lua_newuserdatauv", "lua_setiuservalue", "lua_getiuservalu
   SYMBOL_ABI[s] = "Lua 5.4"
 end
 for _, s in ipairs { "lua_setuservalue", "lua_getuservalue" } do
-  SYMBOL_ABI[s] = "Lua 5.3"        -- functions in 5.3, macros over the *iuservalue ones in 5.4
+  SYMBOL_ABI[s] = "Lua 5.2 or 5.3" -- functions in 5.2 and 5.3, macros over the *iuservalue ones in 5.4
 end
 
 local function exists(path)
@@ -102,13 +105,13 @@ local function fix_lines(root, lua_name, dir, abi, wrong_lua)
     else
       local have = builds_in(root)
       out[#out + 1] = string_format("  - this checkout (%s) has builds for: %s; none for %s: run `make build` "
-        .. "there (it builds build/<lua>/ugen/core.so for 5.1, 5.3, 5.4 and LuaJIT), then put "
+        .. "there (it builds build/<lua>/ugen/core.so for 5.1, 5.2, 5.3, 5.4 and LuaJIT), then put "
         .. "'%s/build/%s/?.so' on package.cpath", root, #have > 0 and table_concat(have, ", ") or "no Lua",
         lua_name, root, dir)
     end
   else
-    out[#out + 1] = "  - in a clone of lua-ugen: run `make build` (build/<lua>/ugen/core.so for 5.1, 5.3, 5.4 "
-      .. "and LuaJIT) and put build/" .. dir .. "/?.so on package.cpath (bin/ugen and examples/_setup.lua do that)"
+    out[#out + 1] = "  - in a clone of lua-ugen: run `make build` (build/<lua>/ugen/core.so for 5.1, 5.2, 5.3, "
+      .. "5.4 and LuaJIT) and put build/" .. dir .. "/?.so on package.cpath (bin/ugen and examples/_setup.lua do that)"
   end
   out[#out + 1] = string_format("  - installed as a rock: install it for this interpreter: "
     .. "`luarocks --lua-version %s install lua-ugen` (or `luarocks --lua-version %s make` in a clone)", abi, abi)
@@ -161,6 +164,12 @@ end
 
 local ok, core = pcall(require, "ugen.core")
 if not ok then error(load_error(core), 0) end
+
+-- OpenSSL seeds its random generator at its first use: 2-25 ms measured (loaded 2-vCPU VM). Done
+-- here, when the SDK is loaded, so that it never lands in a frame of a host's loop (a game's or
+-- mpv's: the first jobs:create makes an idempotency key inside client:step). A failure here is
+-- reported by the call that needs the bytes.
+core.random_bytes(1)
 
 local _M = {
   _VERSION = "0.1.0",

@@ -16,7 +16,7 @@ local REPO = (function()
 end)()
 
 local CLEAN = "unset LD_PRELOAD LUA_PATH LUA_CPATH LUA_PATH_5_4 LUA_CPATH_5_4 LUA_PATH_5_3 LUA_CPATH_5_3 "
-  .. "UGEN_BASE_URL UGEN_API_KEY UGEN_JWT UGEN_CAINFO; "
+  .. "LUA_PATH_5_2 LUA_CPATH_5_2 UGEN_BASE_URL UGEN_API_KEY UGEN_JWT UGEN_CAINFO; "
 
 -- runs cmd in sh (stdout and stderr together) -> output, exit code
 local function sh(cmd)
@@ -29,7 +29,8 @@ end
 
 describe("make -s env", function()
   for _, case in ipairs({ { lua = "lua5.4", make = "", sub = "5.4" },
-                          { lua = "luajit", make = " LUA=luajit", sub = "luajit" } }) do
+                          { lua = "luajit", make = " LUA=luajit", sub = "luajit" },
+                          { lua = "lua5.2", make = " LUA=lua5.2", sub = "5.2" } }) do   -- mpv's Lua
     it("prints only export lines; evaluated, " .. case.lua .. " requires the clone's ugen from /tmp", function()
       local out, rc = sh(("make -s -C %s env%s 2>/dev/null"):format(q(REPO), case.make))
       assert.equal(0, rc, out)

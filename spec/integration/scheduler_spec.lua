@@ -214,6 +214,28 @@ describe("ugen.scheduler (sandbox)", function()
     assert.is_nil(c:step(0))
   end)
 
+  it("client:step returns at most 10 ms while a request is in flight: a host that waits what step returns "
+     .. "(mpv's timer) reads a 0.1 s answer within ~10 ms of its arrival, not at libcurl's next deadline", function()
+    local c = client()
+    local core = require "ugen.core"
+    assert(c.credits:balance())              -- a warm connection: the answer's time is the server's delay
+    local got, t0 = nil, now()
+    c:spawn(function() assert(c.credits:balance(delay(0.1))); got = now() - t0 end)
+    local next_in, waits, longest = 0, 0, 0
+    while next_in ~= nil and now() - t0 < 10 do
+      next_in = c:step(0)
+      if next_in then
+        if got == nil and next_in > longest then longest = next_in end
+        waits = waits + 1
+        core.sleep(next_in)                  -- the host's timer, re-armed with what step returned
+      end
+    end
+    assert.is_number(got)
+    assert.is_true(longest <= 0.0101, "step returned " .. longest .. " s while the request was in flight")
+    -- 0.1 s of server delay; step's bound keeps the host's lateness to one 10 ms wait (+ a loaded VM's slack)
+    assert.is_true(got < 0.1 + 0.06, ("the answer was read after %.3f s (%d waits)"):format(got, waits))
+  end)
+
   it("is wired into ugen and the client", function()
     local c = client()
     assert.equal(scheduler.run, ugen.run)

@@ -26,6 +26,7 @@ M.PACKAGES = {
   ["lua5.1"] = "lua5.1",    -- plain luv programs on each Lua (spec/hosts/luv_spec.lua)
   ["lua5.3"] = "lua5.3",
   luajit = "luajit2",
+  timeout = "coreutils",    -- a hung host (spec/hosts/love_spec.lua, mpv_spec.lua) is killed, not waited for
 }
 
 -- the command's path, or nil when `name` is not a command on PATH

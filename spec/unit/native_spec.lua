@@ -21,7 +21,8 @@ local function child(interp, cpath, code, lua_root)
   lua_root = lua_root or ROOT
   local prelude = "package.cpath = " .. string.format("%q", cpath)
     .. " .. package.cpath:gsub('%./%?%.so;?', '') "
-  return capture("cd " .. q(tmp .. "/empty") .. " && env -u LUA_CPATH -u LUA_CPATH_5_4 -u LUA_PATH_5_4 LUA_PATH="
+  return capture("cd " .. q(tmp .. "/empty") .. " && env -u LUA_CPATH -u LUA_CPATH_5_4 -u LUA_PATH_5_4 "
+    .. "-u LUA_CPATH_5_2 -u LUA_PATH_5_2 LUA_PATH="
     .. q(lua_root .. "/lua/?.lua;" .. lua_root .. "/lua/?/init.lua;;") .. " " .. interp .. " -e "
     .. q(prelude .. code) .. " 2>&1")
 end
@@ -67,6 +68,18 @@ describe("ugen.native", function()
     assert.matches(ROOT .. "/build/5.4/ugen/core.so: undefined symbol: lua_", out, 1, true)
     assert.matches("put '" .. ROOT .. "/build/luajit/?.so' before the other build", out, 1, true)
     assert.matches("luarocks --lua-version 5.1", out, 1, true)
+  end)
+
+  it("Lua 5.2 (mpv's Lua): the checkout's 5.2 core loads; the 5.3 core there names lua_rotate and points at "
+     .. "the 5.2 build (issue 14 item 5)", function()
+    assert.equal("LOADED", child("lua5.2", ROOT .. "/build/5.2/?.so;", LOAD))
+    local out = child("lua5.2", ROOT .. "/build/5.3/?.so;", LOAD)
+    assert.matches("built for another Lua version (Lua 5.3)", out, 1, true)
+    assert.matches("not for this interpreter (Lua 5.2)", out, 1, true)
+    assert.matches(ROOT .. "/build/5.3/ugen/core.so: undefined symbol: lua_rotate", out, 1, true)
+    assert.matches("put '" .. ROOT .. "/build/5.2/?.so' before the other build on package.cpath (or on "
+      .. "LUA_CPATH_5_2)", out, 1, true)
+    assert.matches("luarocks --lua-version 5.2", out, 1, true)
   end)
 
   it("`require 'ugen'` gives that message too, when it is made (not at the first request)", function()

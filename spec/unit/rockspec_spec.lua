@@ -78,7 +78,9 @@ describe("luarocks make", function()
     return out, tonumber(out:match("rc=(%d+)%s*$"))
   end
 
-  for _, case in ipairs({ { rocks = "5.4", lua = "lua5.4" }, { rocks = "5.1", lua = "luajit" } }) do
+  -- 5.2: mpv's Lua (issue 14 item 5)
+  for _, case in ipairs({ { rocks = "5.4", lua = "lua5.4" }, { rocks = "5.1", lua = "luajit" },
+                         { rocks = "5.2", lua = "lua5.2" } }) do
     describe("for Lua " .. case.rocks, function()
       local tree, env
 

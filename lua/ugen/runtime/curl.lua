@@ -21,6 +21,8 @@
 --                                   -- the default one) -> task
 --   scheduler.step([timeout])       -- pump the default scheduler once, waiting at most timeout
 --                                   -- seconds (default 0 = never block) -> live tasks
+--                                   -- (a step runs tasks for about loop.STEP_BUDGET, 4 ms, at
+--                                   -- most; the others stay ready for the next step, in order)
 --   scheduler.sleep(s)              -- yields inside a task, blocks elsewhere
 --   scheduler.now()                 -- monotonic seconds
 --   scheduler.current()             -- -> scheduler, task when called from a task, else nil
@@ -118,7 +120,7 @@ local unpack = table.unpack or unpack -- luacheck: ignore 143
 
 local pack, current_in, spawn = task_mod.pack, task_mod.current_in, task_mod.spawn
 local stepping, round, pump_until, owner = loop.stepping, loop.round, loop.pump_until, loop.owner
-local BUSY = loop.BUSY
+local BUSY, STEP_BUDGET = loop.BUSY, loop.STEP_BUDGET
 local argerror = args.argerror
 
 -- max_concurrency = "auto": requests in flight per origin over HTTP/1.1 and over
@@ -236,7 +238,7 @@ local function make_runtime(self)
     if current_in(self) then error(STEP_IN_TASK, 2) end
     if self.ntasks == 0 then return nil end
     -- BUSY: a host task suspended part-way through a round resumes it later
-    if stepping(self, round, self, timeout) == BUSY then return 0 end
+    if stepping(self, round, self, timeout, STEP_BUDGET) == BUSY then return 0 end
     return loop.next_needed(self)
   end
   return rt
@@ -316,7 +318,7 @@ function S.step(self, timeout)
   timeout = check_timeout(timeout, "step")
   if current_in(self) then error(STEP_IN_TASK, 2) end
   if self.ntasks == 0 then return 0 end
-  stepping(self, round, self, timeout)    -- BUSY: a suspended host task resumes the round
+  stepping(self, round, self, timeout, STEP_BUDGET)  -- BUSY: a suspended host task resumes the round
   return self.ntasks
 end
 
@@ -430,7 +432,7 @@ function _M.step(timeout)
     error("ugen: step() called from inside a task; SDK calls already yield there", 2)
   end
   if s.ntasks == 0 then return 0 end
-  stepping(s, round, s, timeout)          -- BUSY: a suspended host task resumes the round
+  stepping(s, round, s, timeout, STEP_BUDGET)  -- BUSY: a suspended host task resumes the round
   return s.ntasks
 end
 

@@ -6,7 +6,7 @@
 -- tasks, block elsewhere) and join_any.
 --
 --   loop.round(sched, timeout)       -- one round, waiting at most timeout s
---   loop.turn(sched[, enough])       -- a round that never waits, for a host's event loop
+--   loop.turn(sched[, deadline])     -- a round that never waits, for a host's event loop
 --                                    -- (ugen.runtime.luv; it collects the transfers itself)
 --   loop.stepping(sched, fn, ...)    -- fn(...) with sched claimed as stepping (atomic) | loop.BUSY
 --   loop.pump_until(sched, cond)     -- drive until cond() -> true | false (deadlock)
@@ -35,8 +35,10 @@ local heap_pop, heap_add = timer_heap.pop, timer_heap.add
 local wake, park, ready_count, run_ready, current_in, pack =
   task_mod.wake, task_mod.park, task_mod.ready_count, task_mod.run_ready, task_mod.current_in, task_mod.pack
 
-local _M = { MAX_POLL = 3600 }   -- longest single wait in curl_multi_poll / nanosleep (s)
-local MAX_POLL = _M.MAX_POLL
+local _M = { MAX_POLL = 3600,    -- longest single wait in curl_multi_poll / nanosleep (s)
+             SOCKET_POLL = 0.01,  -- next_needed while a transfer is in flight (s), see there
+             STEP_BUDGET = 0.004 } -- task time of one host step (s), see round
+local MAX_POLL, SOCKET_POLL = _M.MAX_POLL, _M.SOCKET_POLL
 
 -- schedulers currently inside step(), innermost last
 local actives = {}
@@ -87,9 +89,13 @@ end
 
 -- one round: run the ready tasks, wait at most `timeout` s (less when a timer
 -- is due earlier, 0 when tasks are ready) for transfers or timers, collect
--- them, run the tasks they woke.
-local function round(sched, timeout)
-  run_ready(sched)
+-- them, run the tasks they woke. With a budget (s: a host's step), the tasks
+-- run until it is spent and the rest stay ready for the next round: a step
+-- that finds 20 tasks to start (each builds its request, about 1 ms of CPU
+-- the first time) spreads them over a few frames instead of taking 20 ms.
+local function round(sched, timeout, budget)
+  local deadline = budget and now() + budget
+  run_ready(sched, deadline)
   fire_timers(sched)
   transfers.pump_pending(sched)
   local wait = timeout
@@ -111,17 +117,17 @@ local function round(sched, timeout)
   end
   sched.stat.polls = sched.stat.polls + 1
   fire_timers(sched)
-  run_ready(sched)
+  run_ready(sched, deadline)
 end
 _M.round = round
 
 -- a round for a host's event loop, which has handed the finished transfers to
 -- transfers.completed already: fire due timers, run the ready tasks (until
--- enough() says the host's loop should get the turn back), move the queues.
--- The host asks next_needed(sched) when to come back (0: tasks still ready).
-function _M.turn(sched, enough)
+-- the deadline, when given: then the host's loop gets the turn back), move the
+-- queues. The host asks next_needed(sched) when to come back (0: tasks still ready).
+function _M.turn(sched, deadline)
   fire_timers(sched)
-  run_ready(sched, enough)
+  run_ready(sched, deadline)
   transfers.pump_pending(sched)
 end
 
@@ -196,7 +202,14 @@ function _M.pump_until(sched, cond)
   return r
 end
 
--- seconds until sched next needs to run (0: now), nil when it has no task
+-- seconds until sched next needs to run (0: now), nil when it has no task.
+-- What step() returns to a host that calls it from its own timer or frame and
+-- sees none of the engine's sockets: while a transfer is in flight its answer
+-- may arrive at any moment, and libcurl's own timer (engine:timeout()) is then
+-- only the transfer's next deadline (200 ms, 5 s, its timeout), so the answer
+-- is at most SOCKET_POLL: a host that waits what step returns reads an answer
+-- within SOCKET_POLL, not at libcurl's next deadline. A host that watches the
+-- sockets itself uses engine:changes() / engine:timeout() instead.
 function _M.next_needed(sched)
   if sched.ntasks == 0 then return nil end
   if ready_count(sched) > 0 or next(sched.to_pump) ~= nil then return 0 end
@@ -209,6 +222,7 @@ function _M.next_needed(sched)
   if sched.inflight > 0 and sched.engine then
     local et = sched.engine:timeout()
     if et and et < d then d = et end
+    if d > SOCKET_POLL then d = SOCKET_POLL end
   end
   if d < 0 then d = 0 end
   return d

@@ -58,7 +58,7 @@ local BUSY_RETRY = 0.01
 -- the longest a pass resumes tasks before it gives the host's loop the turn
 -- back (the tasks still ready run at its next iteration): the first run of ten
 -- jobs:create costs ~15 ms of CPU, which would hold up the editor's timers
-local PASS_BUDGET = 0.004
+local PASS_BUDGET = loop.STEP_BUDGET
 
 local OPTS = { schedule = true, max_concurrency = true, on_error = true }
 local NOARGS = { n = 0 }
@@ -125,8 +125,7 @@ local function driver(uv, sched, opts)
       end
     end
     timer_due = false
-    local until_t = now() + PASS_BUDGET
-    loop.turn(sched, function() return now() >= until_t end)
+    loop.turn(sched, now() + PASS_BUDGET)
   end
 
   local function run_pass()

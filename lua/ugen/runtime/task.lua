@@ -18,6 +18,7 @@
 -- from outside a task.
 
 local errors = require "ugen.errors"
+local now = require("ugen.native").now
 
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
@@ -197,12 +198,14 @@ local function resume(sched, task)
   end
 end
 
--- resume the tasks that were ready when this pass began; with enough(): stop
--- once it returns true after a resume (the rest stay queued, in order)
-function _M.run_ready(sched, enough)
+-- resume the tasks that were ready when this pass began; with a deadline
+-- (seconds of native.now()), stop once it has passed (after at least one task):
+-- the others stay first in the queue for the next pass
+function _M.run_ready(sched, deadline)
   local n = ready_count(sched)
   local rq = sched.rq
-  for _ = 1, n do
+  for i = 1, n do
+    if deadline and i > 1 and now() >= deadline then break end
     local h = sched.rq_head
     local task = rq[h]
     rq[h] = nil
@@ -210,7 +213,6 @@ function _M.run_ready(sched, enough)
     task.in_ready = false
     if not task.finished then
       resume(sched, task)
-      if enough and enough() then break end
     end
   end
   if sched.rq_head > sched.rq_tail then sched.rq_head, sched.rq_tail = 1, 0 end
