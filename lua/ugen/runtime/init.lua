@@ -32,14 +32,15 @@
 --
 -- Implementations: ugen.runtime.curl (the libcurl scheduler: blocks outside its
 -- tasks, yields inside them; ugen.run / client:spawn / client:step) and
--- ugen.runtime.ngx (OpenResty: cosockets, ngx.sleep, ngx.thread). A host the
+-- ugen.runtime.ngx (OpenResty: cosockets, ngx.sleep, ngx.thread),
+-- ugen.runtime.haproxy (HAProxy: httpclient / core.tcp, core.msleep, tasks). A host the
 -- SDK does not know plugs its own in: ugen.new{ runtime = { ... } }.
 --
 --   runtime.resolve(runtime_opt, transport_opt[, level]) -> runtime table, transport name
 --   runtime.check(rt[, level])    raises unless rt is a usable runtime table
 
-local type, pairs, tostring, error, require, pcall, string_format =
-  type, pairs, tostring, error, require, pcall, string.format
+local type, pairs, tostring, error, require, pcall, rawget, string_format =
+  type, pairs, tostring, error, require, pcall, rawget, string.format
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -86,6 +87,13 @@ end
 local in_nginx = require("ugen.transport").in_nginx
 _M.in_nginx = in_nginx
 
+-- inside HAProxy's Lua: the global `core` with its tasks and services
+local function in_haproxy()
+  local c = rawget(_G, "core")
+  return type(c) == "table" and type(c.register_service) == "function"
+    and type(c.register_task) == "function" and type(c.msleep) == "function" and type(c.tcp) == "function"
+end
+
 local function copy(t)
   local c = {}
   for k, v in pairs(t) do c[k] = v end
@@ -116,7 +124,8 @@ end
 
 -- runtime_opt: nil | "curl" | "ngx" | table; transport_opt: nil | "curl" | "ngx" | function | table.
 -- -> the client's runtime (a table of the interface above), transport name
---   runtime nil: "ngx" inside nginx, else the curl default scheduler's runtime
+--   runtime nil: "ngx" inside nginx, ugen.runtime.haproxy inside HAProxy (unless
+--     transport names a built-in), else the curl default scheduler's runtime
 --   transport: a user adapter (function / table with :request) replaces the
 --     runtime's perform; a built-in name other than the runtime's kind too
 --     ("curl" inside nginx: blocking libcurl requests, ngx sleeps); a runtime
@@ -124,6 +133,14 @@ end
 function _M.resolve(runtime_opt, transport_opt, level)
   level = (level or 1) + 1
   local user_send, tname = require("ugen.transport").resolve(transport_opt, level)
+  -- inside HAProxy (its `core`): ugen.runtime.haproxy, unless a built-in is named
+  if runtime_opt == nil and type(transport_opt) ~= "string" and in_haproxy() then
+    local rt = require("ugen.runtime.haproxy").get()
+    if not user_send then return rt, "haproxy" end
+    rt = copy(rt)
+    rt.perform = user_send
+    return rt, tname
+  end
   if transport_opt == nil and (runtime_opt == "curl" or runtime_opt == "ngx") then tname = runtime_opt end
   local rt
   if runtime_opt == nil or type(runtime_opt) == "string" then
