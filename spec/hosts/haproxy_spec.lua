@@ -7,9 +7,9 @@
 -- that wait inline, 4 in one service request through jobs:wait_all (spawned
 -- tasks and join_any) -- this process polls a static path (`http-request
 -- return`) and a trivial Lua service every 10 ms over loopback (luasocket):
--- no answer may take over 100 ms. Three setups: default tuning (nbthread 1,
--- lua-load), `tune.lua.forced-yield 200`, and nbthread 2 with
--- lua-load-per-thread. A blocking runtime fails it: UGEN_HAPROXY_SPEC_RUNTIME=curl
+-- no answer may take over 100 ms. Four setups: default tuning (nbthread 1,
+-- lua-load), `tune.lua.forced-yield 200`, nbthread 2 with lua-load, and
+-- nbthread 2 with lua-load-per-thread (and forced-yield 200). A blocking runtime fails it: UGEN_HAPROXY_SPEC_RUNTIME=curl
 -- makes the app pass runtime = "curl" (the whole proxy then stalls for seconds).
 local S = require "support.sandbox"
 local tools = require "support.tools"
@@ -119,6 +119,47 @@ core.register_action("ugen_status", { "http-req" }, function(txn)
   txn:set_var("txn.ugen_status", job and job.status or ("ERR " .. tostring(err)))
 end)
 
+-- the transport's and the runtime's rules, checked where they run: "name value" lines
+core.register_service("ugen_rules", "http", function(applet)
+  local t = require "ugen.transport.haproxy"
+  local rt = client.runtime or require("ugen.runtime.haproxy").get()
+  local out = {}
+  local function put(name, v) out[#out + 1] = name .. " " .. tostring(v) end
+  local function err_of(res, err) return res and ("status " .. res.status) or (err.kind .. " " .. err.code .. " " ..
+    tostring(err.sent)) end
+  local key = { ["X-API-Key"] = KEY }
+  -- httpclient: HAProxy's own 503 for a refused connection is an error, nothing sent
+  put("refused", err_of(t.request{ method = "POST", url = "http://127.0.0.1:1/x", body = "{}", headers = {} }))
+  -- a body cut short under its Content-Length
+  put("truncated", err_of(t.request{ method = "GET", url = BASE .. "/jobs", headers = { ["X-API-Key"] = KEY,
+    ["X-Sandbox-Fault"] = "truncate" } }))
+  -- a server's own 503 stays an answer
+  put("server503", err_of(t.request{ method = "GET", url = BASE .. "/jobs", headers = { ["X-API-Key"] = KEY,
+    ["X-Sandbox-Fault"] = "status=503" } }))
+  -- core.tcp for a method httpclient lacks (http, IPv4)
+  put("patch", err_of(t.request{ method = "PATCH", url = BASE .. "/jobs", body = "{}", headers = key }))
+  -- refused, never sent unverified or by name
+  put("patch_https", err_of(t.request{ method = "PATCH", url = "https://127.0.0.1:1/x", headers = {} }))
+  put("patch_name", err_of(t.request{ method = "PATCH", url = "http://localhost:1/x", headers = {} }))
+  put("cainfo", err_of(t.request{ method = "GET", url = "https://127.0.0.1:1/x", headers = {}, cainfo = "/x.pem" }))
+  -- spawn / join_any / cancel
+  local ran = false
+  local h1 = rt.spawn(function() rt.sleep(0.2); ran = true end)
+  local h2 = rt.spawn(function() error("boom", 0) end)
+  local h3 = rt.spawn(function() rt.sleep(0.05); return 7 end)
+  rt.cancel(h1)
+  local first, ok, v = rt.join_any({ h2, h3 })
+  put("join1", (first == h2 and "h2" or "h3") .. " " .. tostring(ok) .. " " .. tostring(v))
+  first, ok, v = rt.join_any({ h2, h3 })
+  put("join2", (first == h2 and "h2" or "h3") .. " " .. tostring(ok) .. " " .. tostring(v))
+  local h4 = rt.spawn(function() rt.sleep(1) end)
+  put("join_timeout", rt.join_any({ h4 }, 0.05) == nil)
+  rt.sleep(0.4)
+  put("cancelled_ran", ran)
+  put("runtime", rt.name)
+  reply(applet, 200, table.concat(out, "\n") .. "\n")
+end)
+
 -- the trivial Lua service the spec polls
 core.register_service("ping", "http", function(applet) reply(applet, 200, "pong\n") end)
 ]=]
@@ -147,6 +188,7 @@ frontend main
   http-request use-service lua.ugen_job if { path /job }
   http-request use-service lua.ugen_batch if { path /batch }
   http-request use-service lua.ugen_files if { path /files }
+  http-request use-service lua.ugen_rules if { path /rules }
   http-request lua.ugen_status if { path /status }
   http-request return status 200 content-type text/plain lf-string "%[var(txn.ugen_status)]\n" if { path /status }
   http-request return status 200 content-type text/plain string "static\n"
@@ -213,14 +255,17 @@ local function start(o)
   return h
 end
 
--- one GET with a fresh connection; -> seconds, status, body
+-- one GET with a fresh connection; -> seconds, status, body (nil, nil when
+-- nothing came back within timeout: the time counts all the same)
 local function get(port, path, timeout)
   local t0 = socket.gettime()
   local c = socket.tcp()
   c:settimeout(timeout or 10)
-  assert(c:connect("127.0.0.1", port))
-  assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-  local data = c:receive("*a") or ""
+  local data = ""
+  if c:connect("127.0.0.1", port) and c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+  then
+    data = c:receive("*a") or ""
+  end
   c:close()
   local status = tonumber(data:match("^HTTP/1%.%d (%d+)"))
   return socket.gettime() - t0, status, data:match("\r\n\r\n(.*)$")
@@ -265,10 +310,9 @@ local URL = "^http://127%.0%.0%.1:%d+/.+%.mp4$"
 local function run_jobs(h, limit)
   local pending = {}
   local t_start = socket.gettime()
-  local _, st = get(h.port, "/start?n=3")
-  assert.equal(200, st)
   for i = 1, 3 do pending[i] = open_request(h.port, "/job") end
   pending[4] = open_request(h.port, "/batch?n=4")
+  pending[5] = open_request(h.port, "/start?n=3")
   local static, lua = {}, {}
   local next_tick = socket.gettime()
   local task_lines = {}
@@ -295,7 +339,7 @@ local function run_jobs(h, limit)
     local u = line:match("^task (%S+)$")
     if u and u:match(URL) then urls[#urls + 1] = u else errors[#errors + 1] = line end
   end
-  for i = 1, 4 do
+  for i = 1, 5 do
     local r = pending[i]
     if not r.done then
       errors[#errors + 1] = "request " .. i .. " unanswered"
@@ -307,6 +351,8 @@ local function run_jobs(h, limit)
       else
         errors[#errors + 1] = tostring(r.status) .. " " .. r.body
       end
+    elseif i == 5 then
+      if r.body ~= "started 3\n" then errors[#errors + 1] = "/start: " .. tostring(r.status) .. " " .. r.body end
     else
       for line in r.body:gmatch("[^\n]+") do
         if line:match(URL) then urls[#urls + 1] = line else errors[#errors + 1] = line end
@@ -325,10 +371,10 @@ local function report(label, r)
 end
 
 local function check(r, h)
-  assert.same({}, r.errors, h.log())
-  assert.equal(10, #r.urls, h.log())
   assert.is_true(r.static.max <= 0.1, string.format("static path answered in %.1f ms", r.static.max * 1000))
   assert.is_true(r.lua.max <= 0.1, string.format("Lua service answered in %.1f ms", r.lua.max * 1000))
+  assert.same({}, r.errors, h.log())
+  assert.equal(10, #r.urls, h.log())
   -- the proxy was polled all along (about every 10 ms, two requests a round)
   assert.is_true(r.static.n >= r.seconds * 20, tostring(r.static.n))
 end
@@ -371,12 +417,43 @@ describe("HAProxy 2.6 host (10 jobs inside, static path and Lua service polled e
     assert.equal(res.body, data)
   end)
 
+  it("inside HAProxy: transport errors (refused, truncated, unverified TLS), core.tcp for PATCH, " ..
+     "spawn / join_any / cancel", function()
+    local h = start{}
+    finally(function() stop(h) end)
+    local _, st, body = get(h.port, "/rules", 30)
+    assert.equal(200, st, tostring(body) .. h.log())
+    local r = {}
+    for name, v in body:gmatch("(%S+) ([^\n]*)\n") do r[name] = v end
+    assert.equal("network CONNECT_FAILED false", r.refused)
+    assert.equal("network PARTIAL_BODY true", r.truncated)
+    assert.equal("status 503", r.server503)
+    assert.matches("^status 4%d%d$", r.patch)        -- the sandbox's answer: the request went out
+    assert.equal("tls TLS_UNVERIFIED false", r.patch_https)
+    assert.equal("network UNSUPPORTED false", r.patch_name)
+    assert.equal("tls CAINFO_UNSUPPORTED false", r.cainfo)
+    assert.equal("h2 false boom", r.join1)
+    assert.equal("h3 true 7", r.join2)
+    assert.equal("true", r.join_timeout)
+    assert.equal("false", r.cancelled_ran)
+    assert.equal("haproxy", r.runtime)
+  end)
+
   it("tune.lua.forced-yield 200: the same, no answer over 100 ms, 10 of 10 jobs", function()
     S.reset("default")
     local h = start{ tune = "tune.lua.forced-yield 200" }
     finally(function() stop(h) end)
     local r = run_jobs(h, 90)
     report("forced-yield 200", r)
+    check(r, h)
+  end)
+
+  it("nbthread 2 with lua-load (one Lua state for both threads): the same", function()
+    S.reset("default")
+    local h = start{ nbthread = 2 }
+    finally(function() stop(h) end)
+    local r = run_jobs(h, 90)
+    report("nbthread 2, lua-load", r)
     check(r, h)
   end)
 
