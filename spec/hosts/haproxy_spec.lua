@@ -9,8 +9,11 @@
 -- return`) and a trivial Lua service every 10 ms over loopback (luasocket):
 -- no answer may take over 100 ms. Four setups: default tuning (nbthread 1,
 -- lua-load), `tune.lua.forced-yield 200`, nbthread 2 with lua-load, and
--- nbthread 2 with lua-load-per-thread (and forced-yield 200). A blocking runtime fails it: UGEN_HAPROXY_SPEC_RUNTIME=curl
--- makes the app pass runtime = "curl" (the whole proxy then stalls for seconds).
+-- nbthread 2 with lua-load-per-thread (and forced-yield 200). Also: the
+-- transport's rules and spawn/join_any/cancel checked inside HAProxy, and
+-- https through httpclient against a TLS sandbox. A blocking runtime fails
+-- it: UGEN_HAPROXY_SPEC_RUNTIME=curl makes the app pass runtime = "curl" (the
+-- whole proxy then stalls for seconds: "static path answered in 2010 ms").
 local S = require "support.sandbox"
 local tools = require "support.tools"
 local socket = require "socket"
@@ -175,6 +178,7 @@ local CFG = [[
 global
   ${NBTHREAD}
   ${TUNE}
+  ${GLOBAL}
   ${LOAD} ${DIR}/app.lua
 defaults
   mode http
@@ -216,7 +220,8 @@ local function start(o)
   local dir = S.tmpdir()
   local port = free_port()
   local vars = {
-    NBTHREAD = "nbthread " .. (o.nbthread or 1), TUNE = o.tune or "", DIR = dir, PORT = tostring(port),
+    NBTHREAD = "nbthread " .. (o.nbthread or 1), TUNE = o.tune or "", GLOBAL = o.global or "", DIR = dir,
+    PORT = tostring(port),
     LOAD = o.per_thread and "lua-load-per-thread" or "lua-load",
   }
   write_file(dir .. "/haproxy.cfg", (CFG:gsub("%${(%w+)}", vars)))
@@ -225,7 +230,7 @@ local function start(o)
   local env = {
     "LUA_PATH_5_3=" .. q(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
     "LUA_CPATH_5_3=" .. q(ROOT .. "/build/5.3/?.so;;"),
-    "UGEN_BASE_URL=" .. q(info.base_url), "UGEN_API_KEY=" .. q(S.tenant.default.api_key),
+    "UGEN_BASE_URL=" .. q(o.base_url or info.base_url), "UGEN_API_KEY=" .. q(S.tenant.default.api_key),
     "UGEN_RESULTS=" .. q(dir .. "/results"), "UGEN_OUT=" .. q(dir),
     "UGEN_HAPROXY_SPEC_RUNTIME=" .. q(os.getenv("UGEN_HAPROXY_SPEC_RUNTIME") or ""),
   }
@@ -437,6 +442,33 @@ describe("HAProxy 2.6 host (10 jobs inside, static path and Lua service polled e
     assert.equal("true", r.join_timeout)
     assert.equal("false", r.cancelled_ran)
     assert.equal("haproxy", r.runtime)
+  end)
+
+  it("https through httpclient: verified against httpclient.ssl.ca-file (job, download, upload); " ..
+     "without that CA nothing is accepted", function()
+    local sandbox = require "ugen.sandbox"
+    local dir = S.tmpdir() .. "/tls-sandbox"
+    local tinfo = assert(sandbox.start{ dir = dir, tls = true, speed = 5, seed = S.SEED })
+    finally(function() sandbox.stop{ dir = dir } end)
+    assert.matches("^https://", tinfo.base_url)
+    local h = start{ base_url = tinfo.base_url, global = "httpclient.ssl.ca-file " .. tinfo.cainfo }
+    finally(function() stop(h) end)
+    local _, st, body = get(h.port, "/job", 60)
+    assert.equal(200, st, tostring(body) .. h.log())
+    local url = body:match("^(%S+) ")
+    assert.matches("^https://127%.0%.0%.1:%d+/.+%.mp4$", url)
+    local _, st2, body2 = get(h.port, "/files?url=" .. url, 30)
+    assert.equal(200, st2, tostring(body2) .. h.log())
+    local path, size = body2:match("^(%S+) (%d+) https?://")
+    assert.is_string(path, body2)
+    assert.equal(tonumber(size), #read_file(path))
+    stop(h)
+    -- the system CAs do not know the sandbox's CA: the request fails, unsent
+    local h2 = start{ base_url = tinfo.base_url }
+    finally(function() stop(h2) end)
+    local _, st3, body3 = get(h2.port, "/job", 60)
+    assert.equal(500, st3, tostring(body3) .. h2.log())
+    assert.matches("CONNECT_FAILED", body3)
   end)
 
   it("tune.lua.forced-yield 200: the same, no answer over 100 ms, 10 of 10 jobs", function()
