@@ -42,6 +42,8 @@ local function new_client()
   return ugen.new{ base_url = BASE, api_key = KEY, runtime = RUNTIME ~= "" and RUNTIME or nil }
 end
 local client = new_client()   -- one per Lua state (per thread with lua-load-per-thread)
+-- while the file loads HAProxy cannot send: a plain call raises, saying where it can run
+local load_ok, load_err = pcall(function() return client.jobs:list() end)
 
 -- the docs' main job, plain calls: create, wait, final_video_url
 local function main_job()
@@ -160,6 +162,8 @@ core.register_service("ugen_rules", "http", function(applet)
   rt.sleep(0.4)
   put("cancelled_ran", ran)
   put("runtime", rt.name)
+  put("at_load", (not load_ok and tostring(load_err):find("only in a task, a service or an action", 1, true))
+    and "raised" or tostring(load_err))
   reply(applet, 200, table.concat(out, "\n") .. "\n")
 end)
 
@@ -442,6 +446,7 @@ describe("HAProxy 2.6 host (10 jobs inside, static path and Lua service polled e
     assert.equal("true", r.join_timeout)
     assert.equal("false", r.cancelled_ran)
     assert.equal("haproxy", r.runtime)
+    assert.equal("raised", r.at_load)
   end)
 
   it("https through httpclient: verified against httpclient.ssl.ca-file (job, download, upload); " ..

@@ -45,6 +45,9 @@
 --
 --   local t = require "ugen.transport.haproxy"   -- raises outside HAProxy
 --   t.request(req) -> res | nil, err              (see ugen.transport)
+--     raises where HAProxy cannot send: while a Lua file loads (its body,
+--     core.register_init); in a sample fetch or converter HAProxy itself
+--     aborts the fetch ("yield not allowed")
 --   t.in_haproxy() -> boolean
 
 local type, pairs, ipairs, tostring, tonumber, error, rawget, require, setmetatable =
@@ -78,6 +81,11 @@ local native = require "ugen.native"
 local fail = http1.fail
 
 local now = native.now
+local co_isyieldable = rawget(coroutine, "isyieldable")
+
+local CONTEXT = "ugen: an HTTP request cannot run here: HAProxy allows one only in a task, a service or an " ..
+  "action (core.register_task / register_service / register_action), not while a Lua file loads (its body, " ..
+  "core.register_init) nor in a sample fetch or a converter"
 
 ---------------------------------------------------------------------------
 -- core.tcp as a cosocket-like object for ugen.transport.http1
@@ -242,6 +250,7 @@ local function httpclient_once(url, req, method, hdrs, deadline, range_from)
     return nil, fail("timeout", "CONNECT_TIMEOUT", "request timed out before connecting", false)
   end
   local hc = hcore.httpclient()
+  if hc == nil then error(CONTEXT, 0) end   -- HAProxy gives none while loading (body, register_init)
   local r = hc[HC_METHODS[method]](hc, { url = url, headers = headers, body = body })
   if type(r) ~= "table" or type(r.status) ~= "number" or r.status == 0 then
     return nil, fail("network", "RECV_FAILED", "HAProxy's httpclient gave no response for " .. url, true)
@@ -324,6 +333,7 @@ function conn.other(u, url, req, method, hdrs, deadline, range_from)
 end
 
 function _M.request(req)
+  if co_isyieldable and not co_isyieldable() then error(CONTEXT, 0) end
   local res, err = http1_client.request(req, conn, 2)
   return res, err
 end
