@@ -33,9 +33,11 @@
 --     resend the request when it fires (a POST four times, measured), so none
 --     is given; HAProxy's httpclient timeouts bound the exchange instead.
 --   * HAProxy answers a failed connection (503, after its retries), a timeout
---     (504) and an invalid answer (502) itself, with its built-in error pages:
---     those are mapped to errors (network CONNECT_FAILED with sent = false,
---     timeout RECV_TIMEOUT, network BAD_RESPONSE), never taken as API answers.
+--     (504) and an invalid answer (502) itself, with its built-in error pages,
+--     and a host name its resolvers cannot resolve with a bare 503 (no body,
+--     no header but Content-Length): those are mapped to errors (network
+--     CONNECT_FAILED with sent = false, timeout RECV_TIMEOUT, network
+--     BAD_RESPONSE), never taken as API answers.
 --   * A body shorter than its Content-Length (a connection cut) is network
 --     PARTIAL_BODY; a chunked body cut short cannot be told from a whole one.
 --   * A body kept in memory over MAX_BODY is decode TOO_LARGE (checked once it
@@ -197,6 +199,18 @@ local OWN = {
 local function own_error(r, url)
   local o = OWN[r.status]
   local body = r.body
+  -- a name HAProxy's resolvers cannot resolve: a bare 503, no body, no other header
+  if r.status == 503 and (body == nil or body == "") then
+    local n = 0
+    for name in pairs(r.headers or {}) do
+      n = n + 1
+      if string_lower(tostring(name)) ~= "content-length" then n = 99 end
+    end
+    if n <= 1 then
+      return fail("network", "CONNECT_FAILED", "HAProxy's httpclient could not reach " .. url .. " (a host name " ..
+        "HAProxy's resolvers cannot resolve? they read no /etc/hosts; see `httpclient.resolvers.id`)", false)
+    end
+  end
   if not o or type(body) ~= "string" or string_sub(body, 1, 16) ~= "<html><body><h1>"
      or not string_find(body, o[1], 1, true) then
     return nil
