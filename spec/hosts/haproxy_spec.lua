@@ -162,6 +162,11 @@ core.register_service("ugen_rules", "http", function(applet)
   rt.sleep(0.4)
   put("cancelled_ran", ran)
   put("runtime", rt.name)
+  -- resolve inside HAProxy: a user transport keeps the haproxy runtime; a built-in name is obeyed
+  put("with_function", tostring(ugen.new{ base_url = BASE, api_key = KEY, transport = function() end })
+    :match("transport=(%w+), runtime=(%w+)") .. "/" .. ugen.new{ base_url = BASE, api_key = KEY,
+    transport = function() end }.runtime.name)
+  put("with_curl", ugen.new{ base_url = BASE, api_key = KEY, transport = "curl" }.runtime.name)
   put("at_load", (not load_ok and tostring(load_err):find("only in a task, a service or an action", 1, true))
     and "raised" or tostring(load_err))
   reply(applet, 200, table.concat(out, "\n") .. "\n")
@@ -447,6 +452,8 @@ describe("HAProxy 2.6 host (10 jobs inside, static path and Lua service polled e
     assert.equal("false", r.cancelled_ran)
     assert.equal("haproxy", r.runtime)
     assert.equal("raised", r.at_load)
+    assert.equal("function/haproxy", r.with_function)
+    assert.equal("curl", r.with_curl)
   end)
 
   it("https through httpclient: verified against httpclient.ssl.ca-file (job, download, upload); " ..
