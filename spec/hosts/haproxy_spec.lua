@@ -138,6 +138,11 @@ core.register_service("ugen_rules", "http", function(applet)
   -- a body cut short under its Content-Length
   put("truncated", err_of(t.request{ method = "GET", url = BASE .. "/jobs", headers = { ["X-API-Key"] = KEY,
     ["X-Sandbox-Fault"] = "truncate" } }))
+  -- the request's deadline holds through httpclient (the sandbox answers after 3 s)
+  local t0 = client.runtime.now()
+  put("deadline", err_of(t.request{ method = "GET", url = BASE .. "/jobs", timeout = 0.5, headers = {
+    ["X-API-Key"] = KEY, ["X-Sandbox-Fault"] = "delay=3" } }))
+  put("deadline_s", client.runtime.now() - t0)
   -- a server's own 503 stays an answer
   put("server503", err_of(t.request{ method = "GET", url = BASE .. "/jobs", headers = { ["X-API-Key"] = KEY,
     ["X-Sandbox-Fault"] = "status=503" } }))
@@ -442,6 +447,9 @@ describe("HAProxy 2.6 host (10 jobs inside, static path and Lua service polled e
     assert.equal("network CONNECT_FAILED false", r.refused)
     assert.equal("network PARTIAL_BODY true", r.truncated)
     assert.equal("status 503", r.server503)
+    assert.equal("timeout RECV_TIMEOUT true", r.deadline)
+    local waited = tonumber(r.deadline_s)
+    assert.is_true(waited >= 0.45 and waited < 2, r.deadline_s)   -- the deadline, not the server's 3 s
     assert.matches("^status 4%d%d$", r.patch)        -- the sandbox's answer: the request went out
     assert.equal("tls TLS_UNVERIFIED false", r.patch_https)
     assert.equal("network UNSUPPORTED false", r.patch_name)

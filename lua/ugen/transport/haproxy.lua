@@ -29,9 +29,12 @@
 --   CAINFO_UNSUPPORTED: set `httpclient.ssl.ca-file` in haproxy.cfg instead).
 --
 -- Limits of the httpclient way (HAProxy 2.6), from HAProxy's API:
---   * req.timeout is not applied: httpclient's own `timeout` makes HAProxy
---     resend the request when it fires (a POST four times, measured), so none
---     is given; HAProxy's httpclient timeouts bound the exchange instead.
+--   * httpclient's own `timeout` makes HAProxy resend the request when it
+--     fires (a POST four times, measured), so none is given. The exchange runs
+--     in a HAProxy task of its own and the caller waits for it (core.msleep,
+--     every 2 ms at first, then up to every 20 ms) until req.timeout's
+--     deadline: then kind "timeout", code RECV_TIMEOUT, sent = true; the
+--     request runs on in its task until HAProxy ends it, its answer dropped.
 --   * HAProxy answers a failed connection (503, after its retries), a timeout
 --     (504) and an invalid answer (502) itself, with its built-in error pages,
 --     and a host name its resolvers cannot resolve with a bare 503 (no body,
@@ -52,11 +55,12 @@
 --     aborts the fetch ("yield not allowed")
 --   t.in_haproxy() -> boolean
 
-local type, pairs, ipairs, tostring, tonumber, error, rawget, require, setmetatable =
-  type, pairs, ipairs, tostring, tonumber, error, rawget, require, setmetatable
+local type, pairs, ipairs, tostring, tonumber, error, rawget, require, setmetatable, pcall =
+  type, pairs, ipairs, tostring, tonumber, error, rawget, require, setmetatable, pcall
 local string_lower, string_find, string_match, string_format, string_sub =
   string.lower, string.find, string.match, string.format, string.sub
 local concat, io_open = table.concat, io.open
+local math_max, math_floor = math.max, math.floor
 
 local _M = {
   _VERSION = "0.1.0",
@@ -188,6 +192,8 @@ end
 -- core.httpclient
 
 local HC_METHODS = { GET = "get", HEAD = "head", PUT = "put", POST = "post", DELETE = "delete" }
+-- how often the caller looks for the answer: 2 ms at first, then less often, up to 20 ms
+local POLL_FIRST, POLL_MAX = 0.002, 0.02
 
 -- HAProxy's own answers (its built-in error pages), told apart from a server's
 local OWN = {
@@ -263,9 +269,34 @@ local function httpclient_once(url, req, method, hdrs, deadline, range_from)
   if deadline <= now() then
     return nil, fail("timeout", "CONNECT_TIMEOUT", "request timed out before connecting", false)
   end
-  local hc = hcore.httpclient()
-  if hc == nil then error(CONTEXT, 0) end   -- HAProxy gives none while loading (body, register_init)
-  local r = hc[HC_METHODS[method]](hc, { url = url, headers = headers, body = body })
+  -- HAProxy gives no httpclient while loading (a file's body, register_init)
+  if hcore.httpclient() == nil then error(CONTEXT, 0) end
+  -- The exchange runs in a task of its own (an httpclient wakes the task that
+  -- made it), so that the caller waits at most until the deadline: a request
+  -- still running then is left to finish there, its answer dropped.
+  local box = { done = false }
+  local hreq = { url = url, headers = headers, body = body }
+  hcore.register_task(function()
+    local ok, r = pcall(function()
+      local hc = hcore.httpclient()
+      return hc[HC_METHODS[method]](hc, hreq)
+    end)
+    box.r = ok and r or nil
+    box.err = not ok and tostring(r) or nil
+    box.done = true
+  end)
+  local step = POLL_FIRST
+  while not box.done do
+    local left = deadline - now()
+    if left <= 0 then
+      return nil, fail("timeout", "RECV_TIMEOUT", "request timed out (HAProxy's httpclient is still waiting for " ..
+        url .. ")", true)
+    end
+    hcore.msleep(math_max(1, math_floor((step < left and step or left) * 1000 + 0.5)))
+    if step < POLL_MAX then step = step * 2 end
+  end
+  local r = box.r
+  if box.err then return nil, fail("network", "RECV_FAILED", "HAProxy's httpclient failed: " .. box.err, true) end
   if type(r) ~= "table" or type(r.status) ~= "number" or r.status == 0 then
     return nil, fail("network", "RECV_FAILED", "HAProxy's httpclient gave no response for " .. url, true)
   end
