@@ -110,16 +110,18 @@ local function closed_or_timeout(self)
   return "closed"
 end
 
+-- A socket HAProxy has ended raises on use ("not yet initialised"): every
+-- call is protected, and such a socket reads as closed.
 function S:settimeouts(_, _, read_ms)
   local s = read_ms / 1000
   self.expire = now() + s
-  self.sock:settimeout(s)
+  if not self.dead and not pcall(self.sock.settimeout, self.sock, s) then self.dead = "closed" end
 end
 
 function S:send(data)
   if self.dead then return nil, self.dead end
-  local n = self.sock:send(data)
-  if type(n) == "number" and n >= #data then return n end
+  local ok, n = pcall(self.sock.send, self.sock, data)
+  if ok and type(n) == "number" and n >= #data then return n end
   self.dead = closed_or_timeout(self)
   return nil, self.dead
 end
@@ -127,7 +129,8 @@ end
 function S:receiveany(max)
   if self.dead then return nil, self.dead end
   if max > READ_MAX then max = READ_MAX end
-  local data, err = self.sock:receive(max)
+  local ok, data, err = pcall(self.sock.receive, self.sock, max)
+  if not ok then data, err = nil, data end
   if data == nil or (data == "" and err ~= nil) then
     self.dead = closed_or_timeout(self)
     return nil, self.dead
@@ -147,8 +150,8 @@ function S:receiveuntil()
       return nil, nil
     end
     if self.dead then return nil, self.dead end
-    local line = self.sock:receive("*l")
-    if line == nil then
+    local ok, line = pcall(self.sock.receive, self.sock, "*l")
+    if not ok or line == nil then
       self.dead = closed_or_timeout(self)
       return nil, self.dead
     end
@@ -160,7 +163,7 @@ end
 function S:close()
   if not self.closed then
     self.closed = true
-    self.sock:close()
+    pcall(self.sock.close, self.sock)
   end
 end
 
@@ -176,7 +179,8 @@ local function tcp_connect(u, connect_timeout, deadline)
   local self = setmetatable({ sock = sock }, S)
   local t = connect_timeout and connect_timeout < left and connect_timeout or left
   self:settimeouts(nil, nil, t * 1000)
-  local ok, err = sock:connect(u.connect_host, u.port)
+  local pok, ok, err = pcall(sock.connect, sock, u.connect_host, u.port)
+  if not pok then ok, err = nil, ok end
   if not ok then
     self:close()
     if closed_or_timeout(self) == "timeout" then
