@@ -100,7 +100,9 @@ local CONTEXT = "ugen: an HTTP request cannot run here: HAProxy allows one only 
 -- (without an error) when the connection closes or its timeout fires, which
 -- also ends the connection; the next read then fails. The time tells which.
 -- A receive(n) of tune.bufsize bytes or more (16384 by default) returns only
--- when the timeout fires, so reads ask for at most READ_MAX bytes.
+-- when the timeout fires, so reads ask for at most READ_MAX bytes; and once a
+-- response has filled that buffer the socket is not woken again until the
+-- timeout fires (2.6.12): responses are small on the routes core.tcp takes.
 local READ_MAX = 4096
 local S = {}
 S.__index = S
@@ -206,11 +208,11 @@ local OWN = {
   [504] = { "The server didn't respond in time.", "timeout", "RECV_TIMEOUT", true },
 }
 
-local function own_error(r, url)
+local function own_error(r, url, method)
   local o = OWN[r.status]
   local body = r.body
   -- a name HAProxy's resolvers cannot resolve: a bare 503, no body, no other header
-  if r.status == 503 and (body == nil or body == "") then
+  if r.status == 503 and method ~= "HEAD" and (body == nil or body == "") then
     local n = 0
     for name in pairs(r.headers or {}) do
       n = n + 1
@@ -304,7 +306,7 @@ local function httpclient_once(url, req, method, hdrs, deadline, range_from)
   if type(r) ~= "table" or type(r.status) ~= "number" or r.status == 0 then
     return nil, fail("network", "RECV_FAILED", "HAProxy's httpclient gave no response for " .. url, true)
   end
-  local oerr = own_error(r, url)
+  local oerr = own_error(r, url, method)
   if oerr then return nil, oerr end
   local flat, clen = {}, nil
   for name, vals in pairs(r.headers or {}) do
