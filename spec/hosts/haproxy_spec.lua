@@ -135,6 +135,8 @@ core.register_service("ugen_rules", "http", function(applet)
   local key = { ["X-API-Key"] = KEY }
   -- httpclient: HAProxy's own 503 for a refused connection is an error, nothing sent
   put("refused", err_of(t.request{ method = "POST", url = "http://127.0.0.1:1/x", body = "{}", headers = {} }))
+  -- a name HAProxy's resolvers do not resolve (they read no /etc/hosts): HAProxy's bare 503
+  put("unresolved", err_of(t.request{ method = "GET", url = "http://localhost:1/x", headers = {}, timeout = 20 }))
   -- a body cut short under its Content-Length
   put("truncated", err_of(t.request{ method = "GET", url = BASE .. "/jobs", headers = { ["X-API-Key"] = KEY,
     ["X-Sandbox-Fault"] = "truncate" } }))
@@ -446,6 +448,7 @@ describe("HAProxy 2.6 host (10 jobs inside, static path and Lua service polled e
     for name, v in body:gmatch("(%S+) ([^\n]*)\n") do r[name] = v end
     assert.equal("network CONNECT_FAILED false", r.refused)
     assert.equal("network PARTIAL_BODY true", r.truncated)
+    assert.equal("network CONNECT_FAILED false", r.unresolved)
     assert.equal("status 503", r.server503)
     assert.equal("timeout RECV_TIMEOUT true", r.deadline)
     local waited = tonumber(r.deadline_s)
