@@ -56,6 +56,7 @@ local runtime_mod = require "ugen.runtime"
 local pipeline = require "ugen.pipeline"
 local call = require "ugen.call"
 local argerr = require("ugen.args").argerror
+local cas = require("ugen.native").cas
 
 local type, pairs, tostring, error, pcall, setmetatable, string_format, math_floor, math_min, math_max =
   type, pairs, tostring, error, pcall, setmetatable, string.format, math.floor, math.min, math.max
@@ -225,13 +226,17 @@ end
 G.close = group_close
 G_mt.__close = group_close
 
+-- Workers may be interrupted by their host between any two Lua instructions
+-- (HAProxy's tune.lua.forced-yield switches to another task there): the
+-- counters they share (next_i, qt) are claimed with one C call (native.cas),
+-- never read and then written.
 local function push(g, i, job, err)
   if job == nil and err == nil then
     err = errors.new{ kind = "api", message = "jobs:wait returned nothing for job " .. g.ids[i] }
   end
   if job == nil and type(err) == "table" then err.index, err.job_id = i, g.ids[i] end
-  local qt = g.qt + 1
-  g.qt = qt
+  local qt
+  repeat qt = g.qt + 1 until cas(g, "qt", qt - 1, qt)
   g.q[qt] = { i, job, err }
 end
 
@@ -240,9 +245,11 @@ local function start_worker(g)
   local h = g.spawn(function()
     -- one worker awaits ids one after another (one id when workers = n)
     while true do
-      local i = g.next_i + 1
-      if i > g.n or g.closed then return end
-      g.next_i = i
+      local i
+      repeat
+        i = g.next_i + 1
+        if i > g.n or g.closed then return end
+      until cas(g, "next_i", i - 1, i)
       g.current[k] = i
       local id = g.ids[i]
       local left = g.deadline - g.rt.now()
@@ -290,39 +297,46 @@ end
 -- -> i, job, err | nil when every index was delivered
 local function group_next(g)
   while true do
-    if g.qh <= g.qt then
-      local item = g.q[g.qh]
+    local item = g.qh <= g.qt and g.q[g.qh]
+    if item then
       g.q[g.qh] = nil
       g.qh = g.qh + 1
       return item[1], item[2], item[3]
     end
-    if g.nlive == 0 or g.closed then return nil end
-    local h, ok, a, b
-    if PCALL_YIELDS then
-      local pok
-      pok, h, ok, a, b = pcall(g.join_any, g.live)
-      if not pok then raise_from(g, h) end     -- the caller itself was cancelled (or broke)
+    if g.qh <= g.qt then
+      -- a worker has claimed this slot and not filled it yet (its host
+      -- interrupted it in between): it runs again at once
+      g.rt.sleep(0.001)
+    elseif g.nlive == 0 or g.closed then
+      return nil
     else
-      h, ok, a, b = g.join_any(g.live)
-    end
-    if h == nil then
-      if ok == false then raise_from(g, a) end -- a runtime that lost a thread
-    else
-      -- the worker ended: take it out of the live list (swap with the last)
-      local k, last = g.pos[h], g.live[g.nlive]
-      g.live[k], g.pos[last] = last, k
-      g.live[g.nlive] = nil
-      g.pos[h] = nil
-      g.nlive = g.nlive - 1
-      if not ok then
-        local i = g.current[g.slot[h]]
-        if errors.is(a, "cancelled") and i then
-          push(g, i, nil, a)                  -- that poll was cancelled (task:cancel())
-        else
-          raise_from(g, a, b)                 -- on_progress raised
-        end
+      local h, ok, a, b
+      if PCALL_YIELDS then
+        local pok
+        pok, h, ok, a, b = pcall(g.join_any, g.live)
+        if not pok then raise_from(g, h) end     -- the caller itself was cancelled (or broke)
+      else
+        h, ok, a, b = g.join_any(g.live)
       end
-      g.slot[h] = nil
+      if h == nil then
+        if ok == false then raise_from(g, a) end -- a runtime that lost a thread
+      else
+        -- the worker ended: take it out of the live list (swap with the last)
+        local k, last = g.pos[h], g.live[g.nlive]
+        g.live[k], g.pos[last] = last, k
+        g.live[g.nlive] = nil
+        g.pos[h] = nil
+        g.nlive = g.nlive - 1
+        if not ok then
+          local i = g.current[g.slot[h]]
+          if errors.is(a, "cancelled") and i then
+            push(g, i, nil, a)                  -- that poll was cancelled (task:cancel())
+          else
+            raise_from(g, a, b)                 -- on_progress raised
+          end
+        end
+        g.slot[h] = nil
+      end
     end
   end
 end

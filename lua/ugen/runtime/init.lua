@@ -33,8 +33,9 @@
 -- Implementations: ugen.runtime.curl (the libcurl scheduler: blocks outside its
 -- tasks, yields inside them; ugen.run / client:spawn / client:step),
 -- ugen.runtime.ngx (OpenResty: cosockets, ngx.sleep, ngx.thread),
--- ugen.runtime.tarantool (fibers; libcurl on tarantool's event loop) and
--- ugen.runtime.luv (libuv drives the libcurl scheduler: Neovim, luvit). A host the
+-- ugen.runtime.tarantool (fibers; libcurl on tarantool's event loop),
+-- ugen.runtime.luv (libuv drives the libcurl scheduler: Neovim, luvit) and
+-- ugen.runtime.haproxy (HAProxy: httpclient / core.tcp, core.msleep, tasks). A host the
 -- SDK does not know plugs its own in: ugen.new{ runtime = { ... } }.
 --
 --   runtime.resolve(runtime_opt, transport_opt[, level]) -> runtime table, transport name
@@ -94,6 +95,13 @@ local function in_tarantool()
 end
 _M.in_tarantool = in_tarantool
 
+-- inside HAProxy's Lua: the global `core` with its tasks and services
+local function in_haproxy()
+  local c = rawget(_G, "core")
+  return type(c) == "table" and type(c.register_service) == "function"
+    and type(c.register_task) == "function" and type(c.msleep) == "function" and type(c.tcp) == "function"
+end
+
 local function copy(t)
   local c = {}
   for k, v in pairs(t) do c[k] = v end
@@ -127,7 +135,8 @@ end
 
 -- runtime_opt: nil | "curl" | "ngx" | table; transport_opt: nil | "curl" | "ngx" | function | table.
 -- -> the client's runtime (a table of the interface above), transport name
---   runtime nil: "ngx" inside nginx, "tarantool" inside tarantool, in Neovim
+--   runtime nil: "ngx" inside nginx, ugen.runtime.haproxy inside HAProxy (unless
+--     transport names a built-in), "tarantool" inside tarantool, in Neovim
 --     ugen.runtime.luv's nvim(), else the curl default scheduler's runtime
 --   transport: a user adapter (function / table with :request) replaces the
 --     runtime's perform; a built-in name other than the runtime's kind too
@@ -136,6 +145,14 @@ end
 function _M.resolve(runtime_opt, transport_opt, level)
   level = (level or 1) + 1
   local user_send, tname = require("ugen.transport").resolve(transport_opt, level)
+  -- inside HAProxy (its `core`): ugen.runtime.haproxy, unless a built-in is named
+  if runtime_opt == nil and type(transport_opt) ~= "string" and in_haproxy() then
+    local rt = require("ugen.runtime.haproxy").get()
+    if not user_send then return rt, "haproxy" end
+    rt = copy(rt)
+    rt.perform = user_send
+    return rt, tname
+  end
   if transport_opt == nil and (runtime_opt == "curl" or runtime_opt == "ngx") then tname = runtime_opt end
   local rt
   if runtime_opt == nil or type(runtime_opt) == "string" then

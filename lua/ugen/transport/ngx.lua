@@ -1,10 +1,11 @@
 -- ugen.transport.ngx: the OpenResty adapter. HTTP/1.1 over lua-nginx-module
 -- cosockets (ngx.socket.tcp), so an nginx worker never blocks while the SDK
 -- waits: every connect/send/receive yields to nginx's event loop.
--- This file: phases, configure, connections (pools, TLS), the request loop
--- (redirects, resume, resends); the messages themselves are
--- ugen.transport.http1's, multipart bodies ugen.transport.multipart's, where a
--- body goes ugen.transport.body_sink's; URLs are ugen.url's.
+-- This file: phases, configure, connections (pools, TLS); the request loop
+-- (redirects, resume, resends) is ugen.transport.http1_client's (shared with
+-- the HAProxy transport), the messages themselves ugen.transport.http1's,
+-- multipart bodies ugen.transport.multipart's, where a body goes
+-- ugen.transport.body_sink's; URLs are ugen.url's.
 --
 --   local t = require "ugen.transport.ngx"   -- raises outside nginx-lua
 --   t.request(req) -> res | nil, err          (the adapter; see ugen.transport)
@@ -76,15 +77,12 @@ if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.socket.tcp) ~
   error("ugen.transport.ngx needs OpenResty / lua-nginx-module (ngx.socket.tcp is not available here)", 2)
 end
 
-local type, pairs, tostring, tonumber, error, require = type, pairs, tostring, tonumber, error, require
-local string_format, string_match, string_lower, string_find, string_gsub, string_sub =
-  string.format, string.match, string.lower, string.find, string.gsub, string.sub
+local type, pairs, tostring, error, require = type, pairs, tostring, error, require
+local string_format, string_find = string.format, string.find
 local math_min = math.min
-local url_mod = require "ugen.url"
 local args = require "ugen.args"
 local http1 = require "ugen.transport.http1"
-local multipart = require "ugen.transport.multipart"
-local body_sink = require "ugen.transport.body_sink"
+local http1_client = require "ugen.transport.http1_client"
 local tcp, get_phase, ngx_now, update_time, ngx_sleep = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time,
   ngx.sleep
 local fail, ms = http1.fail, http1.ms
@@ -175,21 +173,6 @@ local function now()
   return ngx_now()
 end
 
--- the C core (file sizes for resume); loaded on first use
-local function core() return require "ugen.native" end
-
--- "https://user@Host:8443/p?q" -> ugen.url's parse result, plus connect_host
--- (an IPv6 literal without its brackets)
-local function parse_url(s)
-  if type(s) ~= "string" then return nil, "request URL is not a string" end
-  local u, err = url_mod.parse(s)
-  if not u then return nil, "request " .. err end
-  u.connect_host = string_sub(u.host, 1, 1) == "[" and string_sub(u.host, 2, -2) or u.host
-  return u
-end
-
-local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
-
 local function connect(u, pool, connect_timeout, deadline)
   local sock, serr = tcp()
   if not sock then return nil, fail("network", "CONNECT_FAILED", "cannot create a socket: " .. tostring(serr)) end
@@ -233,139 +216,29 @@ local function connect(u, pool, connect_timeout, deadline)
 end
 
 ---------------------------------------------------------------------------
--- requests
+-- requests (the loop is ugen.transport.http1_client's)
 
-local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
-local MAX_REDIRECTS = 5
-local CREDENTIAL_HEADERS = { authorization = true, ["x-api-key"] = true, cookie = true, ["proxy-authorization"] = true }
-
--- One request/response exchange on url (after redirects are resolved by the caller).
-local function request_once(req, url, method, hdrs, deadline, range_from)
-  local u, perr = parse_url(url)
-  if not u then return nil, fail("network", "BAD_URL", perr, false) end
-  if u.scheme == "https" and (req.cainfo or req.capath) then
-    return nil, fail("tls", "CAINFO_UNSUPPORTED", "the ngx transport cannot use cainfo/capath per request; " ..
-      "configure the CA bundle with nginx's `lua_ssl_trusted_certificate` instead", false)
-  end
-  local connect_timeout = tonumber(req.connect_timeout) or 10
-
-  local body, pieces, length, ctype = req.body, nil, nil, nil
-  if method == "GET" or method == "HEAD" then body = nil end
-  if req.mime and method ~= "GET" and method ~= "HEAD" then
-    pieces, length, ctype = multipart.build(req.mime)
-    if not pieces then
-      local e = fail("io", "IO", length, false)   -- an upload's file cannot be read
-      e.retryable = false
-      return nil, e
+local conn = {
+  now = now,
+  connect = function(u, connect_timeout, deadline)
+    return connect(u, string_format("ugen:%s:%s:%d", u.scheme, u.host, u.port), connect_timeout, deadline)
+  end,
+  release = function(sock, keepalive)
+    if not (keepalive and sock:setkeepalive(ms(cfg.keepalive_timeout), cfg.pool_size)) then sock:close() end
+  end,
+  check = function(u, req)
+    if u.scheme == "https" and (req.cainfo or req.capath) then
+      return fail("tls", "CAINFO_UNSUPPORTED", "the ngx transport cannot use cainfo/capath per request; " ..
+        "configure the CA bundle with nginx's `lua_ssl_trusted_certificate` instead", false)
     end
-    body = nil
-  elseif body ~= nil then
-    length = #body
-  elseif method == "POST" or method == "PUT" or method == "PATCH" then
-    length = 0
-  end
-  local head = http1.request_head(method, u.target, u.authority, hdrs,
-    { range_from = range_from, content_type = ctype, length = length })
-
-  local pool = string_format("ugen:%s:%s:%d", u.scheme, u.host, u.port)
-  local idempotent = req.idempotent
-  if idempotent == nil then idempotent = IDEMPOTENT[method] == true end
-  local on_progress = type(req.on_progress) == "function" and req.on_progress or nil
-  local low_speed_time, output = tonumber(req.low_speed_time), req.output
-  local reqv = { method = method, url = url }
-  -- a 2xx body goes to req.output (a 206 appended to the range_from bytes kept),
-  -- anything else to memory, at most MAX_BODY bytes
-  function reqv.new_sink(status, total)
-    local is2xx = status >= 200 and status <= 299
-    return body_sink.new(is2xx and output or nil, is2xx and range_from ~= nil and status == 206,
-      { on_progress = on_progress, total = total, upload = length or 0, low = low_speed_time,
-        max = _M.MAX_BODY, keep = range_from })
-  end
-  -- a pooled connection found dead before any response byte: resent on a new
-  -- one only when the request may be sent twice
-  local fresh_retries = idempotent and 2 or 0
-  while true do
-    local sock, reused_or_err = connect(u, pool, connect_timeout, deadline)
-    if not sock then return nil, reused_or_err end
-    local reused = reused_or_err
-    local res, err_or_keepalive, retry_fresh = http1.exchange(sock, reused, reqv, head, body, pieces, deadline, now)
-    if res then
-      -- back to the pool only when read completely and the server allows it
-      if not (err_or_keepalive and sock:setkeepalive(ms(cfg.keepalive_timeout), cfg.pool_size)) then
-        sock:close()
-      end
-      return res
-    end
-    local err = err_or_keepalive
-    sock:close()
-    if not (retry_fresh and fresh_retries > 0 and deadline > now()) then return nil, err end
-    fresh_retries = fresh_retries - 1
-  end
-end
+  end,
+  max_body = function() return _M.MAX_BODY end,
+}
 
 function _M.request(req)
   _M.check_phase("an HTTP request")
-  args.check_table(req, 1, "request", 2)
-  local method = req.method or ((req.body or req.mime) and "POST" or "GET")
-  if type(method) ~= "string" or not string_match(method, "^[!#$%%&'*+%-.^_`|~%w]+$") then
-    argerror(1, "request", "invalid HTTP method", 2)
-  end
-  if req.body ~= nil and type(req.body) ~= "string" then
-    argerror(1, "request", "req.body must be a string", 2)
-  end
-  local hdrs = {}
-  for name, v in pairs(req.headers or {}) do
-    v = tostring(v)
-    if type(name) ~= "string" or string_find(name, "[\r\n%z:]") or string_find(v, "[\r\n%z]") then
-      argerror(1, "request", "header '" .. string_gsub(tostring(name), "[%c]", "?") .. "' contains a line break", 2)
-    end
-    hdrs[name] = v
-  end
-  local deadline = now() + (tonumber(req.timeout) or 60)
-  -- resume: only when the output file holds exactly resume_from bytes (then the
-  -- rest is appended); otherwise the whole body is written from byte 0
-  local range_from = req.resume_from
-  if range_from ~= nil and not (req.output and type(range_from) == "number" and range_from > 0
-                                and core().output_size(req.output) == range_from) then
-    range_from = nil
-  end
-
-  local url = req.url
-  local redirects = 0
-  while true do
-    local res, err = request_once(req, url, method, hdrs, deadline, range_from)
-    if not res then return nil, err end
-    local loc
-    if req.follow and REDIRECT[res.status] then
-      for i = 1, #res.headers, 2 do
-        if res.headers[i] == "location" then loc = res.headers[i + 1] end
-      end
-    end
-    if not loc then return res end
-    redirects = redirects + 1
-    if redirects > MAX_REDIRECTS then
-      return nil, fail("network", "TOO_MANY_REDIRECTS", "more than " .. MAX_REDIRECTS .. " redirects", true)
-    end
-    local nxt, nu = url_mod.resolve(url, loc)
-    if not nxt then
-      return nil, fail("network", "BAD_URL", "redirect to an unsupported location (" .. nu .. ")", true)
-    end
-    if url_mod.parse(url).scheme == "https" and nu.scheme ~= "https" then
-      -- a request made over TLS never continues without it
-      return nil, fail("tls", "INSECURE_REDIRECT", "refused a redirect from https to a URL that is not https", true)
-    end
-    if not url_mod.same_origin(nxt, url) then
-      -- credentials never follow a redirect to another origin
-      for name in pairs(hdrs) do
-        if CREDENTIAL_HEADERS[string_lower(name)] then hdrs[name] = nil end
-      end
-    end
-    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
-      if method ~= "HEAD" then method = "GET" end
-    end
-    url = nxt
-  end
+  local res, err = http1_client.request(req, conn, 2)
+  return res, err
 end
-
 
 return _M
