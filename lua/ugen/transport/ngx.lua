@@ -41,11 +41,13 @@
 --     pool (setkeepalive, keepalive_timeout s idle) only when its response was
 --     read completely and the server allows it.
 --   * pool_size (default 64) is both how many idle connections a pool keeps
---     and how many it may have open at once: a request that finds all of them
---     busy waits (first come, first served; at most `backlog` waiters) for one
---     to come back, at most connect_timeout (lua-nginx-module's backlog
---     queue), then fails as kind "timeout", code CONNECT_TIMEOUT, nothing sent
---     (retried by the pipeline like any connect timeout). 64 is the curl
+--     and about how many it may have open at once: a request that finds all of
+--     them busy waits (at most `backlog` waiters) for one to come back, at most
+--     connect_timeout, then fails as kind "timeout", code CONNECT_TIMEOUT,
+--     nothing sent (retried by the pipeline like any connect timeout). This is
+--     lua-nginx-module's backlog queue, which is not exact: a connection handed
+--     back can be taken by a new request while the waiter it woke opens one
+--     more (200 jobs awaited at once in one request: 64-75 connections). 64 is the curl
 --     runtime's HTTP/1.1 limit (requests in flight per origin), and what the
 --     API sees from one process: a burst of 1,000 polls is carried by 64
 --     kept-alive connections instead of 1,000 new TLS handshakes, at the cost
@@ -324,12 +326,12 @@ local function connect(u, pool, connect_timeout, deadline)
         return nil, fail("timeout", "CONNECT_TIMEOUT", "TLS handshake with " .. u.host .. " timed out", false)
       end
       local hint = ""
-      if string_find(herr, "host mismatch", 1, true) then
-        if string_match(u.host, "^[%d.]+$") or string_sub(u.host, 1, 1) == "[" then
-          hint = " (nginx checks names with X509_check_host: an IP address matches only a certificate that " ..
-                 "holds it as a DNS name; call the server by its host name)"
-        end
-      elseif string_find(herr, "verify", 1, true) or string_find(herr, "certificate", 1, true) then
+      local mismatch = string_find(herr, "host mismatch", 1, true) or string_find(herr, "did not verify", 1, true)
+      if mismatch and (string_match(u.host, "^[%d.]+$") or string_sub(u.host, 1, 1) == "[") then
+        hint = " (nginx checks names with X509_check_host: an IP address matches only a certificate that " ..
+               "holds it as a DNS name; call the server by its host name)"
+      elseif not string_find(herr, "host mismatch", 1, true) and
+             (string_find(herr, "verify", 1, true) or string_find(herr, "certificate", 1, true)) then
         hint = " (nginx verifies against `lua_ssl_trusted_certificate`; set it, e.g. to " ..
                "/etc/ssl/certs/ca-certificates.crt, with `lua_ssl_verify_depth 5`)"
       end
