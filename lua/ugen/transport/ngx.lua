@@ -17,7 +17,8 @@
 --   * http and https (HTTP/1.1 only: cosockets have no HTTP/2). TLS is always
 --     verified, chain and host name: sslhandshake(session, host, true), so the
 --     trust store is nginx's `lua_ssl_trusted_certificate` (plus
---     `lua_ssl_verify_depth`), the one CA file of the whole nginx.
+--     `lua_ssl_verify_depth`). Pools and TLS sessions are per worker, not per
+--     location: set the same lua_ssl_* directives wherever the SDK runs.
 --   * cainfo: lua-nginx-module cannot give a socket its own CA file, so
 --     req.cainfo (the client's cainfo, or UGEN_CAINFO when nginx passes it with
 --     `env UGEN_CAINFO;`) is accepted only when it names the file nginx
@@ -54,8 +55,8 @@
 --     worker (each nginx worker has its own pools: workers x pool_size
 --     connections at most). lua-nginx-module's own backlog queue is not used:
 --     it lets a new request take a connection handed back while the waiter it
---     woke opens another (1,000 polls at once: 307 connections for a pool of
---     64) and serves newcomers first (10 polls per job instead of 2).
+--     woke opens another, and serves newcomers first (1,000 jobs awaited at
+--     once: 307 connections for a pool of 64, 10 polls per job instead of 2).
 --     A light thread killed while it holds a connection (ngx.thread.kill,
 --     wait_any's losers, an aborted request) gives its place back when its
 --     request's memory is collected. Settings apply to pools made after the
@@ -403,8 +404,8 @@ local function request_once(req, url, method, hdrs, deadline, range_from)
   if u.scheme == "https" and (req.capath or (req.cainfo and req.cainfo ~= cfg.cainfo)) then
     return nil, fail("tls", "CAINFO_UNSUPPORTED", "the ngx transport cannot give a connection its own " ..
       (req.capath and "capath" or "cainfo") .. ": nginx verifies with `lua_ssl_trusted_certificate`; when " ..
-      "that directive names the cainfo file, declare it once with " ..
-      "require(\"ugen.transport.ngx\").configure{ cainfo = <the same path> }", false)
+      "that directive names the cainfo file, declare it once with ugen.transport.ngx's " ..
+      "configure{ cainfo = <the same path> }", false)
   end
   local connect_timeout = tonumber(req.connect_timeout) or 10
 
