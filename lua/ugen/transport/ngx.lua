@@ -59,7 +59,8 @@
 --     once: 307 connections for a pool of 64, 10 polls per job instead of 2).
 --     A light thread killed while it holds a connection (ngx.thread.kill,
 --     wait_any's losers, an aborted request) gives its place back when its
---     request's memory is collected. Settings apply to pools made after the
+--     memory is collected (a timer collects when requests have waited 0.5 s
+--     and no place came back). Settings apply to pools made after the
 --     call (a pool keeps the size it was made with).
 --   * TLS sessions are resumed: each pool keeps the last session of its
 --     connections (per worker), read after a connection's first response (a
@@ -294,13 +295,26 @@ local function keep_session(sock, u, pool)
   if pok and sess then sessions[pool] = sess end
 end
 
--- pool name -> { sema = ngx.semaphore with pool_size resources } (this worker)
+-- pool name -> { sema = ngx.semaphore of pool_size places, posts, timer } (this worker)
 local slots = {}
 local semaphore, ffi
 local GC_EVERY = 0.5
 
 local function release_slot(slot)
+  slot.posts = slot.posts + 1
   slot.sema:post(1)
+end
+
+-- While requests wait for a place, every GC_EVERY s: if no place came back since the
+-- last look, collect (places held by killed threads come back with their garbage, and a
+-- worker that allocates little may not collect it for long). A timer, so that the
+-- waiters keep their turn (a wait that times out and waits again goes to the back).
+local function janitor(premature, slot)
+  slot.timer = false
+  if premature or slot.sema:count() >= 0 then return end   -- nobody waits
+  if slot.posts == slot.seen then collectgarbage() end
+  slot.seen = slot.posts
+  slot.timer = ngx.timer.at(GC_EVERY, janitor, slot) ~= nil
 end
 
 -- Wait for a free connection of the pool (one of its pool_size places) until the
@@ -311,26 +325,22 @@ local function acquire(u, pool, deadline)
   if not slot then
     semaphore = semaphore or require "ngx.semaphore"
     ffi = ffi or require "ffi"
-    slot = { sema = assert(semaphore.new(cfg.pool_size)), size = cfg.pool_size }
+    slot = { sema = assert(semaphore.new(cfg.pool_size)), size = cfg.pool_size, posts = 0, timer = false }
     slots[pool] = slot
   end
   local sema = slot.sema
-  if cfg.backlog and sema:count() <= -cfg.backlog then
+  local free = sema:count()
+  if cfg.backlog and free <= -cfg.backlog then
     return nil, fail("network", "POOL_BUSY", string_format("%s:%d: all %d connections of the pool are busy and %d " ..
       "requests wait already (configure{ pool_size =, backlog = })", u.host, u.port, slot.size, cfg.backlog), false)
   end
-  while not sema:wait(math_min(math_max(deadline - now(), 0), GC_EVERY)) do
-    if deadline - now() <= 0 then
-      return nil, fail("timeout", "CONNECT_TIMEOUT", string_format("request timed out waiting for one of the %d " ..
-        "connections of its pool to %s:%d (configure{ pool_size = })", slot.size, u.host, u.port), false)
-    end
-    -- places held by killed threads come back with their garbage: a worker that allocates
-    -- little may not collect it for long, so collect (at most every GC_EVERY s per pool)
-    local t = now()
-    if t - (slot.gc or 0) >= GC_EVERY then
-      slot.gc = t
-      collectgarbage()
-    end
+  if free <= 0 and not slot.timer then
+    slot.seen = slot.posts
+    slot.timer = ngx.timer.at(GC_EVERY, janitor, slot) ~= nil
+  end
+  if not sema:wait(math_max(deadline - now(), 0)) then
+    return nil, fail("timeout", "CONNECT_TIMEOUT", string_format("request timed out waiting for one of the %d " ..
+      "connections of its pool to %s:%d (configure{ pool_size = })", slot.size, u.host, u.port), false)
   end
   local guard = ffi.gc(ffi.new("char[1]"), function() release_slot(slot) end)
   return function()
