@@ -65,13 +65,26 @@ M.JOB_NULLS = { "webhook_url", "error_message", "failed_stage", "failure_categor
 
 -- Start nginx on a free loopback port serving `body` (application/json) for every
 -- /api/v1/jobs/... GET. -> { url = base_url, stop = fn }
-function M.nginx(body)
+-- opts.tls: HTTPS + HTTP/2 ("listen ssl http2") with a certificate for 127.0.0.1 from a
+-- private CA made in its directory (ugen.sandbox.tls, the TLS sandbox's own machinery);
+-- srv.cainfo is that CA's file.
+function M.nginx(body, opts)
+  opts = opts or {}
   local name = os.tmpname()
   os.remove(name)
   local dir = name .. ".ugen-bench"
   assert(os.execute("mkdir -p " .. q(dir .. "/tmp") .. " " .. q(dir .. "/logs")))
   local port = free_port()
   write_file(dir .. "/job.json", body)
+  local listen, cainfo = "", nil
+  if opts.tls then
+    local tls = require("ugen.sandbox").tls
+    local ca = assert(tls.ca(dir .. "/ca"))
+    local cert = assert(tls.issue(ca, { name = "bench", dns = { "localhost" }, ip = { "127.0.0.1" } }))
+    listen = (" ssl http2;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n"
+      .. "    ssl_session_cache shared:bench:1m"):format(q(cert.cert), q(cert.key))
+    cainfo = ca.cert
+  end
   local user = ""
   local id = io.popen("id -u"):read("*l")
   if id == "0" then user = "user root;" end
@@ -89,7 +102,7 @@ http {
   keepalive_requests 10000000;
   keepalive_timeout 120s;
   server {
-    listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d%s;
     root %s;
     location ~ ^/api/v1/jobs/[^/]+$ {
       default_type application/json;
@@ -98,7 +111,7 @@ http {
     }
   }
 }
-]]):format(user, dir, dir, dir, dir, dir, dir, dir, port, dir))
+]]):format(user, dir, dir, dir, dir, dir, dir, dir, port, listen, dir))
   local nginx = os.getenv("UGEN_NGINX") or "/usr/sbin/nginx"
   assert(os.execute(q(nginx) .. " -p " .. q(dir .. "/") .. " -c " .. q(dir .. "/nginx.conf") .. " -e "
     .. q(dir .. "/logs/error.log") .. " 2>&1"), "nginx did not start")
@@ -110,7 +123,8 @@ http {
     c:close()
     socket.sleep(0.05)
   end
-  local srv = { url = ("http://127.0.0.1:%d/api/v1"):format(port), dir = dir }
+  local srv = { url = ("%s://127.0.0.1:%d/api/v1"):format(opts.tls and "https" or "http", port), dir = dir,
+                cainfo = cainfo }
   function srv.stop()
     local pid = M.read_file(dir .. "/nginx.pid")
     if pid then os.execute("kill -QUIT " .. pid:match("%d+")) end

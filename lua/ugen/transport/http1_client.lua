@@ -11,8 +11,10 @@
 --       now = fn() -> seconds (the deadline's clock),
 --       connect = fn(u, connect_timeout, deadline) -> sock, reused | nil, err
 --         (u: parse_url's result; sock: cosocket-like, see ugen.transport.http1),
---       release = fn(sock, keepalive): keepalive true when the response was read
---         completely and the server allows reuse (pool it or close it),
+--       release = fn(sock, keepalive, u, reused): keepalive true when the response
+--         was read completely and the server allows reuse (pool it or close it),
+--       acquire = fn(u, deadline) -> done() | nil, err (optional: wait for a place
+--         among the origin's connections; done() gives it back after the exchange),
 --       check = fn(u, req) -> nil | err (optional: refuse a URL before anything
 --         is sent),
 --       other = fn(u, url, req, method, headers, deadline, range_from) -> handled,
@@ -46,6 +48,7 @@ function _M.parse_url(s)
   local u, err = url_mod.parse(s)
   if not u then return nil, "request " .. err end
   u.connect_host = string_sub(u.host, 1, 1) == "[" and string_sub(u.host, 2, -2) or u.host
+  if u.host == "localhost" then u.connect_host = "127.0.0.1" end   -- as libcurl: no resolver needed
   return u
 end
 local parse_url = _M.parse_url
@@ -59,6 +62,8 @@ _M.IDEMPOTENT = IDEMPOTENT
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 local MAX_REDIRECTS = 5
 local CREDENTIAL_HEADERS = { authorization = true, ["x-api-key"] = true, cookie = true, ["proxy-authorization"] = true }
+
+local function NOTHING() end
 
 -- One request/response exchange on url (after redirects are resolved by the caller).
 local function request_once(req, conn, url, method, hdrs, deadline, range_from)
@@ -109,20 +114,28 @@ local function request_once(req, conn, url, method, hdrs, deadline, range_from)
   -- a pooled connection found dead before any response byte: resent on a new
   -- one only when the request may be sent twice
   local fresh_retries = idempotent and 2 or 0
+  -- a place among the pool's connections (conn.acquire), held for the exchange
+  local done = NOTHING
+  if conn.acquire then
+    local aerr
+    done, aerr = conn.acquire(u, deadline)
+    if not done then return nil, aerr end
+  end
   while true do
     local sock, reused_or_err = conn.connect(u, connect_timeout, deadline)
-    if not sock then return nil, reused_or_err end
+    if not sock then done(); return nil, reused_or_err end
     local reused = reused_or_err
     local res, err_or_keepalive, retry_fresh =
       http1.exchange(sock, reused, reqv, head, body, pieces, deadline, conn.now)
     if res then
       -- back to the pool only when read completely and the server allows it
-      conn.release(sock, err_or_keepalive == true)
+      conn.release(sock, err_or_keepalive == true, u, reused)
+      done()
       return res
     end
     local err = err_or_keepalive
-    conn.release(sock, false)
-    if not (retry_fresh and fresh_retries > 0 and deadline > conn.now()) then return nil, err end
+    conn.release(sock, false, u, reused)
+    if not (retry_fresh and fresh_retries > 0 and deadline > conn.now()) then done(); return nil, err end
     fresh_retries = fresh_retries - 1
   end
 end
