@@ -48,7 +48,6 @@ function _M.parse_url(s)
   local u, err = url_mod.parse(s)
   if not u then return nil, "request " .. err end
   u.connect_host = string_sub(u.host, 1, 1) == "[" and string_sub(u.host, 2, -2) or u.host
-  if u.host == "localhost" then u.connect_host = "127.0.0.1" end   -- as libcurl: no resolver needed
   return u
 end
 local parse_url = _M.parse_url

@@ -397,6 +397,8 @@ local conn = {
     if not (keepalive and sock:setkeepalive(ms(cfg.keepalive_timeout), cfg.pool_size)) then sock:close() end
   end,
   check = function(u, req)
+    -- (called first for each hop) localhost needs no resolver, as with libcurl
+    if u.host == "localhost" then u.connect_host = "127.0.0.1" end
     if u.scheme == "https" and (req.capath or (req.cainfo and req.cainfo ~= cfg.cainfo)) then
       return fail("tls", "CAINFO_UNSUPPORTED", "the ngx transport cannot give a connection its own " ..
         (req.capath and "capath" or "cainfo") .. ": nginx verifies with `lua_ssl_trusted_certificate`; when " ..
