@@ -19,18 +19,24 @@
 --                                          table ends by `deadline` (runtime now() clock)
 --   pipeline.add_header_secrets(client, headers)  credential header values become secrets
 --   pipeline.redact(client, err[, extra])  err with the client's secrets (and extra) scrubbed
+--
+-- Observers (ugen.observe: logger, on_request/on_response/on_retry, timings): client.observe
+-- (ugen.new) and the call's opts. Without any, a call costs one nil test more: no info
+-- table, no clock read, no timing asked of the transport (req.timing). With any, the
+-- transport measures (req.timing = true: meta.timing) and each attempt is reported.
 
 local json = require "ugen.json"
 local errors = require "ugen.errors"
 local retry = require "ugen.retry"
 local headers_mod = require "ugen.headers"
 local url_mod = require "ugen.url"
+local observe = require "ugen.observe"
 local argerror = require("ugen.args").argerror
 
 local type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next =
   type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next
-local string_format, string_match, string_find, string_sub, string_lower =
-  string.format, string.match, string.find, string.sub, string.lower
+local string_format, string_match, string_find, string_sub, string_lower, string_gsub =
+  string.format, string.match, string.find, string.sub, string.lower, string.gsub
 local math_floor = math.floor
 
 local _M = { _VERSION = "0.1.0" }
@@ -114,7 +120,8 @@ local function handle_response(self, res, spec)
   local hmap = res.header_map
   local hdrs = hmap and headers_mod.adopt(hmap) or headers_mod.new(res.headers)
   local request_id = hdrs["x-request-id"]
-  local meta = { status = status, headers = hdrs, request_id = request_id }
+  -- timing: only when the request asked for it (req.timing)
+  local meta = { status = status, headers = hdrs, request_id = request_id, timing = res.timing }
   if status >= 200 and status <= 299 then
     if spec.output then
       return { path = spec.output, size = res.size, status = status }, meta
@@ -173,6 +180,53 @@ local function deadline_error()
     message = "the call's deadline passed before the request was sent" }
 end
 
+---------------------------------------------------------------------------
+-- observers: info tables (built only when a logger, hook or `timings` is set)
+
+-- the URL without userinfo, and its path (no query)
+local function shown_url(url)
+  return (string_gsub(url, "^(%a[%w+.-]*://)[^/?#]*@", "%1")), string_match(url, "^%a[%w+.-]*://[^/?#]*([^?#]*)")
+end
+
+-- The call's request as observers see it (scrubbed of the client's secrets,
+-- credential headers replaced by "<redacted>"); each event gets a copy.
+local function base_info(self, spec, req)
+  local h = {}
+  for k, v in pairs(req.headers) do h[k] = v end
+  local url, path = shown_url(req.url)
+  return errors.redact({ method = req.method, url = url, path = path ~= "" and path or "/", headers = h,
+                         idempotent = req.idempotent }, secret_list(self, spec.secrets))
+end
+
+local function info_of(base, attempt)
+  local i = {}
+  for k, v in pairs(base) do i[k] = v end
+  local h = {}
+  for k, v in pairs(base.headers) do h[k] = v end
+  i.headers, i.attempt = h, attempt
+  return i
+end
+
+local function observe_response(self, spec, obs, base, attempt, duration, res, meta, err)
+  local i = info_of(base, attempt)
+  i.duration = duration
+  i.timing = res and res.timing
+  if err then
+    errors.redact(err, secret_list(self, spec.secrets))
+    i.error, i.status, i.request_id = err, err.status, err.request_id
+  else
+    i.status, i.request_id = meta.status, meta.request_id
+  end
+  observe.response(obs, i)
+end
+
+local function observe_retry(obs, base, attempt, max_retries, wait, err)
+  local i = info_of(base, attempt)
+  i.retry, i.max_retries, i.wait, i.reason = attempt, max_retries, wait, observe.reason(err)
+  i.error, i.status, i.request_id, i.retry_after = err, err.status, err.request_id, err.retry_after
+  observe.retry(obs, i)
+end
+
 local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
 
 -- hdrs[k] = v, replacing a header of the same name in any letter case
@@ -185,7 +239,9 @@ local function put_header(hdrs, k, v)
 end
 
 function _M.send(self, spec)
-  local opts = spec.opts or NO_OPTS
+  local obs = self.observe    -- nil unless the client has observers
+  local opts = spec.opts
+  if opts then obs = observe.for_call(obs, opts) else opts = NO_OPTS end
   local hdrs = {
     ["Accept"] = "application/json",
     ["User-Agent"] = self.user_agent,
@@ -252,6 +308,11 @@ function _M.send(self, spec)
   -- transports that can re-send on their own (libcurl on a dead reused
   -- connection) must not do so for a request that may only be sent once
   req.idempotent = idempotent
+  local base    -- (observed calls) the request as observers see it
+  if obs then
+    req.timing = obs.timing
+    base = base_info(self, spec, req)
+  end
   local max_retries = opts.max_retries or self.max_retries
   local attempt_timeout = opts.timeout or self.timeout
   local connect_timeout = opts.connect_timeout or self.connect_timeout
@@ -279,6 +340,11 @@ function _M.send(self, spec)
       req.timeout = attempt_timeout < left and attempt_timeout or left
       req.connect_timeout = connect_timeout < left and connect_timeout or left
     end
+    local t0
+    if obs then
+      t0 = rt_now()
+      observe.request(obs, info_of(base, attempt + 1))
+    end
     local res, terr = perform(req)
     local result, meta, err
     if res then
@@ -287,6 +353,7 @@ function _M.send(self, spec)
     else
       err = errors.from_transport(terr)
     end
+    if obs then observe_response(self, spec, obs, base, attempt + 1, rt_now() - t0, res, meta, err) end
     if err == nil then return result, meta end
 
     attempt = attempt + 1
@@ -311,6 +378,7 @@ function _M.send(self, spec)
       return nil, err
     end
     last_err = err
+    if obs then observe_retry(obs, base, attempt, max_retries, wait, err) end
     rt.sleep(wait)
   end
 end

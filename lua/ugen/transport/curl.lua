@@ -85,6 +85,9 @@ function _M.to_core(req)
     cainfo = req.cainfo,
     capath = req.capath,
   }
+  -- req.timing (a logger, hook or `timings` is set): res.timing, libcurl's timings and
+  -- whether the connection was reused (not asked: not measured, no table built)
+  if req.timing then creq.timing = true end
   -- not idempotent: libcurl never sends it twice (and over plain HTTP it takes a new connection)
   if req.idempotent == false then creq.idempotent = false end
   -- (the core applies it to the bodies it keeps in memory; a 2xx written to
