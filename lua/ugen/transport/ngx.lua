@@ -63,6 +63,10 @@
 --   * req.on_progress(dltotal, dlnow, ultotal, ulnow) after every body chunk;
 --     returning false or raising aborts ("network", code ABORTED).
 --   * req.low_speed_time = s: no body byte for s seconds -> "timeout", code LOW_SPEED.
+--   * req.timing = true: res.timing = { total = seconds from the call to the whole
+--     response (redirects included; nginx's clock, updated), reused = the last
+--     connection came from the keepalive pool (sock:getreusedtimes() > 0) }. The
+--     phases libcurl measures (connect, TLS, first byte) are not measured here.
 -- Error codes (err.code, instead of curl's CURLE_n): CONNECT_FAILED,
 -- CONNECT_TIMEOUT, RESOLVE_FAILED, TLS_HANDSHAKE, CAINFO_UNSUPPORTED,
 -- SEND_FAILED, SEND_TIMEOUT, RECV_FAILED, RECV_TIMEOUT, PARTIAL_BODY,
@@ -294,6 +298,7 @@ local function request_once(req, url, method, hdrs, deadline, range_from)
       if not (err_or_keepalive and sock:setkeepalive(ms(cfg.keepalive_timeout), cfg.pool_size)) then
         sock:close()
       end
+      if req.timing then res.timing = { reused = reused } end
       return res
     end
     local err = err_or_keepalive
@@ -321,7 +326,8 @@ function _M.request(req)
     end
     hdrs[name] = v
   end
-  local deadline = now() + (tonumber(req.timeout) or 60)
+  local t0 = now()
+  local deadline = t0 + (tonumber(req.timeout) or 60)
   -- resume: only when the output file holds exactly resume_from bytes (then the
   -- rest is appended); otherwise the whole body is written from byte 0
   local range_from = req.resume_from
@@ -341,7 +347,10 @@ function _M.request(req)
         if res.headers[i] == "location" then loc = res.headers[i + 1] end
       end
     end
-    if not loc then return res end
+    if not loc then
+      if res.timing then res.timing.total = now() - t0 end
+      return res
+    end
     redirects = redirects + 1
     if redirects > MAX_REDIRECTS then
       return nil, fail("network", "TOO_MANY_REDIRECTS", "more than " .. MAX_REDIRECTS .. " redirects", true)
