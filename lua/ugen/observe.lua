@@ -41,17 +41,17 @@ _M.CALL_KEYS = { on_request = true, on_response = true, on_retry = true, timings
 ---------------------------------------------------------------------------
 -- log lines
 
--- logfmt value: bare when it has no space, quote, '=' or control byte, else quoted
+-- logfmt value: bare when it has no space, '=', quote, backslash or control character, else
+-- quoted (quote and backslash escaped with a backslash, control characters as errors show them)
 local function value_text(v)
   local tv = type(v)
   if tv == "number" then
     if v == math_floor(v) and v > -1e15 and v < 1e15 then return string_format("%d", v) end
     return string_format("%.3f", v)
   end
-  v = errors.escape_controls(tostring(v))
-  if v == "" or string_find(v, '[%s"=\\]') then
-    return '"' .. string_gsub(v, '["\\]', "\\%0") .. '"'
-  end
+  v = tostring(v)
+  local e = errors.escape_controls((string_gsub(v, '["\\]', "\\%0")))
+  if e ~= v or v == "" or string_find(v, "[%s=]") then return '"' .. e .. '"' end
   return v
 end
 
