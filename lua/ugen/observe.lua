@@ -107,7 +107,9 @@ function _M.config(opts, env_level, level)
   if logger == nil and lvl then logger = default_logger end
   if logger and not lvl then lvl = LEVELS.info end
   if not (logger or opts.on_request or opts.on_response or opts.on_retry or opts.timings) then return nil end
-  local obs = { logger = logger, level = logger and lvl or 0, timing = true }
+  -- report: someone to tell about each attempt (else only meta.timing is wanted)
+  local obs = { logger = logger, level = logger and lvl or 0,
+                report = (logger or opts.on_request or opts.on_response or opts.on_retry) ~= nil }
   for _, k in ipairs(HOOKS) do
     if opts[k] then obs[k] = { opts[k] } end
   end
@@ -130,7 +132,8 @@ end
 -- a call's observers: the client's (run first) and the call's own
 function _M.for_call(obs, opts)
   if not (opts.on_request or opts.on_response or opts.on_retry or opts.timings) then return obs end
-  local o = { logger = obs and obs.logger, level = obs and obs.level or 0, timing = true }
+  local o = { logger = obs and obs.logger, level = obs and obs.level or 0,
+              report = (obs and obs.report) or (opts.on_request or opts.on_response or opts.on_retry) ~= nil }
   for _, k in ipairs(HOOKS) do
     local list = obs and obs[k]
     if opts[k] then

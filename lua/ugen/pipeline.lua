@@ -23,7 +23,8 @@
 -- Observers (ugen.observe: logger, on_request/on_response/on_retry, timings): client.observe
 -- (ugen.new) and the call's opts. Without any, a call costs one nil test more: no info
 -- table, no clock read, no timing asked of the transport (req.timing). With any, the
--- transport measures (req.timing = true: meta.timing) and each attempt is reported.
+-- transport measures (req.timing = true: meta.timing); with a logger or a hook, each
+-- attempt and retry is also reported (info tables built and scrubbed only then).
 
 local json = require "ugen.json"
 local errors = require "ugen.errors"
@@ -308,10 +309,10 @@ function _M.send(self, spec)
   -- transports that can re-send on their own (libcurl on a dead reused
   -- connection) must not do so for a request that may only be sent once
   req.idempotent = idempotent
-  local base    -- (observed calls) the request as observers see it
+  local base    -- (a logger or hooks) the request as observers see it; nil: nothing to report
   if obs then
-    req.timing = obs.timing
-    base = base_info(self, spec, req)
+    req.timing = true
+    if obs.report then base = base_info(self, spec, req) end
   end
   local max_retries = opts.max_retries or self.max_retries
   local attempt_timeout = opts.timeout or self.timeout
@@ -341,7 +342,7 @@ function _M.send(self, spec)
       req.connect_timeout = connect_timeout < left and connect_timeout or left
     end
     local t0
-    if obs then
+    if base then
       t0 = rt_now()
       observe.request(obs, info_of(base, attempt + 1))
     end
@@ -353,7 +354,7 @@ function _M.send(self, spec)
     else
       err = errors.from_transport(terr)
     end
-    if obs then observe_response(self, spec, obs, base, attempt + 1, rt_now() - t0, res, meta, err) end
+    if base then observe_response(self, spec, obs, base, attempt + 1, rt_now() - t0, res, meta, err) end
     if err == nil then return result, meta end
 
     attempt = attempt + 1
@@ -378,7 +379,7 @@ function _M.send(self, spec)
       return nil, err
     end
     last_err = err
-    if obs then observe_retry(obs, base, attempt, max_retries, wait, err) end
+    if base then observe_retry(obs, base, attempt, max_retries, wait, err) end
     rt.sleep(wait)
   end
 end
