@@ -27,8 +27,8 @@ local args = require "ugen.args"
 
 local type, pairs, tostring, pcall, error, ipairs, setmetatable =
   type, pairs, tostring, pcall, error, ipairs, setmetatable
-local string_format, string_find, string_gsub, string_match, math_floor =
-  string.format, string.find, string.gsub, string.match, math.floor
+local string_format, string_gsub, string_match, math_floor =
+  string.format, string.gsub, string.match, math.floor
 local concat = table.concat
 
 local _M = { _VERSION = "0.1.0" }
@@ -49,10 +49,11 @@ local function value_text(v)
     if v == math_floor(v) and v > -1e15 and v < 1e15 then return string_format("%d", v) end
     return string_format("%.3f", v)
   end
-  v = tostring(v)
-  local e = errors.escape_controls((string_gsub(v, '["\\]', "\\%0")))
-  if e ~= v or v == "" or string_find(v, "[%s=]") then return '"' .. e .. '"' end
-  return v
+  if tv ~= "string" then v = tostring(v) end
+  -- bare: printable ASCII but space, '"', '=' and '\\' (an anchored match of one class of 4
+  -- ranges: one pass, no restart per position)
+  if string_match(v, "^[]-~!#-<>-[]+$") then return v end
+  return '"' .. errors.escape_controls((string_gsub(v, '["\\]', "\\%0"))) .. '"'
 end
 
 -- the keys of a log line, in this order (then nothing else)

@@ -33,6 +33,7 @@ local headers_mod = require "ugen.headers"
 local url_mod = require "ugen.url"
 local observe = require "ugen.observe"
 local argerror = require("ugen.args").argerror
+local is_secret_key, scrub_string = errors.is_secret_key, errors.scrub_string
 
 local type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next =
   type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next
@@ -184,48 +185,75 @@ end
 ---------------------------------------------------------------------------
 -- observers: info tables (built only when a logger, hook or `timings` is set)
 
--- the URL without userinfo, and its path (no query)
+-- the URL without userinfo, and its path (no query); plain finds (this runs on every
+-- observed call)
 local function shown_url(url)
-  return (string_gsub(url, "^(%a[%w+.-]*://)[^/?#]*@", "%1")), string_match(url, "^%a[%w+.-]*://[^/?#]*([^?#]*)")
+  if string_find(url, "@", 1, true) then url = string_gsub(url, "^(%a[%w+.-]*://)[^/?#]*@", "%1") end
+  local p = string_find(url, "://", 1, true)
+  local s = p and string_find(url, "/", p + 3, true)
+  local q = s and string_find(url, "[?#]", p + 3)
+  if not s or (q and q < s) then return url, "/" end
+  return url, string_sub(url, s, q and q - 1 or nil)
 end
 
--- The call's request as observers see it (scrubbed of the client's secrets,
--- credential headers replaced by "<redacted>"); each event gets a copy.
-local function base_info(self, spec, req)
+-- header name -> its value is a credential (errors.is_secret_key), memoized (bounded)
+local secret_header, secret_header_n = {}, 0
+local function is_secret_header(name)
+  local v = secret_header[name]
+  if v == nil then
+    if secret_header_n >= 256 then secret_header, secret_header_n = {}, 0 end
+    v = is_secret_key(name)
+    secret_header[name], secret_header_n = v, secret_header_n + 1
+  end
+  return v
+end
+
+-- The call's request as observers see it, once per call: every registered secret (the
+-- client's credentials, *_secret parameters, credential headers: ugen.errors) and the
+-- call's own scrubbed from the URL and header values, credential headers' values
+-- replaced whole.
+local function base_info(spec, req)
+  local list = errors.secret_list(spec.secrets)
   local h = {}
-  for k, v in pairs(req.headers) do h[k] = v end
+  for k, v in pairs(req.headers) do
+    h[k] = is_secret_header(k) and "<redacted>" or scrub_string(v, list)
+  end
   local url, path = shown_url(req.url)
-  return errors.redact({ method = req.method, url = url, path = path ~= "" and path or "/", headers = h,
-                         idempotent = req.idempotent }, secret_list(self, spec.secrets))
+  return { method = req.method, url = scrub_string(url, list), path = scrub_string(path, list),
+           headers = h, idempotent = req.idempotent }
 end
 
-local function info_of(base, attempt)
-  local i = {}
-  for k, v in pairs(base) do i[k] = v end
+-- each event's own table (with its own copy of the headers when a hook will see it)
+local function headers_of(base, hooks)
+  if not hooks then return nil end
   local h = {}
   for k, v in pairs(base.headers) do h[k] = v end
-  i.headers, i.attempt = h, attempt
-  return i
+  return h
+end
+
+local function observe_request(obs, base, attempt)
+  observe.request(obs, { method = base.method, url = base.url, path = base.path, idempotent = base.idempotent,
+    headers = headers_of(base, obs.on_request), attempt = attempt })
 end
 
 local function observe_response(self, spec, obs, base, attempt, duration, res, meta, err)
-  local i = info_of(base, attempt)
-  i.duration = duration
-  i.timing = res and res.timing
+  local status, request_id
   if err then
     errors.redact(err, secret_list(self, spec.secrets))
-    i.error, i.status, i.request_id = err, err.status, err.request_id
+    status, request_id = err.status, err.request_id
   else
-    i.status, i.request_id = meta.status, meta.request_id
+    status, request_id = meta.status, meta.request_id
   end
-  observe.response(obs, i)
+  observe.response(obs, { method = base.method, url = base.url, path = base.path, idempotent = base.idempotent,
+    headers = headers_of(base, obs.on_response), attempt = attempt, duration = duration,
+    timing = res and res.timing, status = status, request_id = request_id, error = err })
 end
 
 local function observe_retry(obs, base, attempt, max_retries, wait, err)
-  local i = info_of(base, attempt)
-  i.retry, i.max_retries, i.wait, i.reason = attempt, max_retries, wait, observe.reason(err)
-  i.error, i.status, i.request_id, i.retry_after = err, err.status, err.request_id, err.retry_after
-  observe.retry(obs, i)
+  observe.retry(obs, { method = base.method, url = base.url, path = base.path, idempotent = base.idempotent,
+    headers = headers_of(base, obs.on_retry), attempt = attempt, retry = attempt, max_retries = max_retries,
+    wait = wait, reason = observe.reason(err), error = err, status = err.status, request_id = err.request_id,
+    retry_after = err.retry_after })
 end
 
 local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
@@ -312,7 +340,7 @@ function _M.send(self, spec)
   local base    -- (a logger or hooks) the request as observers see it; nil: nothing to report
   if obs then
     req.timing = true
-    if obs.report then base = base_info(self, spec, req) end
+    if obs.report then base = base_info(spec, req) end
   end
   local max_retries = opts.max_retries or self.max_retries
   local attempt_timeout = opts.timeout or self.timeout
@@ -344,7 +372,7 @@ function _M.send(self, spec)
     local t0
     if base then
       t0 = rt_now()
-      observe.request(obs, info_of(base, attempt + 1))
+      if obs.on_request or obs.level >= 2 then observe_request(obs, base, attempt + 1) end
     end
     local res, terr = perform(req)
     local result, meta, err
@@ -354,7 +382,9 @@ function _M.send(self, spec)
     else
       err = errors.from_transport(terr)
     end
-    if base then observe_response(self, spec, obs, base, attempt + 1, rt_now() - t0, res, meta, err) end
+    if base and (obs.on_response or obs.level >= 1) then
+      observe_response(self, spec, obs, base, attempt + 1, rt_now() - t0, res, meta, err)
+    end
     if err == nil then return result, meta end
 
     attempt = attempt + 1
@@ -379,7 +409,7 @@ function _M.send(self, spec)
       return nil, err
     end
     last_err = err
-    if base then observe_retry(obs, base, attempt, max_retries, wait, err) end
+    if base and (obs.on_retry or obs.level >= 1) then observe_retry(obs, base, attempt, max_retries, wait, err) end
     rt.sleep(wait)
   end
 end
