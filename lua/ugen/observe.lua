@@ -5,7 +5,7 @@
 -- set) and the on_request / on_response / on_retry hooks, from ugen.new and
 -- from a call's opts (both run: the client's first, then the call's).
 --
---   observe.config(opts, env_level) -> obs | nil   ugen.new: checks logger, log_level, on_request,
+--   observe.config(opts, env_level, level) -> obs | nil   ugen.new: checks logger, log_level, on_request,
 --       on_response, on_retry, timings (raises "ugen.new: ..." at the caller of ugen.new) and
 --       env_level (UGEN_LOG's value); nil when nothing is configured, so a client without
 --       observers costs the pipeline one nil test per call
@@ -17,9 +17,10 @@
 --   observe.retry(obs, info)                     before the backoff sleep of a retry
 --   observe.format(fields) -> "event=... k=v"    the log line (logfmt: stable, greppable)
 --
--- The pipeline builds each info table only when obs is not nil and scrubs it
--- (ugen.errors.redact: the client's secrets, credential headers) before any
--- observer sees it. A logger or hook that raises does not break the call: the
+-- The pipeline builds the info tables only when a logger or hook will read them,
+-- scrubbed with ugen.errors' redaction before any observer sees them (every
+-- registered secret removed from the URL and header values, credential headers'
+-- values replaced whole, errors through errors.redact). A logger or hook that raises does not break the call: the
 -- error is caught (pcall) and reported once per function on io.stderr.
 
 local errors = require "ugen.errors"
