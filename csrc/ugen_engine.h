@@ -74,6 +74,7 @@ struct ugen_transfer {
   int once;               /* not idempotent: libcurl must not send it twice */
   int plain;              /* http:// (HTTP/1.1, never multiplexed): counts in engine->nplain */
   int sends;              /* requests libcurl started for it (prereq callback) */
+  int timing;             /* req.timing: capture the timings and res.timing */
   long redirects;         /* redirects followed when it last started one */
   CURLcode code;
   int fd;                 /* output file, -1 when none is open */
@@ -85,8 +86,10 @@ struct ugen_transfer {
   /* captured when the transfer finished */
   long status, http_version;
   int sent;
+  /* (req.timing only; -1 when curl_easy_getinfo failed) */
   curl_off_t t_namelookup, t_connect, t_appconnect, t_pretransfer, t_starttransfer, t_total,
       t_redirect;
+  long nconnects; /* CURLINFO_NUM_CONNECTS (0: a reused connection); -1 unknown */
   ugen_buf body, hdrs, url;
   size_t nheaders;
   char errbuf[CURL_ERROR_SIZE];

@@ -171,6 +171,9 @@ static CURLcode ugen_request_apply(lua_State *L, ugen_engine *e, ugen_transfer *
   if (ugen_request_field(L, req, "idempotent", LUA_TBOOLEAN, "boolean"))
     t->once = !lua_toboolean(L, -1);
   lua_pop(L, 1);
+  if (ugen_request_field(L, req, "timing", LUA_TBOOLEAN, "boolean"))
+    t->timing = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   if (ugen_request_field(L, req, "on_progress", LUA_TFUNCTION, "function")) {
     lua_rawseti(L, uv, UV_PROGRESS);
     t->has_progress = 1;

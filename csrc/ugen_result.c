@@ -10,15 +10,17 @@
 
 /* ---- captured when the transfer finishes ------------------------------ */
 
+/* a CURLINFO_*_TIME_T value in microseconds, -1 when libcurl cannot give it */
 static curl_off_t ugen_result_info_time(CURL *easy, CURLINFO info)
 {
   curl_off_t v = 0;
-  if (curl_easy_getinfo(easy, info, &v) != CURLE_OK)
-    v = 0;
+  if (curl_easy_getinfo(easy, info, &v) != CURLE_OK || v < 0)
+    v = -1;
   return v;
 }
 
-/* Copies everything result() needs out of the easy handle. */
+/* Copies everything result() needs out of the easy handle (the timings only
+ * when the request asked for them: req.timing). */
 void ugen_result_capture(ugen_transfer *t)
 {
   CURL *easy = t->easy;
@@ -36,13 +38,19 @@ void ugen_result_capture(ugen_transfer *t)
   t->status = status;
   t->http_version = version;
   t->sent = t->fail == F_RESEND || reqsize > 0 || hdrsize > 0 || status > 0 || t->ulnow > 0;
-  t->t_namelookup = ugen_result_info_time(easy, CURLINFO_NAMELOOKUP_TIME_T);
-  t->t_connect = ugen_result_info_time(easy, CURLINFO_CONNECT_TIME_T);
-  t->t_appconnect = ugen_result_info_time(easy, CURLINFO_APPCONNECT_TIME_T);
-  t->t_pretransfer = ugen_result_info_time(easy, CURLINFO_PRETRANSFER_TIME_T);
-  t->t_starttransfer = ugen_result_info_time(easy, CURLINFO_STARTTRANSFER_TIME_T);
-  t->t_total = ugen_result_info_time(easy, CURLINFO_TOTAL_TIME_T);
-  t->t_redirect = ugen_result_info_time(easy, CURLINFO_REDIRECT_TIME_T);
+  if (t->timing) {
+    long n = 0;
+    t->t_namelookup = ugen_result_info_time(easy, CURLINFO_NAMELOOKUP_TIME_T);
+    t->t_connect = ugen_result_info_time(easy, CURLINFO_CONNECT_TIME_T);
+    t->t_appconnect = ugen_result_info_time(easy, CURLINFO_APPCONNECT_TIME_T);
+    t->t_pretransfer = ugen_result_info_time(easy, CURLINFO_PRETRANSFER_TIME_T);
+    t->t_starttransfer = ugen_result_info_time(easy, CURLINFO_STARTTRANSFER_TIME_T);
+    t->t_total = ugen_result_info_time(easy, CURLINFO_TOTAL_TIME_T);
+    t->t_redirect = ugen_result_info_time(easy, CURLINFO_REDIRECT_TIME_T);
+    if (curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &n) != CURLE_OK || n < 0)
+      n = -1;
+    t->nconnects = n;
+  }
   t->url.len = 0;
   if (curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url != NULL &&
       t->engine != NULL)
@@ -51,8 +59,11 @@ void ugen_result_capture(ugen_transfer *t)
 
 /* ---- results ---------------------------------------------------------- */
 
+/* timing[k] = seconds; left out when libcurl could not measure it */
 static void ugen_result_set_time(lua_State *L, const char *k, curl_off_t us)
 {
+  if (us < 0)
+    return;
   lua_pushnumber(L, (lua_Number)us / 1e6);
   lua_setfield(L, -2, k);
 }
@@ -133,7 +144,9 @@ static void ugen_result_push_res(lua_State *L, ugen_transfer *t)
     lua_pushlstring(L, t->url.p, t->url.len);
     lua_setfield(L, -2, "url");
   }
-  lua_createtable(L, 0, 7);
+  if (!t->timing)
+    return;
+  lua_createtable(L, 0, 8);
   ugen_result_set_time(L, "namelookup", t->t_namelookup);
   ugen_result_set_time(L, "connect", t->t_connect);
   ugen_result_set_time(L, "appconnect", t->t_appconnect);
@@ -141,6 +154,10 @@ static void ugen_result_push_res(lua_State *L, ugen_transfer *t)
   ugen_result_set_time(L, "starttransfer", t->t_starttransfer);
   ugen_result_set_time(L, "total", t->t_total);
   ugen_result_set_time(L, "redirect", t->t_redirect);
+  if (t->nconnects >= 0) {
+    lua_pushboolean(L, t->nconnects == 0);
+    lua_setfield(L, -2, "reused");
+  }
   lua_setfield(L, -2, "timing");
 }
 

@@ -9,7 +9,8 @@
 --       client:request, the raw escape hatch: {name} path parameters from params, the rest
 --       as query (GET, DELETE, ...) or JSON body (POST, PUT, PATCH).
 --   call.check_call_opts(opts, n, fname, level)   per-call opts ({timeout, connect_timeout,
---       headers, idempotency_key, max_retries, extra}); raises "bad argument #n to 'fname'"
+--       headers, idempotency_key, max_retries, extra, on_request, on_response, on_retry,
+--       timings}); raises "bad argument #n to 'fname'"
 --       at `level` (as args.argerror counts it)
 --   call.check_headers(h, what, level)            header names are tokens, values strings
 --       without line breaks; raises "<what>: ..." at `level`
@@ -24,6 +25,7 @@ local endpoints = require "ugen.endpoints"
 local url_mod = require "ugen.url"
 local argerror = require("ugen.args").argerror
 local pipeline = require "ugen.pipeline"
+local observe = require "ugen.observe"
 
 local type, pairs, ipairs, tostring, error, setmetatable =
   type, pairs, ipairs, tostring, error, setmetatable
@@ -67,6 +69,8 @@ end
 local CALL_OPTS = {
   timeout = true, connect_timeout = true, headers = true, idempotency_key = true, max_retries = true,
   extra = true, -- fields the SDK does not know yet: sent as given (body or query), not validated
+  -- observability (ugen.observe): hooks for this call (after the client's), meta.timing
+  on_request = true, on_response = true, on_retry = true, timings = true,
 }
 
 -- Validate per-call opts (argument #n of fname); raises at the caller's caller.
@@ -74,10 +78,12 @@ local function check_call_opts(opts, n, fname, level)
   level = level + 1
   if opts == nil then return end
   if type(opts) ~= "table" then argerror(n, fname, "table expected, got " .. typename(opts), level) end
+  local observed = false
   for k, v in pairs(opts) do
     if not CALL_OPTS[k] then
       argerror(n, fname, "unknown option '" .. tostring(k) .. "'", level)
     end
+    if observe.CALL_KEYS[k] then observed = true end
     if (k == "timeout" or k == "connect_timeout") and (type(v) ~= "number" or v ~= v or v <= 0) then
       argerror(n, fname, "opts." .. k .. " must be a positive number", level)
     elseif k == "max_retries" and (type(v) ~= "number" or v < 0 or v ~= math_floor(v)) then
@@ -96,6 +102,7 @@ local function check_call_opts(opts, n, fname, level)
       end
     end
   end
+  if observed then observe.check_call(opts, n, fname, level) end
 end
 _M.check_call_opts = check_call_opts
 _M.check_headers = check_headers_table

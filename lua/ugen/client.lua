@@ -12,6 +12,7 @@ local url_mod = require "ugen.url"
 local argerror = require("ugen.args").argerror
 local pipeline = require "ugen.pipeline"
 local call = require "ugen.call"
+local observe = require "ugen.observe"
 local resources = require "ugen.resources"
 
 local type, pairs, tostring, tonumber, error, setmetatable, getmetatable, pcall, require, select =
@@ -48,6 +49,8 @@ local OPTIONS = {
   base_url = "string", api_key = "string", jwt = "string", timeout = "positive",
   connect_timeout = "positive", max_retries = "count", transport = "any", runtime = "any", keep_null = "boolean",
   headers = "table", user_agent = "string", cainfo = "string", capath = "string", rng = "function",
+  -- observability (ugen.observe checks them)
+  logger = "any", log_level = "any", on_request = "any", on_response = "any", on_retry = "any", timings = "any",
 }
 
 local function check_base_url(base, level)
@@ -136,6 +139,8 @@ function _M.new(opts)
     end
   end
   if opts.headers then call.check_headers(opts.headers, "ugen.new: option 'headers'", 2) end
+  -- nil without a logger, hook or timings (UGEN_LOG: the default logger's level)
+  local obs = observe.config(opts, os.getenv("UGEN_LOG"), 2)
 
   local base = opts.base_url
   if base == nil then
@@ -166,6 +171,7 @@ function _M.new(opts)
     default_headers = {},
     rng = opts.rng or math_random,
     runtime = rt,
+    observe = obs,
   }
   for k, v in pairs(opts.headers or {}) do self.default_headers[k] = tostring(v) end
   local cv = tname ~= "ngx" and curl_version() or nil

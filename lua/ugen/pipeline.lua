@@ -19,18 +19,26 @@
 --                                          table ends by `deadline` (runtime now() clock)
 --   pipeline.add_header_secrets(client, headers)  credential header values become secrets
 --   pipeline.redact(client, err[, extra])  err with the client's secrets (and extra) scrubbed
+--
+-- Observers (ugen.observe: logger, on_request/on_response/on_retry, timings): client.observe
+-- (ugen.new) and the call's opts. Without any, a call costs one nil test more: no info
+-- table, no clock read, no timing asked of the transport (req.timing). With any, the
+-- transport measures (req.timing = true: meta.timing); with a logger or a hook, each
+-- attempt and retry is also reported (info tables built and scrubbed only then).
 
 local json = require "ugen.json"
 local errors = require "ugen.errors"
 local retry = require "ugen.retry"
 local headers_mod = require "ugen.headers"
 local url_mod = require "ugen.url"
+local observe = require "ugen.observe"
 local argerror = require("ugen.args").argerror
+local is_secret_key, scrub_string = errors.is_secret_key, errors.scrub_string
 
 local type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next =
   type, pairs, ipairs, tostring, tonumber, error, setmetatable, require, next
-local string_format, string_match, string_find, string_sub, string_lower =
-  string.format, string.match, string.find, string.sub, string.lower
+local string_format, string_match, string_find, string_sub, string_lower, string_gsub =
+  string.format, string.match, string.find, string.sub, string.lower, string.gsub
 local math_floor = math.floor
 
 local _M = { _VERSION = "0.1.0" }
@@ -114,7 +122,8 @@ local function handle_response(self, res, spec)
   local hmap = res.header_map
   local hdrs = hmap and headers_mod.adopt(hmap) or headers_mod.new(res.headers)
   local request_id = hdrs["x-request-id"]
-  local meta = { status = status, headers = hdrs, request_id = request_id }
+  -- timing: only when the request asked for it (req.timing)
+  local meta = { status = status, headers = hdrs, request_id = request_id, timing = res.timing }
   if status >= 200 and status <= 299 then
     if spec.output then
       return { path = spec.output, size = res.size, status = status }, meta
@@ -173,6 +182,80 @@ local function deadline_error()
     message = "the call's deadline passed before the request was sent" }
 end
 
+---------------------------------------------------------------------------
+-- observers: info tables (built only when a logger, hook or `timings` is set)
+
+-- the URL without userinfo, and its path (no query); plain finds (this runs on every
+-- observed call)
+local function shown_url(url)
+  if string_find(url, "@", 1, true) then url = string_gsub(url, "^(%a[%w+.-]*://)[^/?#]*@", "%1") end
+  local p = string_find(url, "://", 1, true)
+  local s = p and string_find(url, "/", p + 3, true)
+  local q = s and string_find(url, "[?#]", p + 3)
+  if not s or (q and q < s) then return url, "/" end
+  return url, string_sub(url, s, q and q - 1 or nil)
+end
+
+-- header name -> its value is a credential (errors.is_secret_key), memoized (bounded)
+local secret_header, secret_header_n = {}, 0
+local function is_secret_header(name)
+  local v = secret_header[name]
+  if v == nil then
+    if secret_header_n >= 256 then secret_header, secret_header_n = {}, 0 end
+    v = is_secret_key(name)
+    secret_header[name], secret_header_n = v, secret_header_n + 1
+  end
+  return v
+end
+
+-- The call's request as observers see it, once per call: every registered secret (the
+-- client's credentials, *_secret parameters, credential headers: ugen.errors) and the
+-- call's own scrubbed from the URL and header values, credential headers' values
+-- replaced whole.
+local function base_info(spec, req)
+  local list = errors.secret_list(spec.secrets)
+  local h = {}
+  for k, v in pairs(req.headers) do
+    h[k] = is_secret_header(k) and "<redacted>" or scrub_string(v, list)
+  end
+  local url, path = shown_url(req.url)
+  return { method = req.method, url = scrub_string(url, list), path = scrub_string(path, list),
+           headers = h, idempotent = req.idempotent }
+end
+
+-- each event's own table (with its own copy of the headers when a hook will see it)
+local function headers_of(base, hooks)
+  if not hooks then return nil end
+  local h = {}
+  for k, v in pairs(base.headers) do h[k] = v end
+  return h
+end
+
+local function observe_request(obs, base, attempt)
+  observe.request(obs, { method = base.method, url = base.url, path = base.path, idempotent = base.idempotent,
+    headers = headers_of(base, obs.on_request), attempt = attempt })
+end
+
+local function observe_response(self, spec, obs, base, attempt, duration, res, meta, err)
+  local status, request_id
+  if err then
+    errors.redact(err, secret_list(self, spec.secrets))
+    status, request_id = err.status, err.request_id
+  else
+    status, request_id = meta.status, meta.request_id
+  end
+  observe.response(obs, { method = base.method, url = base.url, path = base.path, idempotent = base.idempotent,
+    headers = headers_of(base, obs.on_response), attempt = attempt, duration = duration,
+    timing = res and res.timing, status = status, request_id = request_id, error = err })
+end
+
+local function observe_retry(obs, base, attempt, max_retries, wait, err)
+  observe.retry(obs, { method = base.method, url = base.url, path = base.path, idempotent = base.idempotent,
+    headers = headers_of(base, obs.on_retry), attempt = attempt, retry = attempt, max_retries = max_retries,
+    wait = wait, reason = observe.reason(err), error = err, status = err.status, request_id = err.request_id,
+    retry_after = err.retry_after })
+end
+
 local NO_OPTS = setmetatable({}, { __newindex = function() error("ugen: internal: NO_OPTS is read-only", 2) end })
 
 -- hdrs[k] = v, replacing a header of the same name in any letter case
@@ -185,7 +268,9 @@ local function put_header(hdrs, k, v)
 end
 
 function _M.send(self, spec)
-  local opts = spec.opts or NO_OPTS
+  local obs = self.observe    -- nil unless the client has observers
+  local opts = spec.opts
+  if opts then obs = observe.for_call(obs, opts) else opts = NO_OPTS end
   local hdrs = {
     ["Accept"] = "application/json",
     ["User-Agent"] = self.user_agent,
@@ -246,6 +331,11 @@ function _M.send(self, spec)
   -- transports that can re-send on their own (libcurl on a dead reused
   -- connection) must not do so for a request that may only be sent once
   req.idempotent = idempotent
+  local base    -- (a logger or hooks) the request as observers see it; nil: nothing to report
+  if obs then
+    req.timing = true
+    if obs.report then base = base_info(spec, req) end
+  end
   local max_retries = opts.max_retries or self.max_retries
   local attempt_timeout = opts.timeout or self.timeout
   local connect_timeout = opts.connect_timeout or self.connect_timeout
@@ -273,6 +363,11 @@ function _M.send(self, spec)
       req.timeout = attempt_timeout < left and attempt_timeout or left
       req.connect_timeout = connect_timeout < left and connect_timeout or left
     end
+    local t0
+    if base then
+      t0 = rt_now()
+      if obs.on_request or obs.level >= 2 then observe_request(obs, base, attempt + 1) end
+    end
     local res, terr = perform(req)
     local result, meta, err
     if res then
@@ -280,6 +375,9 @@ function _M.send(self, spec)
       if result == nil then err = meta; meta = nil end
     else
       err = errors.from_transport(terr)
+    end
+    if base and (obs.on_response or obs.level >= 1) then
+      observe_response(self, spec, obs, base, attempt + 1, rt_now() - t0, res, meta, err)
     end
     if err == nil then return result, meta end
 
@@ -305,6 +403,7 @@ function _M.send(self, spec)
       return nil, err
     end
     last_err = err
+    if base and (obs.on_retry or obs.level >= 1) then observe_retry(obs, base, attempt, max_retries, wait, err) end
     rt.sleep(wait)
   end
 end

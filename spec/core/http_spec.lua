@@ -51,8 +51,9 @@ describe("ugen.core HTTP over loopback", function()
     return doc, res
   end
 
-  it("GET with headers: status, body, lowercased headers, timing", function()
-    local doc, res = echo { url = srv.base .. "/echo?a=1&b=2", headers = { "X-Custom: Hello", "Accept: text/x" } }
+  it("GET with headers: status, body, lowercased headers, timing (only when req.timing)", function()
+    local doc, res = echo { url = srv.base .. "/echo?a=1&b=2", headers = { "X-Custom: Hello", "Accept: text/x" },
+                            timing = true }
     assert.equal("GET", doc.method)
     assert.equal("a=1&b=2", doc.query)
     assert.equal("Hello", doc.h["x-custom"])
@@ -67,6 +68,11 @@ describe("ugen.core HTTP over loopback", function()
       assert.is_true(res.timing[k] >= 0 and res.timing[k] < 10, k)
     end
     assert.is_true(res.timing.total >= res.timing.starttransfer)
+    assert.equal("boolean", type(res.timing.reused))
+    local _, plain = echo { url = srv.base .. "/echo" }
+    assert.is_nil(plain.timing)
+    assert.error_matches(function() e:request { url = srv.base .. "/echo", timing = 1 } end,
+      "req.timing: boolean expected, got number")
   end)
 
   it("POST, PUT, PATCH and DELETE send the method and the exact body", function()
@@ -394,10 +400,12 @@ describe("ugen.core HTTP over loopback", function()
 
     it("reuses connections across sequential requests", function()
       local e2 = core.engine()
-      assert(e2:request { url = srv.base .. "/echo" })
-      local res = assert(e2:request { url = srv.base .. "/echo" })
+      local first = assert(e2:request { url = srv.base .. "/echo", timing = true })
+      assert.is_false(first.timing.reused)
+      local res = assert(e2:request { url = srv.base .. "/echo", timing = true })
       -- a reused connection has no connect phase
       assert.equal(0, res.timing.connect)
+      assert.is_true(res.timing.reused)
       local t0 = core.now()
       for _ = 1, 200 do assert(e2:request { url = srv.base .. "/status/200" }) end
       assert.is_true(core.now() - t0 < 5 * SLOW)
@@ -464,7 +472,7 @@ describe("ugen.core TLS verification", function()
 
   it("accepts it when cainfo names its CA", function()
     local res, err = e:request {
-      url = ("https://localhost:%d/"):format(port), cainfo = dir .. "/cert.pem", timeout = 5,
+      url = ("https://localhost:%d/"):format(port), cainfo = dir .. "/cert.pem", timeout = 5, timing = true,
     }
     assert.is_nil(err)
     assert.equal(200, res.status)

@@ -12,7 +12,6 @@ local output = require "ugen.cli.output"
 local pages = require "ugen.cli.pages"
 local params = require "ugen.cli.params"
 local progress = require "ugen.cli.progress"
-local retry = require "ugen.retry"
 
 local type, pairs, tonumber, tostring = type, pairs, tonumber, tostring
 local string_format = string.format
@@ -122,34 +121,19 @@ local function seconds_text(w)
   return (string_format("%.1f", w):gsub("%.0$", ""))
 end
 
--- jobs:create with the SDK's retry rule, run here rather than inside the SDK's
--- pipeline (max_retries = 0 per call) so that each retry is said on stderr
--- ("rate limited, retrying in 20 s") instead of a silent wait. The rule is the
--- pipeline's: a retryable error (429, 5xx, network), at most --max-retries
--- retries (the client's max_retries), no retry when the server asks for more
--- than retry.MAX_RETRY_AFTER seconds, and the wait is retry.delay (the backoff,
--- or the Retry-After when longer). Every attempt sends the same idempotency key
--- (the one the first attempt used: err.idempotency_key), so a retry of a
--- create that did reach the API returns that job instead of making another.
+-- jobs:create with the SDK's own retries (the client's max_retries: --max-retries), each
+-- said on stderr by the call's on_retry hook ("rate limited, retrying in 20 s (retry 1 of
+-- 2)") instead of a silent wait. The pipeline sends the same body, so the same idempotency
+-- key, on every attempt: a retry of a create that did reach the API returns that job.
 local function create(ctx, c, fields)
-  local max = ctx.values.max_retries or c.max_retries or 2
-  local p = {}
-  for k, v in pairs(fields) do p[k] = v end
-  local attempt = 0
-  while true do
-    local job, err = c.jobs:create(p, { max_retries = 0 })
-    if job then return job end
-    attempt = attempt + 1
-    if type(err) ~= "table" or not err.retryable or attempt > max
-        or (err.retry_after and err.retry_after > retry.MAX_RETRY_AFTER) then
-      return nil, err
-    end
-    if type(err.idempotency_key) == "string" then p.idempotency_key = err.idempotency_key end
-    local wait = retry.delay(attempt, err.retry_after, c.rng)
+  local function on_retry(info)
+    local err = info.error
     local what = err.status == 429 and "rate limited" or output.error_text(err)
-    err_line(ctx, string_format("%s, retrying in %s s (retry %d of %d)", what, seconds_text(wait), attempt, max))
-    c.runtime.sleep(wait)
+    err_line(ctx, string_format("%s, retrying in %s s (retry %d of %d)", what, seconds_text(info.wait), info.retry,
+      info.max_retries))
   end
+  local job, err = c.jobs:create(fields, { on_retry = on_retry })
+  return job, err
 end
 
 commands[#commands + 1] = {

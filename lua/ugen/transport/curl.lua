@@ -91,6 +91,9 @@ function _M.to_core(req)
   if req.deadline ~= nil then creq.deadline = req.deadline end
   if req.cainfo ~= nil then creq.cainfo = req.cainfo end
   if req.capath ~= nil then creq.capath = req.capath end
+  -- req.timing (a logger, hook or `timings` is set): res.timing, libcurl's timings and
+  -- whether the connection was reused (not asked: not measured, no table built)
+  if req.timing then creq.timing = true end
   -- not idempotent: libcurl never sends it twice (and over plain HTTP it takes a new connection)
   if req.idempotent == false then creq.idempotent = false end
   return creq

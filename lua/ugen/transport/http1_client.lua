@@ -25,7 +25,7 @@
 --     IPv6 literal without its brackets) | nil, message
 --
 -- Behaviour: see ugen.transport.ngx (req.mime, req.output, req.resume_from,
--- req.follow, req.on_progress, req.low_speed_time, idempotent resends).
+-- req.follow, req.on_progress, req.low_speed_time, req.timing, idempotent resends).
 
 local type, pairs, tostring, tonumber, require = type, pairs, tostring, tonumber, require
 local string_match, string_lower, string_find, string_gsub, string_sub =
@@ -130,6 +130,7 @@ local function request_once(req, conn, url, method, hdrs, deadline, range_from)
       -- back to the pool only when read completely and the server allows it
       conn.release(sock, err_or_keepalive == true, u, reused)
       done()
+      if req.timing then res.timing = { reused = reused } end
       return res
     end
     local err = err_or_keepalive
@@ -157,7 +158,8 @@ function _M.request(req, conn, level)
     end
     hdrs[name] = v
   end
-  local deadline = conn.now() + (tonumber(req.timeout) or 60)
+  local t0 = conn.now()
+  local deadline = t0 + (tonumber(req.timeout) or 60)
   -- resume: only when the output file holds exactly resume_from bytes (then the
   -- rest is appended); otherwise the whole body is written from byte 0
   local range_from = req.resume_from
@@ -177,7 +179,11 @@ function _M.request(req, conn, level)
         if res.headers[i] == "location" then loc = res.headers[i + 1] end
       end
     end
-    if not loc then return res end
+    if not loc then
+      -- req.timing: the whole call (redirects included) on the transport's clock
+      if res.timing then res.timing.total = conn.now() - t0 end
+      return res
+    end
     redirects = redirects + 1
     if redirects > MAX_REDIRECTS then
       return nil, fail("network", "TOO_MANY_REDIRECTS", "more than " .. MAX_REDIRECTS .. " redirects", true)

@@ -113,6 +113,10 @@
 --   * req.on_progress(dltotal, dlnow, ultotal, ulnow) after every body chunk;
 --     returning false or raising aborts ("network", code ABORTED).
 --   * req.low_speed_time = s: no body byte for s seconds -> "timeout", code LOW_SPEED.
+--   * req.timing = true: res.timing = { total = seconds from the call to the whole
+--     response (redirects included; nginx's clock, updated: millisecond steps), reused = the last
+--     connection came from the keepalive pool (sock:getreusedtimes() > 0) }. The
+--     phases libcurl measures (connect, TLS, first byte) are not measured here.
 -- Error codes (err.code, instead of curl's CURLE_n): CONNECT_FAILED,
 -- CONNECT_TIMEOUT, RESOLVE_FAILED, POOL_BUSY, TLS_HANDSHAKE, CAINFO_UNSUPPORTED,
 -- SEND_FAILED, SEND_TIMEOUT, RECV_FAILED, RECV_TIMEOUT, PARTIAL_BODY,
