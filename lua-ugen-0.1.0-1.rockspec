@@ -95,6 +95,7 @@ build = {
     ["ugen.transport.multipart"] = "lua/ugen/transport/multipart.lua",
     ["ugen.transport.ngx"] = "lua/ugen/transport/ngx.lua",
     ["ugen.url"] = "lua/ugen/url.lua",
+    ["ugen.observe"] = "lua/ugen/observe.lua",
     ["ugen.validate"] = "lua/ugen/validate.lua",
     ["ugen.webhook"] = "lua/ugen/webhook.lua",
     ["ugen.core"] = {
