@@ -23,6 +23,8 @@ M.PACKAGES = {
   haproxy = "haproxy",      -- HAProxy 2.6 (Lua 5.3)
   mpv = "mpv",              -- mpv 0.35 (Lua 5.2)
   ["lua5.2"] = "lua5.2",    -- the 5.2 core's unit specs
+  ["redis-server"] = "redis-server",  -- the cluster store (spec/support/redis.lua, spec/nginx/cluster_spec.lua)
+  ["redis-cli"] = "redis-tools",      -- commands to that server from the specs
 }
 
 -- the command's path, or nil when `name` is not a command on PATH
