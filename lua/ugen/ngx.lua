@@ -7,7 +7,11 @@
 --     secret = os.getenv("UGEN_WEBHOOK_SECRET"),      -- or { new_secret, old_secret } (rotation)
 --     on_event = function(event, info) ... end,       -- info.secret_index says which secret matched
 --     tolerance = 300,                                -- seconds; false disables the age check
---     dedupe = "ugen_webhooks",                       -- lua_shared_dict name (replay protection)
+--     dedupe = "ugen_webhooks",                       -- lua_shared_dict name (replay protection, one node)
+--     -- or, shared by every node of a cluster (docs/deployment.md):
+--     -- dedupe = { redis = { host =, port =, prefix =, ttl =, password =, db =, timeout =,
+--     --                      pool_size =, keepalive =, result_ttl =, fail_open = false } },
+--     lease = 15,                                     -- seconds an event is held "processing"
 --     max_body = 1048576,                             -- bytes; larger -> 413
 --     replay_status = 409,                            -- status for a repeated signature (or 200)
 --   }
@@ -25,10 +29,23 @@
 --   405  not a POST (Allow: POST)
 --   409  replay: this exact signature was seen within 2 x tolerance (U-Gen signs
 --        every attempt afresh, so a repeated signature is never a legitimate
---        retry), or the same event is being processed right now
+--        retry), or the same event is being processed right now (IN_PROGRESS:
+--        the sender retries; a handler that died holds the event for `lease`
+--        seconds at most, then a retry processes it)
 --   413  body larger than max_body
 --   500  on_event raised or returned false (the keys are released: the sender's
---        retry is processed normally); 503 the dedupe dict is full
+--        retry is processed normally)
+--   503  DEDUPE_UNAVAILABLE: the dedupe dict is full or Redis is unreachable
+--        (fail closed: the sender retries; dedupe.redis.fail_open = true processes
+--        the event without the shared check instead)
+-- Exactly once per event across the nodes sharing the store: one SET NX EX per
+-- delivery for its signature, then the event key is claimed "processing" for
+-- `lease` seconds (SET NX PX) and set "done" (kept ttl seconds) after on_event
+-- succeeded. on_event must finish within the lease (default 15 s: longer than
+-- the sender's 10 s answer timeout, shorter than its last retry, +21 s).
+-- With dedupe.redis, a job's terminal event (job.completed / job.failed) is
+-- also published to the cluster with the "done" mark (one MULTI/EXEC), which
+-- is what jobs:wait(id, { via = "webhook" }) on any node waits for.
 -- on_event(event, info) runs in the request's light thread (cosockets usable);
 -- it returns nothing/true (-> 200), false[, message] (-> 500) or an HTTP
 -- status number. info = { secret_index =, timestamp =, signature =, event_key =,

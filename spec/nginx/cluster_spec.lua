@@ -46,6 +46,7 @@ http {
   lua_package_path "${ROOT}/spec/nginx/server/?.lua;${ROOT}/lua/?.lua;${ROOT}/lua/?/init.lua;;";
   lua_package_cpath "${ROOT}/build/luajit/?.so;;";
   lua_socket_log_errors off;
+  lua_shared_dict local_effects 1m;
   init_by_lua_block { require("cluster_app").init(dofile(ngx.config.prefix() .. "app-config.lua")) }
   server {
     listen 127.0.0.1:${PORT};
@@ -53,6 +54,8 @@ http {
     location = /job { content_by_lua_block { require("cluster_app").job() } }
     location = /wait_all { content_by_lua_block { require("cluster_app").wait_all() } }
     location = /bad_via { content_by_lua_block { require("cluster_app").bad_via() } }
+    location = /bad_config { content_by_lua_block { require("cluster_app").bad_config() } }
+    location = /local_effect { content_by_lua_block { require("cluster_app").local_effect() } }
   }
 }
 ]]
@@ -98,7 +101,7 @@ local function port_open(port)
   return ok ~= nil
 end
 
-local redis, nodes, lb, secret, client
+local redis, nodes, lb, secret, client, node_cfg
 
 local function start_node(i, cfg)
   local srv = N.start{
@@ -174,6 +177,7 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
     secret = ugen.webhook.new_secret()
     local cfg = { secret = secret, redis_port = redis.port, lease = LEASE, base_url = info.base_url,
                   api_key = S.tenant.default.api_key, wait_timeout = 60 }
+    node_cfg = cfg
     nodes = { start_node(1, cfg), start_node(2, cfg), start_node(3, cfg) }
     lb = N.start{ ports = 1, http = LB_HTTP,
                   vars = { N1 = nodes[1].port(1), N2 = nodes[2].port(1), N3 = nodes[3].port(1) } }
@@ -287,6 +291,19 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
     assert.is_nil(effect(r.job_id))      -- no node ever saw its event
   end)
 
+  it("dedupe = { redis = ... } options are checked at the call (no secret in the message)", function()
+    local e = get(nodes[1], "/bad_config").errors
+    assert.matches("dedupe.redis.port must be an integer 1-65535", e[1], 1, true)
+    assert.matches("dedupe.redis: unknown option 'bogus'", e[2], 1, true)
+    assert.matches("dedupe.redis.ttl must be a positive number", e[3], 1, true)
+    assert.matches("dedupe: unknown option 'memcached'", e[4], 1, true)
+    assert.matches("dedupe must be a lua_shared_dict name or { redis = {...} }, got number", e[5], 1, true)
+    assert.matches("lease must be a positive number", e[6], 1, true)
+    assert.matches("dedupe.redis.fail_open must be a boolean", e[7], 1, true)
+    assert.is_nil(e[7]:find("hunter2", 1, true))
+    for _, m in ipairs(e) do assert.matches("webhook_handler", m, 1, true) end
+  end)
+
   it("via must be \"poll\" or \"webhook\"; \"webhook\" outside nginx is a clear error", function()
     local r = get(nodes[1], "/bad_via")
     assert.is_false(r.ok)
@@ -297,6 +314,19 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
     ok, e = pcall(client.jobs.wait_all, client.jobs, { "x" }, { via = "webhook" })
     assert.is_false(ok)
     assert.matches("wait_all", tostring(e), 1, true)
+    -- inside nginx, but no webhook handler with dedupe.redis was built on this node
+    local L = require "support.lua_in_nginx"
+    local srv = L.start{}
+    finally(srv.stop)
+    local file = N.tmpdir() .. "/no_handler.lua"
+    write_file(file, [[
+      local c = require("ugen").new{ base_url = "http://127.0.0.1:9/api/v1", api_key = "k" }
+      local ok, e = pcall(c.jobs.wait, c.jobs, "x", { via = "webhook" })
+      ngx.say(tostring(ok), " ", tostring(e))
+    ]])
+    local r = srv.run_file(file)
+    assert.equal(200, r.status, r.body)
+    assert.matches("^false .*needs this node's webhook handler", r.body)
   end)
 
   it("a handler killed mid-event: a retry meanwhile is 409 IN_PROGRESS, after the lease it is processed once",
@@ -330,10 +360,15 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
     nodes[1].restart()
   end)
 
-  it("Redis down: deliveries are refused with 503 (the API retries), processed once Redis is back", function()
+  it("Redis down: deliveries are refused with 503 (the API retries), processed once Redis is back; "
+    .. "fail_open = true processes them anyway", function()
     local id = crypto.uuid4()
     local ev = { event = "job.completed", job_id = id, status = "completed",
                  timestamp = os.date("!%Y-%m-%dT%H:%M:%SZ") }
+    local open_cfg = { fail_open = true }
+    for k, v in pairs(node_cfg) do open_cfg[k] = v end
+    local open_node = start_node(4, open_cfg)
+    finally(open_node.stop)
     redis.stop()
     local ok, err = pcall(function()
       for _, n in ipairs(nodes) do
@@ -341,6 +376,9 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
         assert.equal(503, r.status, r.body)
         assert.equal("DEDUPE_UNAVAILABLE", r.json.error)
       end
+      local r = deliver(open_node, ev)
+      assert.equal(200, r.status, r.body)
+      assert.equal(1, get(open_node, "/local_effect?id=" .. id).n)
     end)
     redis.restart()
     assert(ok, err)

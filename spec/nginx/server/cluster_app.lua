@@ -44,7 +44,11 @@ function _M.init(c)
     if type(event.sleep) == "number" and event.sleep_on == cfg.name then ngx.sleep(event.sleep) end
     -- the side effect the specs count: once per event across the cluster
     local n, err = redis("incr", prefix .. "effect:" .. id)
-    if not n then return false, "redis: " .. tostring(err) end
+    if not n then
+      -- a fail_open node with Redis down: counted on this node
+      if cfg.fail_open then ngx.shared.local_effects:incr(id, 1, 0); return end
+      return false, "redis: " .. tostring(err)
+    end
     redis("rpush", prefix .. "handled_by:" .. id, cfg.name)
   end
   _M.hook = ugen_ngx.webhook_handler{
@@ -92,6 +96,30 @@ function _M.wait_all()
   local out = {}
   for i = 1, #ids do out[i] = state_of(jobs[i], errs[i]) end
   reply(200, { states = out, waited = now() - t0, node = cfg.name })
+end
+
+-- GET /local_effect?id=: the side effect counted on this node (fail_open, Redis down)
+function _M.local_effect()
+  reply(200, { n = ngx.shared.local_effects:get(ngx.var.arg_id) or 0 })
+end
+
+-- GET /bad_config: webhook_handler's checks of dedupe = { redis = ... }
+function _M.bad_config()
+  local out = {}
+  local function try(dedupe, extra)
+    local o = { secret = "s", on_event = function() end, dedupe = dedupe }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    local ok, e = pcall(ugen_ngx.webhook_handler, o)
+    out[#out + 1] = ok and "no error" or tostring(e)
+  end
+  try({ redis = { port = "6379" } })
+  try({ redis = { host = "127.0.0.1", bogus = 1 } })
+  try({ redis = { ttl = -1 } })
+  try({ memcached = {} })
+  try(42)
+  try({ redis = {} }, { lease = 0 })
+  try({ redis = { password = "hunter2-secret", fail_open = "yes" } })
+  reply(200, { errors = out })
 end
 
 -- GET /bad_via: the argument check
