@@ -304,6 +304,15 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
     for _, m in ipairs(e) do assert.matches("webhook_handler", m, 1, true) end
   end)
 
+  it("a lost webhook, no poll before the deadline: the poll just before the deadline finds the job", function()
+    -- the job takes ~4 s; timeout 6 s, interval 60 s: the one poll starts 0.6 s before the deadline
+    local r = get(lb, "/job?lost=1&timeout=6&key=" .. crypto.uuid4())
+    assert.equal("completed", r.status, r.kind)
+    assert.is_false(r.from_webhook)
+    assert.is_true(r.waited > 5 and r.waited < 6.5, "waited " .. r.waited)
+    assert.equal(1, job_gets({ [r.job_id] = true }))
+  end)
+
   it("via must be \"poll\" or \"webhook\"; \"webhook\" outside nginx is a clear error", function()
     local r = get(nodes[1], "/bad_via")
     assert.is_false(r.ok)
@@ -324,7 +333,7 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
       local ok, e = pcall(c.jobs.wait, c.jobs, "x", { via = "webhook" })
       ngx.say(tostring(ok), " ", tostring(e))
     ]])
-    local r = srv.run_file(file)
+    r = srv.run_file(file)
     assert.equal(200, r.status, r.body)
     assert.matches("^false .*needs this node's webhook handler", r.body)
   end)

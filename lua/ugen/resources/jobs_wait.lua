@@ -194,6 +194,10 @@ local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progre
   local last_stage, last_pct, last_job, last_err
   local first = true
   local skip_poll = store ~= nil
+  -- via = "webhook": the last poll starts `margin` before the deadline (a poll
+  -- at the deadline itself would have no time left), then a webhook may still
+  -- end the wait until the deadline
+  local margin, final = math_min(2, timeout / 10), false
   local function timed_out()
     return nil, errors.new{
       kind = "timeout", code = "WAIT_TIMEOUT", retryable = true, job = last_job,
@@ -206,10 +210,14 @@ local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progre
     if skip_poll then
       skip_poll = false
       local now = rt_now()
-      local ev = require("ugen.cluster.notify").wait(store, job_id, math_min(interval, deadline - now))
+      local poll_at = final and deadline or math_min(now + interval, deadline - margin)
+      local ev = require("ugen.cluster.notify").wait(store, job_id, poll_at - now)
       if ev then
         job = job_of_event(ev)
+      elseif final then
+        return timed_out()
       else
+        final = poll_at >= deadline - margin
         job, err = jobs:get(job_id, get_opts)
       end
     else

@@ -65,7 +65,7 @@ local function state_of(job, err)
   return "error: " .. tostring(err and (err.code or err.kind))
 end
 
--- GET /job?key=K[&fault=F][&failonce=1][&fail=1][&lost=1][&interval=S]: create (idempotently: the
+-- GET /job?key=K[&fault=F][&failonce=1][&fail=1][&lost=1][&interval=S][&timeout=S]: create (idempotently: the
 -- same key gives the same job, also when the balancer re-sends this request
 -- to another node) and wait with via = "webhook"
 function _M.job()
@@ -80,7 +80,7 @@ function _M.job()
   if a.failonce then redis("sadd", (cfg.prefix or "") .. "failonce", job.job_id) end
   local t0 = now()
   local done, werr = c.jobs:wait(job.job_id, { via = "webhook", interval = tonumber(a.interval) or cfg.interval,
-                                               timeout = cfg.wait_timeout })
+                                               timeout = tonumber(a.timeout) or cfg.wait_timeout })
   reply(200, { key = a.key, job_id = job.job_id, status = state_of(done, werr), waited = now() - t0,
                node = cfg.name, from_webhook = (done or (werr and werr.job) or {}).webhook_event ~= nil,
                kind = werr and werr.kind or nil })
