@@ -18,7 +18,7 @@
 -- (re)connects it wakes every waiter of its worker to GET the key again (a
 -- message published while it was down is not lost). Redis unreachable: the
 -- waiters sleep until their next safety poll (jobs_wait polls the API every
--- `interval`, default 60 s, and once at the deadline).
+-- `interval`, default 60 s, and once just before the deadline).
 --
 --   notify.configure(store)   the node's webhook handler (ugen.ngx) calls it with its Redis store
 --   notify.current()          -> that store | nil

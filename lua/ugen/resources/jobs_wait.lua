@@ -47,7 +47,8 @@
 --                                  -- handler has dedupe = { redis = ... }): park until the
 --                                  -- handler on any node saw the job's terminal event
 --                                  -- (ugen.cluster.notify); polls only every `interval`
---                                  -- (default 60 then) and once at the deadline. The job
+--                                  -- (default 60 then) and once just before the deadline
+--                                  -- (min(2 s, timeout / 10) before it). The job
 --                                  -- returned is then the event's fields (job_id, status,
 --                                  -- final_video_url, ...; webhook_event = "job.completed")
 --
@@ -187,7 +188,7 @@ end
 
 -- poll job_id until a terminal state or `deadline` (on rt.now()'s clock);
 -- store (via = "webhook"): park on the cluster's news between polls, which are
--- every `interval` and once at the deadline, none at the start
+-- every `interval` and once just before the deadline, none at the start
 local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progress, get_opts, store)
   local rt_now, rt_sleep = rt.now, rt.sleep
   pipeline.set_deadline(get_opts, deadline)
