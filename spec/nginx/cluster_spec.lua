@@ -47,6 +47,7 @@ http {
   lua_package_cpath "${ROOT}/build/luajit/?.so;;";
   lua_socket_log_errors off;
   lua_shared_dict local_effects 1m;
+  lua_shared_dict ugen_webhooks 1m;
   init_by_lua_block { require("cluster_app").init(dofile(ngx.config.prefix() .. "app-config.lua")) }
   server {
     listen 127.0.0.1:${PORT};
@@ -367,6 +368,42 @@ describe("a cluster of 3 OpenResty nodes + Redis + a balancer (webhook-driven wa
     assert.equal(200, r.status); assert.is_true(r.json.duplicate)
     assert.equal(1, effect(id))
     nodes[1].restart()
+  end)
+
+  it("one node, lua_shared_dict store: workers killed mid-event, the event is processed after the lease", function()
+    local cfg = { dict = true }
+    for k, v in pairs(node_cfg) do if k ~= "fail_open" then cfg[k] = v end end
+    local node = start_node(5, cfg)
+    finally(node.stop)
+    local id = crypto.uuid4()
+    local ev = { event = "job.completed", job_id = id, status = "completed", sleep = 5, sleep_on = "node5",
+                 timestamp = os.date("!%Y-%m-%dT%H:%M:%SZ") }
+    local body = assert(json.encode(ev))
+    local h = ugen.webhook.headers(secret, body, os.time())
+    local dir = N.tmpdir()
+    write_file(dir .. "/body.json", body)
+    run(("curl -sS -o /dev/null --max-time 10 -X POST -H 'Content-Type: application/json' -H %s -H %s "
+      .. "--data-binary @%s %s >/dev/null 2>&1 &"):format(q("X-UGen-Timestamp: " .. h["X-UGen-Timestamp"]),
+      q("X-UGen-Signature: " .. h["X-UGen-Signature"]), q(dir .. "/body.json"), q(node.url("/hooks/ugen"))))
+    socket.sleep(0.5)
+    local r = deliver(node, ev)
+    assert.equal(409, r.status, r.body)
+    assert.equal("IN_PROGRESS", r.json.error)
+    -- SIGKILL the workers (not the master: it starts new ones, the shared dict survives)
+    local old = children(node.pid)
+    run("kill -KILL " .. table.concat(old, " "))
+    assert.is_truthy(S.eventually(function()
+      local now = children(node.pid)
+      return #now == #old and now[1] ~= old[1] and port_open(node.port(1))
+    end, 5))
+    socket.sleep(LEASE + 0.3)
+    r = deliver(node, ev)
+    assert.equal(200, r.status, r.body)
+    assert.is_nil(r.json.duplicate)
+    assert.equal(1, effect(id))
+    r = deliver(node, ev)
+    assert.equal(200, r.status); assert.is_true(r.json.duplicate)
+    assert.equal(1, effect(id))
   end)
 
   it("Redis down: deliveries are refused with 503 (the API retries), processed once Redis is back; "

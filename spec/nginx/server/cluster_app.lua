@@ -4,7 +4,7 @@
 -- handler with dedupe = { redis = ... }, and endpoints that create jobs and
 -- wait for them with via = "webhook".
 -- Config (DIR/app-config.lua): { name =, secret =, redis_port =, prefix =, lease =,
---   base_url =, api_key =, interval =, wait_timeout = }
+--   base_url =, api_key =, interval =, wait_timeout =, fail_open =, dict = }
 local ugen = require "ugen"
 local ugen_ngx = require "ugen.ngx"
 local json = require "ugen.json"
@@ -53,8 +53,9 @@ function _M.init(c)
   end
   _M.hook = ugen_ngx.webhook_handler{
     secret = cfg.secret, on_event = on_event, lease = cfg.lease,
-    dedupe = { redis = { host = "127.0.0.1", port = cfg.redis_port, prefix = prefix, timeout = 1,
-                         fail_open = cfg.fail_open or nil } },
+    -- dict = true: the single-node store (a lua_shared_dict), for comparison
+    dedupe = cfg.dict and "ugen_webhooks" or { redis = { host = "127.0.0.1", port = cfg.redis_port, prefix = prefix,
+                                                          timeout = 1, fail_open = cfg.fail_open or nil } },
   }
   _M.client = ugen.new{ base_url = cfg.base_url, api_key = cfg.api_key, max_retries = 5 }
 end
