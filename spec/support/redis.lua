@@ -49,6 +49,9 @@ function M.start()
       if r.cmd("PING") == "PONG" then
         r.pid = tonumber((read_file(pidfile) or ""):match("%d+"))
         running[r] = true
+        -- a second line of defence: the server goes when this busted process is gone
+        run(("(while kill -0 %d 2>/dev/null && kill -0 %d 2>/dev/null; do sleep 1; done; kill %d 2>/dev/null) "
+          .. ">/dev/null 2>&1 &"):format(N.self_pid(), r.pid, r.pid))
         return r
       end
       socket.sleep(0.05)
