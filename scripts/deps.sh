@@ -16,7 +16,7 @@ nginx libnginx-mod-http-lua
 bsdutils util-linux
 valgrind cppcheck clang libclang-rt-14-dev
 love xvfb xauth neovim tarantool haproxy mpv lua5.2 liblua5.2-dev
-redis-server lua-nginx-redis lua-sql-sqlite3"
+redis-server redis-tools lua-nginx-redis lua-sql-sqlite3"
 
 missing=""
 for p in $PKGS; do

@@ -7,7 +7,11 @@
 --     secret = os.getenv("UGEN_WEBHOOK_SECRET"),      -- or { new_secret, old_secret } (rotation)
 --     on_event = function(event, info) ... end,       -- info.secret_index says which secret matched
 --     tolerance = 300,                                -- seconds; false disables the age check
---     dedupe = "ugen_webhooks",                       -- lua_shared_dict name (replay protection)
+--     dedupe = "ugen_webhooks",                       -- lua_shared_dict name (replay protection, one node)
+--     -- or, shared by every node of a cluster (docs/deployment.md):
+--     -- dedupe = { redis = { host =, port =, prefix =, ttl =, password =, db =, timeout =,
+--     --                      pool_size =, keepalive =, result_ttl =, fail_open = false } },
+--     lease = 15,                                     -- seconds an event is held "processing"
 --     max_body = 1048576,                             -- bytes; larger -> 413
 --     replay_status = 409,                            -- status for a repeated signature (or 200)
 --   }
@@ -25,10 +29,23 @@
 --   405  not a POST (Allow: POST)
 --   409  replay: this exact signature was seen within 2 x tolerance (U-Gen signs
 --        every attempt afresh, so a repeated signature is never a legitimate
---        retry), or the same event is being processed right now
+--        retry), or the same event is being processed right now (IN_PROGRESS:
+--        the sender retries; a handler that died holds the event for `lease`
+--        seconds at most, then a retry processes it)
 --   413  body larger than max_body
 --   500  on_event raised or returned false (the keys are released: the sender's
---        retry is processed normally); 503 the dedupe dict is full
+--        retry is processed normally)
+--   503  DEDUPE_UNAVAILABLE: the dedupe dict is full or Redis is unreachable
+--        (fail closed: the sender retries; dedupe.redis.fail_open = true processes
+--        the event without the shared check instead)
+-- Exactly once per event across the nodes sharing the store: one SET NX EX per
+-- delivery for its signature, then the event key is claimed "processing" for
+-- `lease` seconds (SET NX PX) and set "done" (kept ttl seconds) after on_event
+-- succeeded. on_event must finish within the lease (default 15 s: longer than
+-- the sender's 10 s answer timeout, shorter than its last retry, +21 s).
+-- With dedupe.redis, a job's terminal event (job.completed / job.failed) is
+-- also published to the cluster with the "done" mark (one MULTI/EXEC), which
+-- is what jobs:wait(id, { via = "webhook" }) on any node waits for.
 -- on_event(event, info) runs in the request's light thread (cosockets usable);
 -- it returns nothing/true (-> 200), false[, message] (-> 500) or an HTTP
 -- status number. info = { secret_index =, timestamp =, signature =, event_key =,
@@ -40,9 +57,11 @@
 local ngx = ngx  -- ngx.status, ngx.header and ngx.ctx are written below
 local webhook = require "ugen.webhook"
 local json = require "ugen.json"
+local cluster_redis = require "ugen.cluster.redis"
+local notify = require "ugen.cluster.notify"
 
-local type, pairs, ipairs, tostring, tonumber, pcall, io_open =
-  type, pairs, ipairs, tostring, tonumber, pcall, io.open
+local type, pairs, ipairs, tostring, tonumber, pcall, io_open, select =
+  type, pairs, ipairs, tostring, tonumber, pcall, io.open, select
 
 local _M = { _VERSION = "0.1.0", DEFAULT_MAX_BODY = 1048576 }
 
@@ -50,7 +69,7 @@ local args = require "ugen.args"
 local argerror = args.argerror
 
 local HANDLER_OPTS = { secret = true, on_event = true, tolerance = true, max_body = true, dedupe = true,
-                       dedupe_ttl = true, replay_status = true }
+                       dedupe_ttl = true, replay_status = true, lease = true }
 
 local function respond(status, t)
   ngx.status = status
@@ -119,6 +138,43 @@ local function event_key(event)
 end
 _M.event_key = event_key
 
+-- The shared-dict store: the interface of ugen.cluster.redis (seen, claim,
+-- finish, release), on one node's lua_shared_dict.
+local function dict_store(dict)
+  local d = {}
+  function d.seen(_, key, ttl)
+    local ok, err = dict:add(key, true, ttl)
+    if ok then return false end
+    if err == "exists" then return true end
+    return nil, err
+  end
+  function d.claim(_, key, lease)
+    local ok, err = dict:add(key, "processing", lease)
+    if ok then return "claimed" end
+    if err ~= "exists" then return nil, err end
+    return dict:get(key) == "done" and "done" or "processing"
+  end
+  function d.finish(_, key, ttl)
+    return dict:set(key, "done", ttl)
+  end
+  function d.release(_, ...)
+    for i = 1, select("#", ...) do dict:delete((select(i, ...))) end
+    return true
+  end
+  return d
+end
+
+-- A job's terminal event (job.completed / job.failed with a job_id) -> the
+-- event itself, for the cluster's waiters; nil for any other event.
+local function terminal_event(event)
+  local id = event.job_id
+  if (type(id) == "string" or type(id) == "number")
+     and (event.event == "job.completed" or event.event == "job.failed") then
+    return event
+  end
+  return nil
+end
+
 function _M.webhook_handler(opts)
   local F = "webhook_handler"
   args.check_table(opts, 1, F, 2)
@@ -143,15 +199,30 @@ function _M.webhook_handler(opts)
   if not args.is_positive_integer(max_body) then argerror(1, F, "max_body must be a positive integer (bytes)", 2) end
   local replay_status = opts.replay_status or 409
   if replay_status ~= 409 and replay_status ~= 200 then argerror(1, F, "replay_status must be 409 or 200", 2) end
-  local dict_name, ttl = opts.dedupe, nil
-  if dict_name ~= nil then
-    if type(dict_name) ~= "string" then argerror(1, F, "dedupe must be a lua_shared_dict name", 2) end
-    if not (ngx.shared and ngx.shared[dict_name]) then
-      argerror(1, F, "dedupe: no lua_shared_dict named '" .. dict_name .. "' (add `lua_shared_dict " .. dict_name ..
+  local store, ttl = nil, nil
+  local dedupe = opts.dedupe
+  local lease = opts.lease or cluster_redis.DEFAULT_LEASE
+  if not args.is_positive(lease) then argerror(1, F, "lease must be a positive number (seconds)", 2) end
+  if type(dedupe) == "string" then
+    if not (ngx.shared and ngx.shared[dedupe]) then
+      argerror(1, F, "dedupe: no lua_shared_dict named '" .. dedupe .. "' (add `lua_shared_dict " .. dedupe ..
         " 1m;` to the http block)", 2)
     end
+    store = dict_store(ngx.shared[dedupe])
     ttl = opts.dedupe_ttl or webhook.replay_ttl(tolerance)
     if not args.is_positive(ttl) then argerror(1, F, "dedupe_ttl must be a positive number", 2) end
+  elseif type(dedupe) == "table" then
+    for k in pairs(dedupe) do
+      if k ~= "redis" then
+        argerror(1, F, "dedupe: unknown option '" .. tostring(k) .. "' (expected redis = {...})", 2)
+      end
+    end
+    if opts.dedupe_ttl ~= nil then argerror(1, F, "dedupe_ttl is for a lua_shared_dict; use dedupe.redis.ttl", 2) end
+    store = cluster_redis.new(dedupe.redis, "dedupe.redis", 2)
+    ttl = store.ttl or webhook.replay_ttl(tolerance)
+    notify.configure(store)        -- jobs:wait(id, { via = "webhook" }) finds the cluster through it
+  elseif dedupe ~= nil then
+    argerror(1, F, "dedupe must be a lua_shared_dict name or { redis = {...} }, got " .. type(dedupe), 2)
   end
   args.check_keys(opts, 1, F, HANDLER_OPTS, 2)
 
@@ -191,30 +262,37 @@ function _M.webhook_handler(opts)
     local delivery = webhook.header_values(headers, "x-ugen-delivery")[1]
     ctx.event_key = ekey
 
-    local dict = dict_name and ngx.shared[dict_name]
+    local ds = store            -- nil for this request when a fail_open store is down
     local sig_key = webhook.replay_key(signature)
-    if dict then
-      local ok, derr = dict:add(sig_key, true, ttl)
-      if not ok then
-        if derr == "exists" then
-          if replay_status == 200 then return answer(200, nil, nil, { duplicate = true }) end
-          return answer(409, "REPLAYED", "this signed delivery was already received")
-        end
-        return answer(503, "DEDUPE_UNAVAILABLE", "replay protection store unavailable")
+    local function store_down(serr)
+      ngx.log(ngx.ERR, "ugen webhook: replay store unavailable: ", tostring(serr))
+      if ds.fail_open then
+        ds = nil
+        return nil
       end
-      if ekey then
-        ok, derr = dict:add(ekey, "processing", ttl)
-        if not ok then
-          if derr == "exists" then
-            if dict:get(ekey) == "done" then
-              return answer(200, nil, nil, { duplicate = true })
-            end
-            dict:delete(sig_key)
-            return answer(409, "IN_PROGRESS", "this event is being processed")
-          end
-          dict:delete(sig_key)
-          return answer(503, "DEDUPE_UNAVAILABLE", "replay protection store unavailable")
-        end
+      return answer(503, "DEDUPE_UNAVAILABLE", "replay protection store unavailable")
+    end
+    if ds then
+      local seen, serr = ds:seen(sig_key, ttl)
+      if seen == nil then
+        local s1, s2 = store_down(serr)
+        if s1 then return s1, s2 end
+      elseif seen then
+        if replay_status == 200 then return answer(200, nil, nil, { duplicate = true }) end
+        return answer(409, "REPLAYED", "this signed delivery was already received")
+      end
+    end
+    if ds and ekey then
+      local claim, cerr = ds:claim(ekey, lease)
+      if claim == nil then
+        ds:release(sig_key)
+        local s1, s2 = store_down(cerr)
+        if s1 then return s1, s2 end
+      elseif claim == "done" then
+        return answer(200, nil, nil, { duplicate = true })
+      elseif claim ~= "claimed" then
+        ds:release(sig_key)
+        return answer(409, "IN_PROGRESS", "this event is being processed")
       end
     end
 
@@ -223,9 +301,8 @@ function _M.webhook_handler(opts)
       delivery_id = delivery, body = body, headers = headers,
     }
     local function release()
-      if dict then
-        dict:delete(sig_key)
-        if ekey then dict:delete(ekey) end
+      if ds then
+        if ekey then ds:release(sig_key, ekey) else ds:release(sig_key) end
       end
     end
     local res = { pcall(on_event, event, info) }
@@ -243,7 +320,13 @@ function _M.webhook_handler(opts)
       release()
       return answer(r1, "HANDLER_STATUS", type(r2) == "string" and r2 or nil)
     end
-    if dict and ekey then dict:set(ekey, "done", ttl) end
+    if ds and ekey then
+      local ok, ferr = ds:finish(ekey, ttl, terminal_event(event))
+      if not ok then
+        -- the side effect happened: a 2xx (no retry); waiters learn it from their safety poll
+        ngx.log(ngx.ERR, "ugen webhook: could not mark ", ekey, " done: ", tostring(ferr))
+      end
+    end
     ngx.log(ngx.INFO, "ugen webhook: accepted ", tostring(event.event), " (secret #", matched, ")")
     return answer(type(r1) == "number" and r1 or 200, nil, nil, matched > 1 and { secret_index = matched } or nil)
   end

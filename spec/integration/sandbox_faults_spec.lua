@@ -131,9 +131,60 @@ describe("sandbox faults (X-Sandbox-Fault)", function()
     end
   end)
 
+  -- the job's webhook deliveries: a receiver that answers 200 to everything
+  local function job_with_hook(fault, receiver)
+    local b = { webhook_url = receiver.url }
+    for k, v in pairs(JOB) do b[k] = v end
+    local r = S.request{ method = "POST", path = "/jobs", tenant = "acme", json = b, fault = fault }
+    assert.are.equal(201, r.status, r.body)
+    return r.json.job_id
+  end
+
+  it("webhook=duplicate: the job is created; each event is delivered twice (two delivery ids)", function()
+    local rcv = S.receiver()
+    finally(rcv.close)
+    local id = job_with_hook("webhook=duplicate", rcv)
+    assert.is_true(rcv.wait(2, 15))
+    rcv.drain(0.5)
+    assert.are.equal(2, #rcv.requests)
+    local a, b = rcv.requests[1], rcv.requests[2]
+    assert.are.equal(a.body, b.body)
+    assert.are.equal(id, json.decode(a.body).job_id)
+    assert.are_not.equal(a.headers["x-ugen-delivery"], b.headers["x-ugen-delivery"])
+    local d = S.eventually(function()
+      local list = S.deliveries("acme", id)
+      return #list == 2 and list[1].status == "delivered" and list[2].status == "delivered" and list
+    end, 5)
+    assert.is_table(d)
+  end)
+
+  it("webhook=reset: the first attempt is sent then cut (failed), the retry is answered", function()
+    local rcv = S.receiver()
+    finally(rcv.close)
+    local id = job_with_hook("webhook=reset", rcv)
+    assert.is_true(rcv.wait(2, 15))
+    assert.are.equal(rcv.requests[1].body, rcv.requests[2].body)   -- the receiver got the whole first request
+    local d = S.eventually(function()
+      local list = S.deliveries("acme", id)
+      return list[1] and list[1].status == "delivered" and list[1]
+    end, 5)
+    assert.is_table(d)
+    assert.are.equal(2, #d.attempts)
+    assert.matches("reset by the sandbox", d.attempts[1].error, 1, true)
+    assert.are.equal(200, d.attempts[2].response_status)
+    -- a job created without the fault is delivered once, at the first attempt
+    local rcv2 = S.receiver()
+    finally(rcv2.close)
+    local id2 = job_with_hook(nil, rcv2)
+    assert.is_true(rcv2.wait(1, 15))
+    rcv2.drain(0.3)
+    assert.are.equal(1, #rcv2.requests)
+    assert.are.equal(1, #S.eventually(function() return S.deliveries("acme", id2)[1] end, 5).attempts)
+  end)
+
   it("an invalid fault header is a 400, not silently ignored", function()
     for _, f in ipairs({ "status=200", "explode", "count=2", "status=503;count=0", "retry_after=1",
-                         "status=503;chance=1.5", "status=503;chance=x", "chance=0.5" }) do
+                         "status=503;chance=1.5", "status=503;chance=x", "chance=0.5", "webhook=twice" }) do
       local r = S.request{ path = "/jobs", fault = f }
       assert.are.equal(400, r.status, f)
       assert.are.equal("INVALID_SANDBOX_FAULT", r.json.error.code, f)

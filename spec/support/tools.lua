@@ -27,6 +27,8 @@ M.PACKAGES = {
   ["lua5.3"] = "lua5.3",
   luajit = "luajit2",
   timeout = "coreutils",    -- a hung host (spec/hosts/love_spec.lua, mpv_spec.lua) is killed, not waited for
+  ["redis-server"] = "redis-server",  -- the cluster store (spec/support/redis.lua, spec/nginx/cluster_spec.lua)
+  ["redis-cli"] = "redis-tools",      -- commands to that server from the specs
 }
 
 -- the command's path, or nil when `name` is not a command on PATH

@@ -11,7 +11,7 @@ local LAYERS = {
   { "L0", { "ugen.native" } },
   { "L1", { "ugen.json", "ugen.errors", "ugen.url", "ugen.headers", "ugen.args", "ugen.clock", "ugen.crypto",
             "ugen.retry", "ugen.endpoints", "ugen.validate", "ugen.media", "ugen.webhook", "ugen.observe" } },
-  { "L2", { "ugen.transport", "ugen.transport.*", "ugen.runtime", "ugen.runtime.*" } },
+  { "L2", { "ugen.transport", "ugen.transport.*", "ugen.runtime", "ugen.runtime.*", "ugen.cluster.*" } },
   { "L3", { "ugen.pipeline" } },
   { "L4", { "ugen.call" } },
   { "L5", { "ugen.resources", "ugen.resources.*" } },

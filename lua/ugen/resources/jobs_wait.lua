@@ -42,7 +42,15 @@
 --            timeout = 1800,       -- ONE deadline for the whole call (seconds from now)
 --            on_progress = fn(job, id, i),  -- per job (wait: fn(job)), on its first poll
 --                                  -- and on every change of current_stage / progress_percent
---            headers =, max_retries = }     -- per poll
+--            headers =, max_retries = },    -- per poll
+--            via = "poll" | "webhook" }     -- "webhook" (OpenResty, a node whose webhook
+--                                  -- handler has dedupe = { redis = ... }): park until the
+--                                  -- handler on any node saw the job's terminal event
+--                                  -- (ugen.cluster.notify); polls only every `interval`
+--                                  -- (default 60 then) and once just before the deadline
+--                                  -- (min(2 s, timeout / 10) before it). The job
+--                                  -- returned is then the event's fields (job_id, status,
+--                                  -- final_video_url, ...; webhook_event = "job.completed")
 --
 -- Many jobs: every job is polled by its own task (runtime spawn), the caller
 -- waits with join_any; a runtime without spawn/join_any/cancel raises naming
@@ -85,9 +93,25 @@ end
 ---------------------------------------------------------------------------
 -- arguments: one check for every waiting call
 
-local OPTS = { interval = true, timeout = true, on_progress = true, headers = true, max_retries = true }
+local OPTS = { interval = true, timeout = true, on_progress = true, headers = true, max_retries = true,
+               via = true }
 local NGX_OPTS = { interval = true, timeout = true, on_progress = true, headers = true, max_retries = true,
-                   max_concurrency = true }
+                   max_concurrency = true, via = true }
+
+-- opts.via = "webhook" -> the cluster store of the node's webhook handler (ugen.cluster.notify)
+local function webhook_store(client, fname, on, level)
+  local rt = client.runtime
+  if type(rt) ~= "table" or rt.name ~= "ngx" or type(rawget(_G, "ngx")) ~= "table" then
+    argerr(on, fname, "opts.via = \"webhook\" works inside OpenResty only (the client's runtime is " ..
+      tostring(type(rt) == "table" and rt.name) .. "); use via = \"poll\"", level + 1)
+  end
+  local store = require("ugen.cluster.notify").current()
+  if not store then
+    argerr(on, fname, "opts.via = \"webhook\" needs this node's webhook handler: build " ..
+      "ugen.ngx.webhook_handler{ ..., dedupe = { redis = {...} } } in init_by_lua first", level + 1)
+  end
+  return store
+end
 
 -- ids: nil (jobs:wait) or the ids argument; idn: its position (opts: idn + 1).
 -- -> n, opts, interval, timeout
@@ -116,7 +140,11 @@ local function check_args(fname, ids, opts, idn, level, allowed)
   for k in pairs(opts) do
     if not allowed[k] then argerr(on, fname, "unknown option '" .. tostring(k) .. "'", level) end
   end
-  local interval, timeout = opts.interval or 10, opts.timeout or 1800
+  local via = opts.via or "poll"
+  if via ~= "poll" and via ~= "webhook" then
+    argerr(on, fname, "opts.via must be \"poll\" or \"webhook\", got " .. tostring(via), level)
+  end
+  local interval, timeout = opts.interval or (via == "webhook" and 60 or 10), opts.timeout or 1800
   if type(interval) ~= "number" or interval ~= interval or interval <= 0 then
     argerr(on, fname, "opts.interval must be a positive number", level)
   end
@@ -136,7 +164,7 @@ local function check_args(fname, ids, opts, idn, level, allowed)
   if mc ~= nil and (type(mc) ~= "number" or mc < 1 or mc ~= math_floor(mc)) then
     argerr(on, fname, "opts.max_concurrency must be a positive integer", level)
   end
-  return n, opts, interval, timeout
+  return n, opts, interval, timeout, via
 end
 _M.check_args = check_args
 
@@ -150,12 +178,28 @@ end
 ---------------------------------------------------------------------------
 -- one job
 
--- poll job_id until a terminal state or `deadline` (on rt.now()'s clock)
-local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progress, get_opts)
+-- The job a terminal webhook event describes (via = "webhook": no GET)
+local function job_of_event(ev)
+  local job = {}
+  for k, v in pairs(ev) do job[k] = v end
+  job.event, job.timestamp = nil, nil
+  job.webhook_event, job.webhook_timestamp = ev.event, ev.timestamp
+  return job
+end
+
+-- poll job_id until a terminal state or `deadline` (on rt.now()'s clock);
+-- store (via = "webhook"): park on the cluster's news between polls, which are
+-- every `interval` and once just before the deadline, none at the start
+local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progress, get_opts, store)
   local rt_now, rt_sleep = rt.now, rt.sleep
   pipeline.set_deadline(get_opts, deadline)
   local last_stage, last_pct, last_job, last_err
   local first = true
+  local skip_poll = store ~= nil
+  -- via = "webhook": the last poll starts `margin` before the deadline (a poll
+  -- at the deadline itself would have no time left), then a webhook may still
+  -- end the wait until the deadline
+  local margin, final = math_min(2, timeout / 10), false
   local function timed_out()
     return nil, errors.new{
       kind = "timeout", code = "WAIT_TIMEOUT", retryable = true, job = last_job,
@@ -164,7 +208,23 @@ local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progre
     }
   end
   while true do
-    local job, err = jobs:get(job_id, get_opts)
+    local job, err
+    if skip_poll then
+      skip_poll = false
+      local now = rt_now()
+      local poll_at = final and deadline or math_min(now + interval, deadline - margin)
+      local ev = require("ugen.cluster.notify").wait(store, job_id, poll_at - now)
+      if ev then
+        job = job_of_event(ev)
+      elseif final then
+        return timed_out()
+      else
+        final = poll_at >= deadline - margin
+        job, err = jobs:get(job_id, get_opts)
+      end
+    else
+      job, err = jobs:get(job_id, get_opts)
+    end
     if job then
       last_job, last_err = job, nil
       if first or job.current_stage ~= last_stage or job.progress_percent ~= last_pct then
@@ -188,21 +248,26 @@ local function wait_one(jobs, rt, job_id, interval, timeout, deadline, on_progre
     end
     local now = rt_now()
     if now >= deadline then return timed_out() end
-    local pause = interval
-    if last_err and type(last_err.retry_after) == "number" then pause = math_max(pause, last_err.retry_after) end
-    rt_sleep(math_min(pause, deadline - now))
-    if rt_now() >= deadline then return timed_out() end
+    if store then
+      skip_poll = true
+    else
+      local pause = interval
+      if last_err and type(last_err.retry_after) == "number" then pause = math_max(pause, last_err.retry_after) end
+      rt_sleep(math_min(pause, deadline - now))
+      if rt_now() >= deadline then return timed_out() end
+    end
   end
 end
 
 function _M.wait(self, job_id, opts)
   local client = jobs_of(self, "wait", 2)
   if type(job_id) ~= "string" then argerr(1, "wait", "string expected, got " .. type(job_id), 2) end
-  local _, o, interval, timeout = check_args("wait", nil, opts, 1, 2)
+  local _, o, interval, timeout, via = check_args("wait", nil, opts, 1, 2)
   local get_opts = { headers = o.headers, max_retries = o.max_retries }
   call.check_call_opts(get_opts, 2, "wait", 2)
+  local store = via == "webhook" and webhook_store(client, "wait", 2, 2) or nil
   local rt = client.runtime
-  return wait_one(self, rt, job_id, interval, timeout, rt.now() + timeout, o.on_progress, get_opts)
+  return wait_one(self, rt, job_id, interval, timeout, rt.now() + timeout, o.on_progress, get_opts, store)
 end
 
 ---------------------------------------------------------------------------
@@ -256,7 +321,7 @@ local function start_worker(g)
       if left <= 0 then left = 1e-3 end
       local prog = g.on_progress and function(job) g.on_progress(job, id, i) end
       local job, err = wait_one(g.jobs, g.rt, id, g.interval, left, g.rt.now() + left, prog,
-        { headers = g.opts.headers, max_retries = g.opts.max_retries })
+        { headers = g.opts.headers, max_retries = g.opts.max_retries }, g.store)
       g.current[k] = nil
       push(g, i, job, err)
     end
@@ -273,7 +338,7 @@ local function group_funcs(client, fname, level)
     runtime_mod.need(rt, "cancel", what, level + 1)
 end
 
-local function new_group(jobs, client, ids, n, opts, interval, timeout, workers)
+local function new_group(jobs, client, ids, n, opts, interval, timeout, workers, store)
   local rt = client.runtime
   local spawn, join_any, cancel = group_funcs(client, "", 1)
   local g = setmetatable({
@@ -281,7 +346,7 @@ local function new_group(jobs, client, ids, n, opts, interval, timeout, workers)
     spawn = spawn, join_any = join_any, cancel = cancel,
     deadline = rt.now() + timeout, next_i = 0, current = {},
     live = {}, nlive = 0, pos = {}, slot = {},
-    q = {}, qh = 1, qt = 0, closed = false,
+    q = {}, qh = 1, qt = 0, closed = false, store = store,
   }, G_mt)
   for _ = 1, math_min(n, workers or n) do start_worker(g) end
   return g
@@ -351,10 +416,10 @@ G_mt.__call = G.__call
 ---------------------------------------------------------------------------
 -- the methods
 
-local function wait_all(jobs, client, ids, n, o, interval, timeout, workers, prefix)
+local function wait_all(jobs, client, ids, n, o, interval, timeout, workers, prefix, store)
   local all, errs = {}, {}
   if n == 0 then return all, errs end
-  local g = new_group(jobs, client, ids, n, o, interval, timeout, workers)
+  local g = new_group(jobs, client, ids, n, o, interval, timeout, workers, store)
   g.prefix = prefix
   while true do
     local i, job, err = group_next(g)
@@ -367,9 +432,10 @@ end
 
 function _M.wait_all(self, ids, opts)
   local client = jobs_of(self, "wait_all", 2)
-  local n, o, interval, timeout = check_args("wait_all", ids, opts, 1, 2)
+  local n, o, interval, timeout, via = check_args("wait_all", ids, opts, 1, 2)
   group_funcs(client, "wait_all", 2)
-  return wait_all(self, client, ids, n, o, interval, timeout)
+  local store = via == "webhook" and webhook_store(client, "wait_all", 2, 2) or nil
+  return wait_all(self, client, ids, n, o, interval, timeout, nil, nil, store)
 end
 
 -- ugen.ngx.wait_all(client, ids, opts): the same, with opts.max_concurrency
@@ -377,18 +443,20 @@ function _M.ngx_wait_all(client, ids, opts)
   if type(client) ~= "table" or type(client.jobs) ~= "table" or type(client.runtime) ~= "table" then
     argerr(1, "wait_all", "ugen client expected, got " .. type(client), 2)
   end
-  local n, o, interval, timeout = check_args("wait_all", ids, opts, 2, 2, NGX_OPTS)
+  local n, o, interval, timeout, via = check_args("wait_all", ids, opts, 2, 2, NGX_OPTS)
   group_funcs(client, "ugen.ngx.wait_all", 2)
+  local store = via == "webhook" and webhook_store(client, "wait_all", 3, 2) or nil
   return wait_all(client.jobs, client, ids, n, o, interval, timeout, o.max_concurrency or 64,
-    "ugen.ngx.wait_all: on_progress raised: ")
+    "ugen.ngx.wait_all: on_progress raised: ", store)
 end
 
 function _M.wait_any(self, ids, opts)
   local client = jobs_of(self, "wait_any", 2)
-  local n, o, interval, timeout = check_args("wait_any", ids, opts, 1, 2)
+  local n, o, interval, timeout, via = check_args("wait_any", ids, opts, 1, 2)
   if n == 0 then argerr(1, "wait_any", "at least one job id expected", 2) end
   group_funcs(client, "wait_any", 2)
-  local g = new_group(self, client, ids, n, o, interval, timeout)
+  local store = via == "webhook" and webhook_store(client, "wait_any", 2, 2) or nil
+  local g = new_group(self, client, ids, n, o, interval, timeout, nil, store)
   local i, job, err = group_next(g)
   group_close(g)
   if job then return job, i end
@@ -397,13 +465,14 @@ end
 
 function _M.as_finished(self, ids, opts)
   local client = jobs_of(self, "as_finished", 2)
-  local n, o, interval, timeout = check_args("as_finished", ids, opts, 1, 2)
+  local n, o, interval, timeout, via = check_args("as_finished", ids, opts, 1, 2)
   group_funcs(client, "as_finished", 2)
+  local store = via == "webhook" and webhook_store(client, "as_finished", 2, 2) or nil
   local g
   if n == 0 then
     g = setmetatable({ n = 0, nlive = 0, live = {}, q = {}, qh = 1, qt = 0, closed = true }, G_mt)
   else
-    g = new_group(self, client, ids, n, o, interval, timeout)
+    g = new_group(self, client, ids, n, o, interval, timeout, nil, store)
   end
   -- a callable object (works with every Lua's generic for); the 4th value
   -- is Lua 5.4's to-be-closed variable

@@ -95,6 +95,7 @@ local function handle_inner()
     if faults.applies(f) then fault = f end
   end
   if fault then
+    ngx.ctx.sandbox_webhook_fault = fault.webhook   -- for the job POST /jobs creates (handlers/jobs.lua)
     if fault.reset then return ngx.exit(444) end
     if fault.status then
       if fault.delay and fault.delay > 0 then ngx.sleep(fault.delay) end

@@ -14,6 +14,11 @@
 --   count=N           only the next N requests carrying the same key get the fault;
 --                     later ones are processed normally
 --   key=K             the counter key (default: the whole header value)
+--   webhook=duplicate process normally (POST /jobs); every webhook delivery of the new job
+--                     is sent twice at once (two deliveries, two delivery ids)
+--   webhook=reset     process normally (POST /jobs); the first attempt of each delivery
+--                     of the new job is sent, then the connection is closed without
+--                     reading the answer (recorded as failed: the retries follow)
 --   chance=P          each request gets the fault with probability P (0-1), e.g.
 --                     chance=0.2: about one request in five (with count=N, the
 --                     requests spared by chance do not use up the count)
@@ -60,6 +65,9 @@ function _M.parse(value)
       local n = tonumber(arg)
       if not n or n ~= n or n < 0 or n > 1 then return nil, "fault chance must be a number 0-1" end
       f.chance = n
+    elseif name == "webhook" then
+      if arg ~= "duplicate" and arg ~= "reset" then return nil, "fault webhook must be duplicate or reset" end
+      f.webhook = arg
     elseif name == "key" then
       if not arg or arg == "" then return nil, "fault key must not be empty" end
       f.key = arg
@@ -69,8 +77,8 @@ function _M.parse(value)
     any = true
   end
   if not any then return nil, "empty fault header" end
-  if not (f.status or f.reset or f.reset_after or f.delay or f.truncate or f.badjson) then
-    return nil, "no fault given (status, reset, reset_after, delay, truncate or badjson)"
+  if not (f.status or f.reset or f.reset_after or f.delay or f.truncate or f.badjson or f.webhook) then
+    return nil, "no fault given (status, reset, reset_after, delay, truncate, badjson or webhook)"
   end
   if (f.retry_after or f.html) and not f.status then
     return nil, "retry_after and html need status=N"

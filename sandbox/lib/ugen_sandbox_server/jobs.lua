@@ -56,12 +56,16 @@ local function webhook_event(job, event)
   local url = job.webhook_url or (T.webhook and T.webhook.url)
   if not url then return end
   local secret = T.webhook and T.webhook.secret or nil
-  webhooks.dispatch(T.deliveries, event, {
+  local payload = {
     event = event, job_id = job.job_id, status = job.status,
     final_video_url = util.orNull(job.final_video_url), thumbnail_url = util.orNull(job.thumbnail_url),
     credits_consumed = job.credits_consumed, error_message = util.orNull(job.error_message),
     timestamp = clock.iso_now(),
-  }, url, secret)
+  }
+  webhooks.dispatch(T.deliveries, event, payload, url, secret, job.webhook_fault)
+  if job.webhook_fault == "duplicate" then
+    webhooks.dispatch(T.deliveries, event, payload, url, secret, job.webhook_fault)
+  end
 end
 
 -- Credits earned by the stages a job finished (stop_at_stage bills only those).

@@ -116,7 +116,8 @@ function _M.request_bytes(url, headers, body)
 end
 
 -- -> status | nil, message, permanent (true: retrying cannot help)
-local function post(url, headers, body, timeout)
+-- reset: send the request, then close without reading the answer (X-Sandbox-Fault: webhook=reset)
+local function post(url, headers, body, timeout, reset)
   local req, rerr = _M.request_bytes(url, headers, body)
   if not req then return nil, rerr, true end
   local scheme, host, port = _M.parse_url(url)
@@ -144,6 +145,10 @@ local function post(url, headers, body, timeout)
   end
   ok, err = sock:send(req)
   if not ok then sock:close(); return nil, "send: " .. tostring(err) end
+  if reset then
+    sock:close()
+    return nil, "reset by the sandbox after sending (X-Sandbox-Fault: webhook=reset)"
+  end
   local line
   line, err = sock:receive("*l")
   sock:close()
@@ -174,7 +179,7 @@ attempt = function(premature, d, secret, body, n)
   ngx.update_time()
   local started = ngx.now()
   local timeout = math.max(1, _M.TIMEOUT / cfg.speed)
-  local status, err, permanent = post(d.url, headers, body, timeout)
+  local status, err, permanent = post(d.url, headers, body, timeout, n == 1 and d.fault == "reset")
   ngx.update_time()
   local a = { attempt = n, at = util.iso(started), timestamp = tonumber(ts),
               response_status = util.orNull(status), error = util.orNull(err),
@@ -203,10 +208,12 @@ end
 
 --- Queue a delivery; returns the delivery log record.
 -- log: the tenant's delivery list; payload: the event table.
-function _M.dispatch(log, event, payload, url, secret)
+-- fault: the job's X-Sandbox-Fault webhook= directive ("reset": the first attempt is cut; the
+-- caller dispatches twice for "duplicate").
+function _M.dispatch(log, event, payload, url, secret, fault)
   local body = assert(json.encode(payload))
   local d = {
-    id = util.uuid4(), event = event, job_id = payload.job_id, url = url,
+    id = util.uuid4(), event = event, job_id = payload.job_id, url = url, fault = fault,
     signed = secret ~= nil, status = "pending", attempts = util.array(),
     created_at = util.iso(ngx.now()), updated_at = util.iso(ngx.now()),
     next_attempt_at = json.null, payload = body,

@@ -116,6 +116,7 @@ H["jobs.create"] = function(T, b, ctx)
   end
 
   local job = jobs.create(T, b, nil, key or util.uuid4())
+  job.webhook_fault = ngx.ctx.sandbox_webhook_fault       -- X-Sandbox-Fault: webhook=...
   if key then T.idem[key] = { fingerprint = fingerprint, job_id = job.job_id } end
   return R(201, jobs.public(job), { Location = state.API .. "/jobs/" .. job.job_id })
 end
