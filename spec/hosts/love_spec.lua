@@ -32,9 +32,7 @@ end
 
 -- the first ```lua block of a section of docs/hosts.md
 local function doc_snippet(section)
-  local doc = assert(read_file(ROOT .. "/docs/hosts.md"))
-  local at = assert(doc:find("\n## " .. section .. "\n", 1, true), "no section " .. section)
-  return assert(doc:match("```lua\n(.-)```", at), "no lua block in " .. section)
+  return require("support.docs").snippet(ROOT .. "/docs/hosts.md", section)
 end
 
 describe("LÖVE 11 (LuaJIT): examples/love", function()

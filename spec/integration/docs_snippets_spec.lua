@@ -29,13 +29,7 @@ local function root()
   return (util.capture("pwd"):gsub("%s+$", ""))
 end
 
-local function doc_files()
-  local files = { "README.md" }
-  local p = assert(io.popen("ls docs/*.md 2>/dev/null"))
-  for f in p:lines() do files[#files + 1] = f end
-  p:close()
-  return files
-end
+local doc_files = require("support.docs").files
 
 -- The lua blocks of one markdown file:
 -- { { file =, line =, mode = "run"|"continue"|"nginx"|"fragment"|"host"|"bad", host =, spec =, code = } }

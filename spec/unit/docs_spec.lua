@@ -8,13 +8,7 @@ local util = require "support.util"
 
 local function read(path) return assert(util.read_file(path), path) end
 
-local function doc_files()
-  local files = { "README.md" }
-  local p = assert(io.popen("ls docs/*.md 2>/dev/null"))
-  for f in p:lines() do files[#files + 1] = f end
-  p:close()
-  return files
-end
+local doc_files = require("support.docs").files
 
 local function exists(path)
   local f = io.open(path, "r")
