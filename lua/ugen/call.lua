@@ -1,6 +1,8 @@
 -- ugen.call: endpoint calls above the pipeline.
 --
 --   call.endpoint(client, ep, path_values, params, opts[, extra]) -> result, meta | nil, err
+--       extra: { mime =, output =, url =, frames = n (helper frames between the
+--       resource method and this call, for the level of argument errors) }
 --       a generated resource method's call: validation (ugen.validate), path filling
 --       (each value URL-encoded as one segment; dot segments refused), query/body/form
 --       placement, then ugen.pipeline.send. Argument errors count the resource method's
@@ -330,7 +332,9 @@ function _M.endpoint(self, ep, pv, params, opts, extra)
   end
   local spec = {
     method = ep.method, path = path, query = query, body = body, opts = opts,
-    secrets = extra_secrets, fname = ep.name, argn = #ep.path_params + 1, level = 4,
+    secrets = extra_secrets, fname = ep.name, argn = #ep.path_params + 1,
+    -- 1 send, 2 here, 3 the resource method (plus extra.frames helpers between), then its caller
+    level = 4 + (extra and extra.frames or 0),
   }
   if extra and extra.mime then spec.mime = extra.mime; spec.body = nil end
   if extra and extra.output then spec.output = extra.output end

@@ -33,6 +33,7 @@ local jobs_wait = require "ugen.resources.jobs_wait"
 local type, pairs, tostring, string_format, math_floor = type, pairs, tostring, string.format, math.floor
 
 local check_call_opts = call.check_call_opts
+local ONE_FRAME = { frames = 1 }   -- call.endpoint's extra: a helper frame between it and the method
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -138,7 +139,7 @@ function _M.extend(r, eps)
       est, berr = budget_check(client, p, max_credits, eopts)
       if not est then return nil, berr end
     end
-    local job, err = call.endpoint(client, create_ep, {}, p, opts)
+    local job, err = call.endpoint(client, create_ep, {}, p, opts, ONE_FRAME)   -- (this function's frame)
     if not job then
       if type(err) == "table" and type(key) == "string" then err.idempotency_key = key end
       return nil, err
@@ -162,7 +163,9 @@ function _M.extend(r, eps)
     local p, key = create_params(params, opts and opts.idempotency_key, "create", 2)
     -- a per-call timeout bounds the whole call: the estimate and the create
     local deadline = max_credits ~= nil and opts and opts.timeout and client.runtime.now() + opts.timeout
-    return create(p, key, opts, max_credits, deadline or nil)
+    -- not a tail call (Lua 5.1 would leave no line for the error level to point at)
+    local job, meta = create(p, key, opts, max_credits, deadline or nil)
+    return job, meta
   end
 
   -- create_and_wait(params[, opts]) -> final job | nil, err
