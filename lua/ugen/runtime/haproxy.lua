@@ -26,13 +26,14 @@
 
 local type, pcall, select, error, setmetatable, rawget, require =
   type, pcall, select, error, setmetatable, rawget, require
-local unpack = table.unpack or unpack -- luacheck: ignore 143
 local co_running, co_isyieldable = coroutine.running, rawget(coroutine, "isyieldable")
 local math_floor = math.floor
 
 local transport = require "ugen.transport.haproxy"   -- raises outside HAProxy
 local native = require "ugen.native"
 local argerror = require("ugen.args").argerror
+local task_mod = require "ugen.runtime.task"
+local first_ended, joined = task_mod.first_ended, task_mod.joined
 
 local hcore = rawget(_G, "core")
 
@@ -85,36 +86,26 @@ local function spawn(fn)
   if type(fn) ~= "function" then
     argerror(1, "spawn", "function expected, got " .. type(fn), 2)
   end
-  local h = setmetatable({ done = false }, H_mt)
+  local h = setmetatable({ finished = false }, H_mt)
   hcore.register_task(function()
     by_co[co_running()] = h
     local r = pack(pcall(fn))
     if not r[1] and r[2] == CANCELLED then r = nil end
-    h.result = r
-    h.done = true
+    h.results = r
+    h.finished = true
   end)
   return h
 end
 
 local function join_any(handles, timeout)
-  local n = 0
-  for i = 1, #handles do
-    if not handles[i].joined then n = n + 1 end
-  end
-  if n == 0 then error("ugen: join_any: nothing to wait for", 2) end
+  local h, live = first_ended(handles)
+  if not h and live == 0 then error("ugen: join_any: nothing to wait for", 2) end
   if not yieldable() then
     error("ugen: join_any needs a HAProxy task, service or action (HAProxy cannot run the spawned tasks here)", 2)
   end
   local deadline = timeout and native.now() + timeout
   while true do
-    for i = 1, #handles do
-      local h = handles[i]
-      if h.done and not h.joined then
-        h.joined = true
-        local r = h.result
-        return h, unpack(r, 1, r.n)
-      end
-    end
+    if h then return joined(h) end
     local wait = _M.POLL
     if deadline then
       local left = deadline - native.now()
@@ -122,11 +113,12 @@ local function join_any(handles, timeout)
       if left < wait then wait = left end
     end
     sleep(wait)
+    h = first_ended(handles)
   end
 end
 
 local function cancel(h)
-  if h.done or h.joined then return end
+  if h.finished or h.joined then return end
   h.joined = true
   h.cancelled = true
 end

@@ -290,26 +290,7 @@ function _M.perform(sched, creq)
   return transfers.perform(os_, task, creq)
 end
 
-local function joined(h)
-  h.joined = true
-  local r = h.results
-  return h, unpack(r, 1, r.n)
-end
-
--- the first ended, not yet joined handle; marks them watched (not reported
--- to on_error: join_any reports their errors). -> handle | nil, live count
-local function first_ended(handles)
-  local live = 0
-  for i = 1, #handles do
-    local h = handles[i]
-    if not h.joined then
-      h.watched = true
-      if h.finished then return h end
-      live = live + 1
-    end
-  end
-  return nil, live
-end
+local first_ended, joined = task_mod.first_ended, task_mod.joined
 
 -- (error levels: 3 = the caller of the runtime's join_any)
 function _M.join_any(sched, handles, timeout)

@@ -39,6 +39,8 @@ local iowait = require("socket").iowait  -- tarantool's socket module, not luaso
 local native = require "ugen.native"
 local tcurl = require "ugen.transport.curl"
 local argerror = require("ugen.args").argerror
+local task_mod = require "ugen.runtime.task"
+local first_ended, joined = task_mod.first_ended, task_mod.joined
 
 local type, pcall, select, error, tostring, setmetatable, getmetatable, next =
   type, pcall, select, error, tostring, setmetatable, getmetatable, next
@@ -231,17 +233,6 @@ local function spawn(fn)
   return h
 end
 
-local function first_ended(handles)
-  local live = 0
-  for i = 1, #handles do
-    local h = handles[i]
-    if not h.joined then
-      if h.finished then return h end
-      live = live + 1
-    end
-  end
-  return nil, live
-end
 
 local function join_any(handles, timeout)
   if type(handles) ~= "table" then
@@ -253,11 +244,7 @@ local function join_any(handles, timeout)
   local deadline = timeout and now() + timeout
   while true do
     local h, live = first_ended(handles)
-    if h then
-      h.joined = true
-      local r = h.results
-      return h, unpack(r, 1, r.n)
-    end
+    if h then return joined(h) end
     if live == 0 then error("ugen: join_any: nothing to wait for (every handle was joined)", 2) end
     if deadline then
       local left = deadline - now()

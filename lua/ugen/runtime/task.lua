@@ -90,6 +90,33 @@ local function park(task, token)
 end
 _M.park = park
 
+---------------------------------------------------------------------------
+-- handles being joined (join_any of every runtime whose handles keep
+-- finished / results = pack(pcall(fn)) / joined: these tasks, tarantool's
+-- fibers, HAProxy's tasks)
+
+-- the first ended, not yet joined handle; marks them watched (a task's error
+-- then goes to join_any, not to on_error). -> handle | nil, live count
+function _M.first_ended(handles)
+  local live = 0
+  for i = 1, #handles do
+    local h = handles[i]
+    if not h.joined then
+      h.watched = true
+      if h.finished then return h end
+      live = live + 1
+    end
+  end
+  return nil, live
+end
+
+-- h is joined: -> h, ok, ... (its pcall's results)
+function _M.joined(h)
+  h.joined = true
+  local r = h.results
+  return h, unpack(r, 1, r.n)
+end
+
 -- drop whatever `task` waits on (cancel). Safe inside an engine callback.
 local function abandon_wait(sched, task)
   local w = task.wait
